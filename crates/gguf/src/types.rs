@@ -79,7 +79,10 @@ const TABLE: &[(GgmlType, u32, usize, usize, &str)] = &[
 
 impl GgmlType {
     fn entry(self) -> &'static (GgmlType, u32, usize, usize, &'static str) {
-        TABLE.iter().find(|e| e.0 == self).expect("every GgmlType is in TABLE")
+        TABLE
+            .iter()
+            .find(|e| e.0 == self)
+            .expect("every GgmlType is in TABLE")
     }
 
     /// The type with this on-disk id, or `None` for an id llama.cpp does not define.
