@@ -1,1 +1,23 @@
-//! engine (in progress)
+//! The inference engine: model architectures, the KV cache, sampling and generation.
+//!
+//! [`Model::load`] maps a GGUF file and builds its [`HParams`], weights, tokenizer and chat
+//! template; [`Model::forward`] runs tokens through the network (llama, qwen2, qwen3, gemma3,
+//! phi3) on the kernels crate's matmul. A [`Session`] owns one KV cache and drives generation,
+//! choosing tokens with a [`Sampler`] configured by [`SamplerConfig`].
+
+mod error;
+mod hparams;
+mod kv_cache;
+mod model;
+mod ops;
+mod sampler;
+mod session;
+mod weights;
+
+pub use chat::Message;
+pub use error::EngineError;
+pub use hparams::{Arch, HParams};
+pub use kv_cache::KvCache;
+pub use model::Model;
+pub use sampler::{argmax, Sampler, SamplerConfig};
+pub use session::{GenerateOptions, GenerationStats, Session, StopReason};

@@ -1,0 +1,273 @@
+//! [`Session`]: one conversation's KV cache over a [`Model`], and the generation loop with stop
+//! strings, token limits and streamed UTF-8 output.
+
+use crate::kv_cache::KvCache;
+use crate::sampler::Sampler;
+use crate::{EngineError, Model};
+use chat::Message;
+use std::time::{Duration, Instant};
+use tokenizer::StreamDecoder;
+
+/// Prompts are evaluated in batches of at most this many tokens.
+const BATCH: usize = 512;
+
+/// Why generation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    EndOfGeneration,
+    /// The token limit was reached.
+    MaxTokens,
+    /// One of the stop strings appeared (it is not part of the output).
+    StopString(String),
+    /// The caller's callback asked to stop.
+    Cancelled,
+    /// The context is full.
+    ContextFull,
+}
+
+/// What a generation did and how fast.
+#[derive(Clone, Debug)]
+pub struct GenerationStats {
+    pub prompt_tokens: usize,
+    pub prompt_time: Duration,
+    pub generated_tokens: usize,
+    pub generation_time: Duration,
+    pub stop: StopReason,
+}
+
+/// Limits of one generation.
+#[derive(Clone, Debug, Default)]
+pub struct GenerateOptions {
+    /// Maximum new tokens; `None`: until end of generation or a full context.
+    pub max_tokens: Option<usize>,
+    pub stop: Vec<String>,
+}
+
+pub struct Session<'m> {
+    model: &'m Model,
+    cache: KvCache,
+    /// The tokens whose keys and values are in the cache, in order.
+    tokens: Vec<u32>,
+}
+
+impl<'m> Session<'m> {
+    pub fn new(model: &'m Model, n_ctx: usize) -> Session<'m> {
+        Session {
+            model,
+            cache: model.new_cache(n_ctx.max(1)),
+            tokens: Vec::new(),
+        }
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.cache.n_ctx()
+    }
+
+    /// The tokens the cache holds.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Forget the conversation.
+    pub fn clear(&mut self) {
+        self.tokens.clear();
+    }
+
+    /// Feed tokens; returns the logits after the last one. Fails, changing nothing, if they do not
+    /// fit in the context.
+    pub fn eval(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+        let n_past = self.tokens.len();
+        let available = self.n_ctx() - n_past;
+        if tokens.len() > available {
+            return Err(EngineError::ContextFull {
+                needed: tokens.len(),
+                available,
+                ctx: self.n_ctx(),
+                over: tokens.len() - available,
+            });
+        }
+        let mut logits = Vec::new();
+        for chunk in tokens.chunks(BATCH) {
+            let pos = self.tokens.len();
+            logits = self.model.forward(&mut self.cache, chunk, pos, false)?;
+            self.tokens.extend_from_slice(chunk);
+        }
+        Ok(logits)
+    }
+
+    /// Generate a continuation of `context` (the whole text so far: the part the cache already
+    /// holds is not evaluated again), calling `on_text` with each piece of valid UTF-8 as it is
+    /// produced; `on_text` returns false to stop.
+    pub fn generate(
+        &mut self,
+        context: &[u32],
+        sampler: &mut Sampler,
+        opts: &GenerateOptions,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<GenerationStats, EngineError> {
+        let tok = &self.model.tokenizer;
+        if context.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let t0 = Instant::now();
+        // Reuse the cached prefix, but evaluate at least one token to get logits.
+        let reuse = common_prefix(&self.tokens, context).min(context.len() - 1);
+        self.tokens.truncate(reuse);
+        let prompt = &context[reuse..];
+        let mut logits = self.eval(prompt)?;
+        for &t in context {
+            sampler.accept(t);
+        }
+        let prompt_time = t0.elapsed();
+        let t1 = Instant::now();
+        let mut decoder = StreamDecoder::new();
+        let mut stops = StopMatcher::new(&opts.stop);
+        let mut generated = 0;
+        let stop = loop {
+            if opts.max_tokens.is_some_and(|m| generated >= m) {
+                break StopReason::MaxTokens;
+            }
+            let next = sampler.sample(&mut logits);
+            sampler.accept(next);
+            generated += 1;
+            if tok.is_eog(next) {
+                break StopReason::EndOfGeneration;
+            }
+            let text = decoder.push(tok.token_bytes(next));
+            let (emit, hit) = stops.push(&text);
+            if !emit.is_empty() && !on_text(&emit) {
+                break StopReason::Cancelled;
+            }
+            if let Some(s) = hit {
+                break StopReason::StopString(s);
+            }
+            if self.tokens.len() >= self.n_ctx() {
+                break StopReason::ContextFull;
+            }
+            logits = self.eval(&[next])?;
+        };
+        if !matches!(stop, StopReason::StopString(_) | StopReason::Cancelled) {
+            let rest = stops.finish(&decoder.finish());
+            if !rest.is_empty() {
+                on_text(&rest);
+            }
+        }
+        Ok(GenerationStats {
+            prompt_tokens: prompt.len(),
+            prompt_time,
+            generated_tokens: generated,
+            generation_time: t1.elapsed(),
+            stop,
+        })
+    }
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+impl Model {
+    /// Tokens of a chat prompt rendered with the model's template. Text from the messages never
+    /// becomes a special token; only the markers the template writes do.
+    pub fn chat_tokens(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>, EngineError> {
+        let rendered = self.template.render(messages, add_generation_prompt)?;
+        let tok = &self.tokenizer;
+        let mut text = rendered.text.as_str();
+        let mut spans = rendered.content_spans;
+        // The tokenizer adds BOS itself; a template that writes it too would double it.
+        if let Some(bos) = tok.bos().filter(|_| tok.add_bos()) {
+            let bos_text = tok.token_text(bos);
+            if !bos_text.is_empty() && text.starts_with(bos_text) {
+                let cut = bos_text.len();
+                text = &text[cut..];
+                spans = spans
+                    .into_iter()
+                    .map(|r| r.start.saturating_sub(cut)..r.end.saturating_sub(cut))
+                    .collect();
+            }
+        }
+        Ok(tok.encode_protected(text, true, &spans))
+    }
+}
+
+/// Holds back generated text that might be the start of a stop string.
+struct StopMatcher<'a> {
+    stops: &'a [String],
+    pending: String,
+}
+
+impl<'a> StopMatcher<'a> {
+    fn new(stops: &'a [String]) -> Self {
+        StopMatcher {
+            stops,
+            pending: String::new(),
+        }
+    }
+
+    /// Add text; returns what can be emitted and the stop string if one was found.
+    fn push(&mut self, text: &str) -> (String, Option<String>) {
+        self.pending.push_str(text);
+        let found = self
+            .stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.pending.find(s.as_str()).map(|at| (at, s)))
+            .min_by_key(|(at, _)| *at);
+        if let Some((at, s)) = found {
+            let emit = self.pending[..at].to_string();
+            self.pending.clear();
+            return (emit, Some(s.clone()));
+        }
+        // Keep the longest suffix that is a prefix of some stop string.
+        let mut keep = 0;
+        for s in self.stops {
+            for (i, _) in self.pending.char_indices() {
+                let tail = &self.pending[i..];
+                if s.starts_with(tail) {
+                    keep = keep.max(tail.len());
+                    break;
+                }
+            }
+        }
+        let cut = self.pending.len() - keep;
+        let emit = self.pending[..cut].to_string();
+        self.pending.drain(..cut);
+        (emit, None)
+    }
+
+    fn finish(&mut self, tail: &str) -> String {
+        self.pending.push_str(tail);
+        std::mem::take(&mut self.pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StopMatcher;
+
+    #[test]
+    fn stop_string_split_across_pieces_is_cut() {
+        let stops = vec!["</end>".to_string()];
+        let mut m = StopMatcher::new(&stops);
+        assert_eq!(m.push("hello </"), ("hello ".to_string(), None));
+        assert_eq!(m.push("en"), (String::new(), None));
+        assert_eq!(
+            m.push("d> more"),
+            (String::new(), Some("</end>".to_string()))
+        );
+    }
+
+    #[test]
+    fn near_miss_is_released() {
+        let stops = vec!["STOP".to_string()];
+        let mut m = StopMatcher::new(&stops);
+        assert_eq!(m.push("ST"), (String::new(), None));
+        assert_eq!(m.push("ART"), ("START".to_string(), None));
+        assert_eq!(m.finish("ST"), "ST");
+    }
+}

@@ -1,0 +1,189 @@
+//! The model's tensors, looked up by llama.cpp's names and checked against the hyper-parameters.
+
+use crate::{hparams::Arch, EngineError, HParams};
+use gguf::{GgmlType, Gguf, TensorInfo};
+use kernels::Matrix;
+
+/// A weight matrix of `rows` outputs by `cols` inputs, borrowed from the model file on use.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    pub info: TensorInfo,
+    pub rows: usize,
+    pub cols: usize,
+    pub bias: Option<Vec<f32>>,
+}
+
+impl Linear {
+    pub fn matrix<'a>(&self, g: &'a Gguf) -> Matrix<'a> {
+        Matrix::new(self.info.ty, self.rows, self.cols, g.tensor_data(&self.info))
+            .expect("shape and type were checked at load")
+    }
+}
+
+pub enum Attention {
+    Separate { q: Linear, k: Linear, v: Linear },
+    /// Phi-3: one matrix producing Q|K|V.
+    Fused(Linear),
+}
+
+pub enum FeedForward {
+    Gated { gate: Linear, up: Linear },
+    /// Phi-3: one matrix producing gate|up.
+    FusedGateUp(Linear),
+}
+
+pub struct Layer {
+    pub attn_norm: Vec<f32>,
+    pub attn: Attention,
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    pub out: Linear,
+    pub post_attn_norm: Option<Vec<f32>>,
+    pub ffn_norm: Vec<f32>,
+    pub ffn: FeedForward,
+    pub down: Linear,
+    pub post_ffn_norm: Option<Vec<f32>>,
+}
+
+pub struct Weights {
+    pub token_embd: Linear,
+    pub output_norm: Vec<f32>,
+    /// The LM head; `token_embd` when the model ties them.
+    pub output: Linear,
+    pub rope_freqs: Option<Vec<f32>>,
+    pub layers: Vec<Layer>,
+}
+
+struct Loader<'a> {
+    g: &'a Gguf,
+}
+
+impl Loader<'_> {
+    fn info(&self, name: &str) -> Option<&TensorInfo> {
+        self.g.tensor(name)
+    }
+
+    fn vector(&self, name: &str, len: usize) -> Result<Option<Vec<f32>>, EngineError> {
+        let Some(t) = self.info(name) else {
+            return Ok(None);
+        };
+        if t.n_elements() != len as u64 {
+            return Err(EngineError::BadShape {
+                name: name.to_string(),
+                expected: vec![len as u64],
+                got: t.dims.clone(),
+            });
+        }
+        if !matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+            return Err(EngineError::BadTensorType {
+                name: name.to_string(),
+                ty: t.ty,
+            });
+        }
+        let mut out = vec![0f32; len];
+        kernels::formats::dequantize_row(t.ty, self.g.tensor_data(t), &mut out)?;
+        Ok(Some(out))
+    }
+
+    fn need_vector(&self, name: &str, len: usize) -> Result<Vec<f32>, EngineError> {
+        self.vector(name, len)?
+            .ok_or_else(|| EngineError::MissingTensor(name.to_string()))
+    }
+
+    fn linear_opt(
+        &self,
+        name: &str,
+        cols: usize,
+        rows: usize,
+    ) -> Result<Option<Linear>, EngineError> {
+        let wname = format!("{name}.weight");
+        let Some(t) = self.info(&wname) else {
+            return Ok(None);
+        };
+        if t.dims != [cols as u64, rows as u64] {
+            return Err(EngineError::BadShape {
+                name: wname,
+                expected: vec![cols as u64, rows as u64],
+                got: t.dims.clone(),
+            });
+        }
+        // Validates the type is computable and the byte size is right.
+        Matrix::new(t.ty, rows, cols, self.g.tensor_data(t))?;
+        let bias = self.vector(&format!("{name}.bias"), rows)?;
+        Ok(Some(Linear {
+            info: t.clone(),
+            rows,
+            cols,
+            bias,
+        }))
+    }
+
+    fn linear(&self, name: &str, cols: usize, rows: usize) -> Result<Linear, EngineError> {
+        self.linear_opt(name, cols, rows)?
+            .ok_or_else(|| EngineError::MissingTensor(format!("{name}.weight")))
+    }
+}
+
+impl Weights {
+    pub fn load(g: &Gguf, hp: &HParams, n_vocab: usize) -> Result<Weights, EngineError> {
+        let l = Loader { g };
+        let d = hp.n_embd;
+        let q_dim = hp.n_head * hp.head_dim;
+        let kv_dim = hp.n_head_kv * hp.head_dim;
+        let token_embd = l.linear("token_embd", d, n_vocab)?;
+        let output = match l.linear_opt("output", d, n_vocab)? {
+            Some(o) => o,
+            None => token_embd.clone(),
+        };
+        let output_norm = l.need_vector("output_norm.weight", d)?;
+        let rope_freqs = l.vector("rope_freqs.weight", hp.n_rot / 2)?;
+        let mut layers = Vec::with_capacity(hp.n_layer);
+        for i in 0..hp.n_layer {
+            let p = |s: &str| format!("blk.{i}.{s}");
+            let attn = match l.linear_opt(&p("attn_qkv"), d, q_dim + 2 * kv_dim)? {
+                Some(f) => Attention::Fused(f),
+                None => Attention::Separate {
+                    q: l.linear(&p("attn_q"), d, q_dim)?,
+                    k: l.linear(&p("attn_k"), d, kv_dim)?,
+                    v: l.linear(&p("attn_v"), d, kv_dim)?,
+                },
+            };
+            let ffn = if hp.arch == Arch::Phi3 {
+                FeedForward::FusedGateUp(l.linear(&p("ffn_up"), d, 2 * hp.n_ff)?)
+            } else {
+                FeedForward::Gated {
+                    gate: l.linear(&p("ffn_gate"), d, hp.n_ff)?,
+                    up: l.linear(&p("ffn_up"), d, hp.n_ff)?,
+                }
+            };
+            let per_head_norms = matches!(hp.arch, Arch::Qwen3 | Arch::Gemma3);
+            let sandwich = hp.arch == Arch::Gemma3;
+            let opt_norm = |name: &str, len: usize, required: bool| {
+                if required {
+                    l.need_vector(&p(name), len).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            layers.push(Layer {
+                attn_norm: l.need_vector(&p("attn_norm.weight"), d)?,
+                attn,
+                q_norm: opt_norm("attn_q_norm.weight", hp.head_dim, per_head_norms)?,
+                k_norm: opt_norm("attn_k_norm.weight", hp.head_dim, per_head_norms)?,
+                out: l.linear(&p("attn_output"), q_dim, d)?,
+                post_attn_norm: opt_norm("post_attention_norm.weight", d, sandwich)?,
+                ffn_norm: l.need_vector(&p("ffn_norm.weight"), d)?,
+                ffn,
+                down: l.linear(&p("ffn_down"), hp.n_ff, d)?,
+                post_ffn_norm: opt_norm("post_ffw_norm.weight", d, sandwich)?,
+            });
+        }
+        Ok(Weights {
+            token_embd,
+            output_norm,
+            output,
+            rope_freqs,
+            layers,
+        })
+    }
+}

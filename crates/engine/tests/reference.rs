@@ -1,0 +1,125 @@
+//! The engine against llama.cpp's outputs (testdata/reference): logits at the last prompt position
+//! and greedy continuations, for the three real models and every synthetic one.
+//!
+//! The prompts are fed as llama.cpp's own token ids, so this tests the forward pass alone (the
+//! tokenizer has its own reference tests).
+
+use engine::{argmax, Model, Session};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Each of llama.cpp's top-10 logits must be matched within this many logit units.
+const LOGIT_TOLERANCE: f32 = 0.15;
+/// Below this top-1/top-2 gap another rounding may legitimately pick the runner-up.
+const MARGIN: f64 = 0.1;
+const TOP_CHECKED: usize = 10;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn real_model(file: &str) -> PathBuf {
+    let dir = std::env::var_os("HEARTH_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var("HOME").unwrap()).join(".cache/hearth/test-models"));
+    let p = dir.join(file);
+    assert!(p.exists(), "{} is missing: run scripts/fetch-test-models.sh", p.display());
+    p
+}
+
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect()
+}
+
+/// Checks every record; returns a list of failures (empty when all match).
+fn check(model_path: &Path, recs: &[Value]) -> Vec<String> {
+    let model = Model::load(model_path, 2).unwrap();
+    let name = model_path.file_name().unwrap().to_string_lossy().to_string();
+    let mut failures = Vec::new();
+    for r in recs {
+        let prompt = r["prompt"].as_str().unwrap();
+        let tokens = ids(&r["tokens"]);
+        if tokens.is_empty() {
+            continue;
+        }
+        let mut session = Session::new(&model, 512);
+        let mut logits = session.eval(&tokens).unwrap();
+        let top = r["top"].as_array().unwrap();
+        for pair in top.iter().take(TOP_CHECKED) {
+            let (id, want) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap() as f32);
+            let got = logits[id];
+            if (got - want).abs() > LOGIT_TOLERANCE {
+                failures.push(format!("{name} {prompt:?}: logit of token {id} is {got}, llama.cpp {want}"));
+            }
+        }
+        let gap = top[0][1].as_f64().unwrap() - top[1][1].as_f64().unwrap();
+        let want_top = top[0][0].as_u64().unwrap() as u32;
+        if gap >= MARGIN && argmax(&logits) != want_top {
+            failures.push(format!("{name} {prompt:?}: top-1 is {}, llama.cpp {want_top}", argmax(&logits)));
+        }
+        let Some(greedy) = r.get("greedy").and_then(Value::as_array) else {
+            continue;
+        };
+        for (step, g) in greedy.iter().enumerate() {
+            let (want, margin) = (g[0].as_u64().unwrap() as u32, g[1].as_f64().unwrap());
+            if margin < MARGIN {
+                break;
+            }
+            let got = argmax(&logits);
+            if got != want {
+                failures.push(format!("{name} {prompt:?}: greedy step {step} chose {got}, llama.cpp {want}"));
+                break;
+            }
+            logits = session.eval(&[got]).unwrap();
+        }
+    }
+    failures
+}
+
+fn check_real(folder: &str) {
+    let dir = repo().join("testdata/reference").join(folder);
+    let mut recs = records(&dir.join("tokenize.jsonl"));
+    recs.extend(records(&dir.join("generate.jsonl")));
+    let failures = check(&real_model(&format!("{folder}.gguf")), &recs);
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn smollm2_matches_llama_cpp() {
+    check_real("smollm2-135m-instruct-q4_1");
+}
+
+#[test]
+fn gemma3_matches_llama_cpp() {
+    check_real("gemma-3-270m-q4_k_m");
+}
+
+#[test]
+fn qwen2_matches_llama_cpp() {
+    check_real("qwen2.5-coder-0.5b-instruct-q4_k_m");
+}
+
+#[test]
+fn synthetic_models_match_llama_cpp() {
+    let dir = repo().join("testdata/reference/synthetic");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 17, "expected 17 synthetic models in {}", dir.display());
+    let mut failures = Vec::new();
+    for gguf in names {
+        failures.extend(check(&gguf, &records(&gguf.with_extension("jsonl"))));
+    }
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
