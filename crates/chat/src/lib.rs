@@ -1,1 +1,424 @@
-//! chat (in progress)
+//! Sandboxed rendering of a model's chat template.
+//!
+//! A GGUF file may carry a Jinja chat template (`tokenizer.chat_template`) that turns a list of
+//! [`Message`]s into the prompt text the model was trained on. This crate renders it the way
+//! Hugging Face transformers does, with [MiniJinja](https://docs.rs/minijinja) in a sandbox, and
+//! also reports which bytes of the prompt came from the messages so that the tokenizer can keep
+//! user text from turning into control tokens.
+//!
+//! # Main types
+//!
+//! * [`ChatTemplate`] — a compiled template: [`ChatTemplate::for_model`] picks the file's template
+//!   or a built-in one for the architecture; [`ChatTemplate::render`] renders a conversation;
+//!   [`ChatTemplate::source`] gives the template text in use.
+//! * [`Message`] — one turn (`role`, `content`).
+//! * [`Rendered`] — the prompt [`text`](Rendered::text) and its
+//!   [`content_spans`](Rendered::content_spans).
+//! * [`ChatError`] — what can go wrong (syntax errors with line numbers, `raise_exception`
+//!   messages, exhausted limits, no template for the architecture, invalid roles).
+//!
+//! ```
+//! use chat::{ChatTemplate, Message};
+//!
+//! let tmpl = ChatTemplate::for_model(None, "qwen2", "", "<|im_end|>").unwrap();
+//! let msgs = [Message { role: "user".into(), content: "Hi <|im_end|>".into() }];
+//! let r = tmpl.render(&msgs, true).unwrap();
+//! assert_eq!(r.text, "<|im_start|>user\nHi <|im_end|><|im_end|>\n<|im_start|>assistant\n");
+//! // The user's "<|im_end|>" is inside a content span; the template's markers are not.
+//! assert_eq!(r.content_spans, vec![17..30]);
+//! ```
+//!
+//! # Template language
+//!
+//! Jinja2 as configured by transformers: `trim_blocks` and `lstrip_blocks` on,
+//! `keep_trailing_newline` off, `break`/`continue`, Python string/dict/list methods
+//! (`.strip()`, `.split()`, `.startswith()`, `.items()`, `.get()`, ... from
+//! `minijinja-contrib`'s `pycompat`), namespaces, macros, `loop.previtem`/`nextitem`. Extras real
+//! templates use:
+//! * `raise_exception(msg)` aborts with [`ChatError::Raised`] carrying `msg`;
+//! * `strftime_now(fmt)` formats the current time — in **UTC** (see [`time`] for the directives);
+//! * `tojson` matches Python's `json.dumps` with transformers' defaults (no HTML escaping,
+//!   non-ASCII kept, `", "`/`": "` separators, key order kept; `indent`, `ensure_ascii`,
+//!   `separators`, `sort_keys` keyword arguments);
+//! * `None`, `True`, `False` print as in Python;
+//! * HF's training-only `{% generation %}` blocks are accepted and ignored.
+//!
+//! The context holds `messages` (a list of `{role, content}` maps), `add_generation_prompt`,
+//! `bos_token`, `eos_token`, and `tools = documents = None`.
+//!
+//! Not supported: `include`/`import`/`extends` (by design), mutating methods such as
+//! `list.append` or `dict.update` (MiniJinja values are immutable), Python `%` string
+//! formatting, and messages with tool calls or non-string contents (the API carries text
+//! messages only).
+//!
+//! # Sandbox
+//!
+//! Templates come from model files and are not trusted. They cannot read files or other
+//! templates (no loader; MiniJinja is built without `multi_template`, so `include`/`import` do
+//! not even parse), never execute code, and run under limits: an instruction budget ("fuel",
+//! [`ChatError::ResourceLimit`] when exhausted — an endless loop ends in an error, not a hang),
+//! a recursion limit, a cap on the output size ([`ChatError::OutputTooLarge`]) and on the
+//! template size. MiniJinja caps `range()` at 100,000 items and string repetition at 100 MB;
+//! memory use of strings built inside the template (e.g. repeated doubling with `~` in a loop
+//! before anything is written) is bounded only by those limits and the fuel, not separately.
+//!
+//! # Content spans
+//!
+//! See the [`spans`] module docs for how the spans are found and why the result is safe: text
+//! outside the spans is always exactly what the template writes for a conversation with opaque
+//! placeholder contents, so a message can never contribute a control token.
+//!
+//! # Built-in templates
+//!
+//! When a file has no template: Gemma (`gemma`, `gemma2`, `gemma3`, `gemma3n`) gets
+//! `<start_of_turn>user\n…<end_of_turn>\n<start_of_turn>model\n` with contents trimmed and system
+//! text prepended to the first user turn; `phi3` gets `<|user|>\n…<|end|>\n<|assistant|>\n`;
+//! `llama` and the Qwen families get ChatML. Other architectures give [`ChatError::NoTemplate`].
+//! Built-ins write no BOS (the tokenizer adds it when the file asks for it), like llama.cpp.
+
+mod env;
+mod fallback;
+mod json;
+pub mod spans;
+pub mod time;
+
+use std::fmt;
+use std::io;
+use std::ops::Range;
+
+use minijinja::{Environment, ErrorKind, Template};
+use serde::Serialize;
+
+/// One turn of a conversation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    /// `system`, `user`, `assistant`, `tool`, ... (ASCII letters, digits, `_`, `-`).
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    /// A message with `role` and `content`.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A rendered prompt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    /// The prompt text, exactly as Hugging Face transformers would render it.
+    pub text: String,
+    /// Byte ranges of `text` that came from message contents (user/system/assistant/document
+    /// text). The tokenizer must not recognise special tokens inside them. Sorted,
+    /// non-overlapping, non-empty, on `char` boundaries. They only switch special-token matching
+    /// off; they are not meant as tokenization boundaries.
+    pub content_spans: Vec<Range<usize>>,
+}
+
+/// What can go wrong when loading or rendering a chat template.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChatError {
+    /// The template does not parse (this includes `include`, `import` and `extends`, which the
+    /// sandbox does not provide).
+    #[error("chat template syntax error at line {line}: {message}")]
+    Syntax { line: usize, message: String },
+    /// The template called `raise_exception(message)`.
+    #[error("chat template raised an exception: {message}")]
+    Raised { message: String },
+    /// Any other failure while rendering (undefined method, type error, ...).
+    #[error("chat template render error{}: {message}", fmt_line(*.line))]
+    Render {
+        line: Option<usize>,
+        message: String,
+    },
+    /// The template ran out of its instruction budget or recursion limit.
+    #[error("chat template exceeded its execution limits: {message}")]
+    ResourceLimit { message: String },
+    /// The rendered prompt would exceed `limit` bytes.
+    #[error("rendered chat prompt exceeds the limit of {limit} bytes")]
+    OutputTooLarge { limit: usize },
+    /// The template text is larger than `limit` bytes.
+    #[error("chat template is {len} bytes, more than the limit of {limit}")]
+    TemplateTooLarge { len: usize, limit: usize },
+    /// The file has no chat template and there is no built-in one for its architecture.
+    #[error("the model has no chat template and architecture `{arch}` has no built-in fallback")]
+    NoTemplate { arch: String },
+    /// A message role that is empty, too long or not made of ASCII letters, digits, `_`, `-`.
+    #[error("invalid message role {role:?}")]
+    InvalidRole { role: String },
+}
+
+fn fmt_line(line: Option<usize>) -> String {
+    line.map(|l| format!(" at line {l}")).unwrap_or_default()
+}
+
+/// Largest template accepted (real ones are a few KB, the largest seen ~100 KB).
+pub const MAX_TEMPLATE_BYTES: usize = 1 << 20;
+/// Output allowance independent of the conversation.
+const OUTPUT_BASE_BYTES: usize = 1 << 20;
+/// Output allowance per byte of message text (templates may repeat a content a few times).
+const OUTPUT_PER_INPUT_BYTE: usize = 4;
+/// Instruction budget independent of the conversation (real templates use a few hundred
+/// instructions per message).
+const FUEL_BASE: u64 = 2_000_000;
+/// Instruction budget per message.
+const FUEL_PER_MESSAGE: u64 = 10_000;
+/// Longest role accepted.
+const MAX_ROLE_BYTES: usize = 64;
+
+/// A compiled, sandboxed chat template.
+#[derive(Clone)]
+pub struct ChatTemplate {
+    source: String,
+    /// `source` with `{% generation %}` tags neutralised: what is compiled.
+    patched: String,
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+    builtin: bool,
+}
+
+impl fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("source", &self.source)
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .field("builtin", &self.builtin)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct CtxMessage<'a> {
+    role: &'a str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct Ctx<'a> {
+    messages: Vec<CtxMessage<'a>>,
+    add_generation_prompt: bool,
+    bos_token: &'a str,
+    eos_token: &'a str,
+    tools: Option<()>,
+    documents: Option<()>,
+}
+
+/// An `io::Write` that refuses to grow past `limit` bytes.
+struct LimitedWriter {
+    buf: Vec<u8>,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl io::Write for LimitedWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > self.limit {
+            self.exceeded = true;
+            return Err(io::Error::other("rendered output too large"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ChatTemplate {
+    /// The chat template for a model.
+    ///
+    /// `source`: the GGUF's `tokenizer.chat_template`, if any (an empty one counts as none);
+    /// `arch`: `general.architecture` (e.g. `"gemma3"`, `"llama"`, `"qwen2"`, `"phi3"`), used to
+    /// pick a built-in template when there is no source; `bos_token`/`eos_token`: token texts
+    /// passed to the template as `bos_token`/`eos_token`.
+    pub fn for_model(
+        source: Option<&str>,
+        arch: &str,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<ChatTemplate, ChatError> {
+        match source.filter(|s| !s.trim().is_empty()) {
+            Some(source) => Self::new(source, bos_token, eos_token),
+            None => {
+                let source = fallback::for_arch(arch).ok_or_else(|| ChatError::NoTemplate {
+                    arch: arch.to_string(),
+                })?;
+                let mut t = Self::new(source, bos_token, eos_token)?;
+                t.builtin = true;
+                Ok(t)
+            }
+        }
+    }
+
+    /// A template from its Jinja source (e.g. a user-supplied override).
+    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate, ChatError> {
+        if source.len() > MAX_TEMPLATE_BYTES {
+            return Err(ChatError::TemplateTooLarge {
+                len: source.len(),
+                limit: MAX_TEMPLATE_BYTES,
+            });
+        }
+        let patched = env::patch_generation_tags(source).into_owned();
+        let env = env::build();
+        // Compile once now so that syntax errors surface at load time.
+        env.template_from_named_str(env::TEMPLATE_NAME, &patched)
+            .map_err(|e| convert_error(&e))?;
+        Ok(ChatTemplate {
+            source: source.to_string(),
+            patched,
+            env,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+            builtin: false,
+        })
+    }
+
+    /// The template text in use (the file's, or the built-in one), for display.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether this is a built-in template chosen because the file had none.
+    pub fn is_builtin(&self) -> bool {
+        self.builtin
+    }
+
+    /// Renders `messages`; with `add_generation_prompt` the prompt ends with the header of an
+    /// assistant turn.
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<Rendered, ChatError> {
+        for m in messages {
+            let ok = !m.role.is_empty()
+                && m.role.len() <= MAX_ROLE_BYTES
+                && m.role
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                return Err(ChatError::InvalidRole {
+                    role: m.role.clone(),
+                });
+            }
+        }
+        let input_bytes: usize = messages
+            .iter()
+            .map(|m| m.content.len() + m.role.len())
+            .sum();
+        let limit = OUTPUT_BASE_BYTES
+            .saturating_add(OUTPUT_PER_INPUT_BYTE.saturating_mul(input_bytes))
+            .saturating_add(self.bos_token.len() + self.eos_token.len());
+        let fuel = FUEL_BASE.saturating_add(FUEL_PER_MESSAGE.saturating_mul(messages.len() as u64));
+        let mut env: Environment<'_> = self.env.clone();
+        env.set_fuel(Some(fuel));
+        let tmpl = env
+            .template_from_named_str(env::TEMPLATE_NAME, &self.patched)
+            .map_err(|e| convert_error(&e))?;
+
+        let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+        let text =
+            self.render_contents(&tmpl, messages, &contents, add_generation_prompt, limit)?;
+
+        let others = [self.source.as_str(), &self.bos_token, &self.eos_token];
+        let content_spans = match spans::Plan::new(messages, &others) {
+            Some(plan) => {
+                let wrapped: Vec<&str> = plan.wrapped.iter().map(String::as_str).collect();
+                let opaque: Vec<&str> = plan.opaque.iter().map(String::as_str).collect();
+                // W and O may be a little longer than R (markers): allow for them.
+                let limit = limit.saturating_add(12 * messages.len());
+                let w =
+                    self.render_contents(&tmpl, messages, &wrapped, add_generation_prompt, limit);
+                let o =
+                    self.render_contents(&tmpl, messages, &opaque, add_generation_prompt, limit);
+                plan.spans(&text, w.as_deref().ok(), o.as_deref().ok())
+            }
+            None if text.is_empty() => Vec::new(),
+            None => vec![0..text.len()],
+        };
+        Ok(Rendered {
+            text,
+            content_spans,
+        })
+    }
+
+    fn render_contents(
+        &self,
+        tmpl: &Template<'_, '_>,
+        messages: &[Message],
+        contents: &[&str],
+        add_generation_prompt: bool,
+        limit: usize,
+    ) -> Result<String, ChatError> {
+        let ctx = Ctx {
+            messages: messages
+                .iter()
+                .zip(contents)
+                .map(|(m, c)| CtxMessage {
+                    role: &m.role,
+                    content: c,
+                })
+                .collect(),
+            add_generation_prompt,
+            bos_token: &self.bos_token,
+            eos_token: &self.eos_token,
+            tools: None,
+            documents: None,
+        };
+        let mut out = LimitedWriter {
+            buf: Vec::new(),
+            limit,
+            exceeded: false,
+        };
+        let result = tmpl.render_captured_to(&ctx, &mut out).map(drop);
+        if out.exceeded {
+            return Err(ChatError::OutputTooLarge { limit });
+        }
+        result.map_err(|e| convert_error(&e))?;
+        String::from_utf8(out.buf).map_err(|_| ChatError::Render {
+            line: None,
+            message: "template output is not valid UTF-8".into(),
+        })
+    }
+}
+
+/// Maps a MiniJinja error to a [`ChatError`].
+fn convert_error(err: &minijinja::Error) -> ChatError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(raised) = e.downcast_ref::<env::RaisedException>() {
+            return ChatError::Raised {
+                message: raised.0.clone(),
+            };
+        }
+        source = e.source();
+    }
+    let detail = err.detail().unwrap_or_default();
+    match err.kind() {
+        ErrorKind::SyntaxError => ChatError::Syntax {
+            line: err.line().unwrap_or(0),
+            message: detail.to_string(),
+        },
+        ErrorKind::OutOfFuel => ChatError::ResourceLimit {
+            message: "instruction budget exhausted".into(),
+        },
+        ErrorKind::InvalidOperation if detail.contains("recursion") => ChatError::ResourceLimit {
+            message: detail.to_string(),
+        },
+        _ => ChatError::Render {
+            line: err.line(),
+            message: match err.detail() {
+                Some(d) => format!("{}: {d}", err.kind()),
+                None => err.kind().to_string(),
+            },
+        },
+    }
+}
