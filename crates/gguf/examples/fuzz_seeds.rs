@@ -25,7 +25,11 @@ fn main() -> std::io::Result<()> {
     w.add_metadata("a.f64", Value::F64(0.25));
     w.add_metadata(
         "tokenizer.ggml.tokens",
-        Value::Array(vec![Value::from("<s>"), Value::from("a"), Value::from("Ġb")]),
+        Value::Array(vec![
+            Value::from("<s>"),
+            Value::from("a"),
+            Value::from("Ġb"),
+        ]),
     );
     w.add_metadata(
         "tokenizer.ggml.scores",
@@ -33,10 +37,7 @@ fn main() -> std::io::Result<()> {
     );
     w.add_metadata(
         "nested",
-        Value::Array(vec![
-            Value::Array(vec![Value::U8(1)]),
-            Value::Array(vec![]),
-        ]),
+        Value::Array(vec![Value::Array(vec![Value::U8(1)]), Value::Array(vec![])]),
     );
     std::fs::write(format!("{dir}/metadata.gguf"), w.to_bytes())?;
 
@@ -45,9 +46,12 @@ fn main() -> std::io::Result<()> {
     w.add_metadata("general.architecture", Value::from("llama"));
     w.add_metadata("llama.block_count", Value::U32(1));
     w.add_tensor("a", &[4], GgmlType::F32, vec![1; 16]).unwrap();
-    w.add_tensor("b", &[32, 2], GgmlType::Q8_0, vec![2; 68]).unwrap();
-    w.add_tensor("c", &[256], GgmlType::Q4_K, vec![3; 144]).unwrap();
-    w.add_tensor("d", &[2, 1, 1, 2], GgmlType::F16, vec![4; 8]).unwrap();
+    w.add_tensor("b", &[32, 2], GgmlType::Q8_0, vec![2; 68])
+        .unwrap();
+    w.add_tensor("c", &[256], GgmlType::Q4_K, vec![3; 144])
+        .unwrap();
+    w.add_tensor("d", &[2, 1, 1, 2], GgmlType::F16, vec![4; 8])
+        .unwrap();
     std::fs::write(format!("{dir}/tensors.gguf"), w.to_bytes())?;
 
     // A different alignment and an empty tensor.

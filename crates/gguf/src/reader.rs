@@ -850,7 +850,9 @@ mod tests {
             .collect()
     }
 
-    fn tensor_file(alignment: u64) -> (Vec<u8>, Vec<(String, Vec<u64>, GgmlType, Vec<u8>)>) {
+    type Spec = (String, Vec<u64>, GgmlType, Vec<u8>);
+
+    fn tensor_file(alignment: u64) -> (Vec<u8>, Vec<Spec>) {
         let specs: Vec<(&str, Vec<u64>, GgmlType)> = vec![
             ("token_embd.weight", vec![256, 3], GgmlType::Q4_K),
             ("blk.0.attn_norm.weight", vec![7], GgmlType::F32),
