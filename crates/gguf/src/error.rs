@@ -8,7 +8,8 @@ use crate::GgmlType;
 ///
 /// Every variant carries the facts needed to act on it: which field, at which byte offset of the
 /// file, what was expected and what was found. Byte offsets are absolute (from the start of the
-/// file). Messages end with what the user can do about it.
+/// file). Messages end with what the user can do about it. Errors returned by [`crate::GgufWriter`]
+/// concern data not yet written, so their byte offsets are 0.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GgufError {

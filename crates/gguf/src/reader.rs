@@ -913,6 +913,13 @@ mod tests {
     }
 
     #[test]
+    fn gguf_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Gguf>();
+        assert_send_sync::<GgufError>();
+    }
+
+    #[test]
     fn reads_version_2() {
         let (mut file, _) = tensor_file(32);
         file[4..8].copy_from_slice(&2u32.to_le_bytes());

@@ -39,6 +39,9 @@ pub enum GgmlType {
     TQ1_0,
     TQ2_0,
     MXFP4,
+    NVFP4,
+    Q1_0,
+    Q2_0,
 }
 
 /// (type, id, elements per block, bytes per block, name)
@@ -75,14 +78,18 @@ const TABLE: &[(GgmlType, u32, usize, usize, &str)] = &[
     (GgmlType::TQ1_0, 34, 256, 54, "TQ1_0"),
     (GgmlType::TQ2_0, 35, 256, 66, "TQ2_0"),
     (GgmlType::MXFP4, 39, 32, 17, "MXFP4"),
+    // block_nvfp4: u8 d[4] (UE4M3 scale per 16 elements); u8 qs[32] (E2M1 nibbles)
+    (GgmlType::NVFP4, 40, 64, 36, "NVFP4"),
+    // block_q1_0: f16 d; u8 qs[128 / 8]
+    (GgmlType::Q1_0, 41, 128, 18, "Q1_0"),
+    // block_q2_0: f16 d; u8 qs[64 / 4]
+    (GgmlType::Q2_0, 42, 64, 18, "Q2_0"),
 ];
 
 impl GgmlType {
     fn entry(self) -> &'static (GgmlType, u32, usize, usize, &'static str) {
-        TABLE
-            .iter()
-            .find(|e| e.0 == self)
-            .expect("every GgmlType is in TABLE")
+        // TABLE lists the variants in declaration order (checked by a test), so this is O(1).
+        &TABLE[self as usize]
     }
 
     /// The type with this on-disk id, or `None` for an id llama.cpp does not define.
@@ -139,6 +146,16 @@ mod tests {
         }
         assert_eq!(GgmlType::from_id(4), None, "Q4_2 was removed from ggml");
         assert_eq!(GgmlType::from_id(31), None);
+        assert_eq!(GgmlType::from_id(43), None, "GGML_TYPE_COUNT");
+        assert_eq!(GgmlType::NVFP4.bytes_for(128), Some(72));
+    }
+
+    #[test]
+    fn table_is_in_declaration_order() {
+        for (i, e) in TABLE.iter().enumerate() {
+            assert_eq!(e.0 as usize, i, "{}", e.4);
+        }
+        assert_eq!(TABLE.len(), GgmlType::Q2_0 as usize + 1);
     }
 
     #[test]
