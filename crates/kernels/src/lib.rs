@@ -3,10 +3,26 @@
 //! - [`formats`]: block layouts of every supported ggml type, the scalar reference dequantizers,
 //!   activation quantization (Q8_0, Q8_1, Q8_K) and the scalar reference dot products.
 //! - [`Matrix`] views a weight tensor's bytes as rows; [`matmul`] multiplies it by a batch of f32
-//!   activations, quantizing them once and running the best dot kernel for this CPU (chosen at run
-//!   time: AVX-512 VNNI, AVX2+FMA+F16C, or scalar) across the [`ThreadPool`].
+//!   activations, quantizing them once and running the best dot kernel for this CPU across the
+//!   [`ThreadPool`].
+//! - [`simd`]: run-time instruction-set selection ([`simd::Level`]: AVX-512 VNNI, AVX2+FMA+F16C,
+//!   or scalar) and the per-type dot kernels ([`simd::DotKernel`]) and activation quantizers
+//!   ([`simd::QuantKernel`]); [`cpu_features`] names the level in use.
+//! - [`ThreadPool`]: persistent workers with a spin-then-park barrier; [`ThreadPool::run`] and
+//!   [`ThreadPool::for_each_chunk`] (atomic work stealing).
 
 mod error;
 pub mod formats;
+pub mod matmul;
+pub mod pool;
+pub mod simd;
 
 pub use error::KernelError;
+pub use matmul::{matmul, Matrix};
+pub use pool::ThreadPool;
+
+/// The instruction set the kernels use on this machine (`avx512vnni`, `avx2` or `scalar`), for
+/// `--verbose` output.
+pub fn cpu_features() -> &'static str {
+    simd::active_level().name()
+}

@@ -1,0 +1,443 @@
+//! Weight matrices and the quantized matrix multiply.
+//!
+//! [`matmul`] computes `out[t * rows + r] = dot(w.row(r), x[t])` for every token `t`:
+//!
+//! 1. The activations are quantized once per call to the weight type's activation type
+//!    ([`formats::activation_type`]: Q8_0, Q8_1, Q8_K, or kept as f32 for float weights), in parallel
+//!    when there are many tokens, into a scratch buffer reused across calls.
+//! 2. The weight rows are cut into chunks that the pool's threads claim atomically (so a thread
+//!    slowed down by the other tenants of a small VM just takes fewer chunks). A chunk runs every
+//!    token over its rows: the chunk's weights stay in L1/L2 while the tokens stream past, and
+//!    a single token's quantized activations (a few KiB) stay in L1.
+
+use crate::formats;
+use crate::pool::ThreadPool;
+use crate::simd::{self, DotKernel, Level, QuantKernel};
+use crate::KernelError;
+use gguf::GgmlType;
+use std::cell::RefCell;
+
+/// A row-major weight matrix viewed in place: `rows` rows of `cols` elements of type `ty`
+/// (`cols` is GGUF's `ne[0]`, the contiguous dimension).
+#[derive(Clone, Copy, Debug)]
+pub struct Matrix<'a> {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [u8],
+}
+
+impl<'a> Matrix<'a> {
+    /// Checks that `ty` is supported, `cols` is whole blocks, and `data` is exactly
+    /// `rows` rows of `cols` elements.
+    pub fn new(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Self, KernelError> {
+        if !formats::is_supported(ty) {
+            return Err(KernelError::UnsupportedType(ty));
+        }
+        let block = ty.block_size();
+        if !cols.is_multiple_of(block) {
+            return Err(KernelError::RaggedRow { ty, cols, block });
+        }
+        let expected =
+            rows.checked_mul(cols / block * ty.type_size())
+                .ok_or(KernelError::SizeMismatch {
+                    what: "matrix data",
+                    expected: usize::MAX,
+                    got: data.len(),
+                })?;
+        if data.len() != expected {
+            return Err(KernelError::SizeMismatch {
+                what: "matrix data",
+                expected,
+                got: data.len(),
+            });
+        }
+        Ok(Matrix {
+            ty,
+            rows,
+            cols,
+            data,
+        })
+    }
+
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.cols / self.ty.block_size() * self.ty.type_size()
+    }
+
+    /// The bytes of row `r`.
+    ///
+    /// # Panics
+    /// If `r >= rows`.
+    pub fn row(&self, r: usize) -> &'a [u8] {
+        assert!(r < self.rows, "row {r} of a {}-row matrix", self.rows);
+        let rb = self.row_bytes();
+        &self.data[r * rb..(r + 1) * rb]
+    }
+
+    /// Dequantizes row `r` into `out` (exactly `cols` long); used for embedding lookups.
+    ///
+    /// # Panics
+    /// If `r >= rows` or `out.len() != cols`.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        assert_eq!(out.len(), self.cols, "dequantize_row output length");
+        formats::dequantize_row(self.ty, self.row(r), out)
+            .expect("Matrix::new checked the type and sizes");
+    }
+}
+
+/// `out[t * w.rows + r] = dot(w.row(r), x[t * w.cols..(t + 1) * w.cols])` for `t` in
+/// `0..n_tokens`, at the [`simd::active_level`], spread over `pool`.
+///
+/// Only the first `n_tokens * w.cols` elements of `x` and `n_tokens * w.rows` of `out` are used.
+///
+/// # Panics
+/// If `x` or `out` is too short.
+pub fn matmul(pool: &ThreadPool, w: &Matrix, x: &[f32], n_tokens: usize, out: &mut [f32]) {
+    matmul_at(simd::active_level(), pool, w, x, n_tokens, out)
+}
+
+thread_local! {
+    /// Quantized activations of the last call, kept to avoid an allocation per matmul.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Below this many activation elements, quantizing on one thread beats waking the pool.
+const PARALLEL_QUANTIZE_MIN: usize = 16 * 1024;
+
+/// [`matmul`] at an explicit instruction-set level (tests and A/B benchmarks).
+///
+/// # Panics
+/// If `level` is not available on this CPU, or `x` / `out` is too short.
+pub fn matmul_at(
+    level: Level,
+    pool: &ThreadPool,
+    w: &Matrix,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+) {
+    let (rows, cols) = (w.rows, w.cols);
+    assert!(
+        x.len() >= n_tokens * cols,
+        "matmul: {} activations for {n_tokens} tokens of {cols}",
+        x.len()
+    );
+    assert!(
+        out.len() >= n_tokens * rows,
+        "matmul: output of {} for {n_tokens} tokens of {rows}",
+        out.len()
+    );
+    if n_tokens == 0 || rows == 0 {
+        return;
+    }
+    let kernel = DotKernel::new(level, w.ty);
+    let act_ty = formats::activation_type(w.ty).expect("Matrix::new checked the type");
+
+    if act_ty == GgmlType::F32 && cfg!(target_endian = "little") {
+        // Float weights take the f32 activations as they are: on a little-endian machine the
+        // in-memory bytes already are the "raw LE f32" activation format.
+        // SAFETY: any f32 bit pattern is valid bytes; u8 has no alignment requirement.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), n_tokens * cols * 4) };
+        run_rows(pool, w, &kernel, bytes, cols * 4, n_tokens, out);
+        return;
+    }
+
+    let act_bytes = formats::activation_row_bytes(act_ty, cols);
+    // Take the buffer out of the thread-local so a nested call (from inside a pool job) gets
+    // its own instead of a RefCell panic.
+    let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    scratch.resize(n_tokens * act_bytes, 0);
+    let quant = QuantKernel::new(level, act_ty);
+    if n_tokens > 1 && n_tokens * cols >= PARALLEL_QUANTIZE_MIN && pool.n_threads() > 1 {
+        let dst = SharedMut(scratch.as_mut_ptr());
+        pool.for_each_chunk(n_tokens, 1, &|ts| {
+            for t in ts {
+                // SAFETY: each token's slice is written by exactly one chunk, and `scratch`
+                // outlives the pool call.
+                let d = unsafe { std::slice::from_raw_parts_mut(dst.at(t * act_bytes), act_bytes) };
+                quant.quantize(&x[t * cols..(t + 1) * cols], d);
+            }
+        });
+    } else {
+        for (t, d) in scratch.chunks_exact_mut(act_bytes).enumerate() {
+            quant.quantize(&x[t * cols..(t + 1) * cols], d);
+        }
+    }
+    run_rows(pool, w, &kernel, &scratch, act_bytes, n_tokens, out);
+    SCRATCH.with(|s| *s.borrow_mut() = scratch);
+}
+
+/// A pointer that threads may write through at disjoint offsets.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+// SAFETY: used only for writes to disjoint elements from different threads (see call sites).
+unsafe impl<T> Sync for SharedMut<T> {}
+// SAFETY: as above.
+unsafe impl<T> Send for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// The element pointer at `i` (a method, so closures capture the Sync wrapper, not the
+    /// raw pointer field).
+    #[inline]
+    fn at(self, i: usize) -> *mut T {
+        self.0.wrapping_add(i)
+    }
+}
+
+/// Rows per work chunk: about 8 chunks per thread for balance, at least 16 rows (amortizes the
+/// atomic claim and keeps a few KiB of weights per chunk), at most 256 rows.
+fn chunk_rows(rows: usize, n_threads: usize) -> usize {
+    if n_threads == 1 {
+        return rows;
+    }
+    rows.div_ceil(8 * n_threads)
+        .clamp(16, 256)
+        .next_multiple_of(8)
+}
+
+/// The dot loop over row chunks, all tokens per chunk.
+fn run_rows(
+    pool: &ThreadPool,
+    w: &Matrix,
+    kernel: &DotKernel,
+    act: &[u8],
+    act_bytes: usize,
+    n_tokens: usize,
+    out: &mut [f32],
+) {
+    let (rows, cols) = (w.rows, w.cols);
+    let dst = SharedMut(out.as_mut_ptr());
+    pool.for_each_chunk(rows, chunk_rows(rows, pool.n_threads()), &|rs| {
+        for t in 0..n_tokens {
+            let a = &act[t * act_bytes..(t + 1) * act_bytes];
+            for r in rs.clone() {
+                let v = kernel.dot(w.row(r), a, cols);
+                // SAFETY: `out` holds n_tokens * rows elements (checked by the caller) and each
+                // (t, r) is written by exactly one chunk; `out` outlives the pool call.
+                unsafe { dst.at(t * rows + r).write(v) };
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::available_levels;
+
+    /// Deterministic pseudo-random numbers (xorshift) so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn f32(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        }
+    }
+
+    fn random_matrix(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
+        let rb = cols / ty.block_size() * ty.type_size();
+        let mut data = vec![0u8; rows * rb];
+        let mut src = vec![0f32; cols];
+        for r in 0..rows {
+            src.iter_mut().for_each(|v| *v = rng.f32());
+            formats::quantize_row(ty, &src, &mut data[r * rb..(r + 1) * rb]).unwrap();
+        }
+        data
+    }
+
+    /// Rounding of the activations to 8 bits perturbs each activation by at most half a
+    /// quantization step (amax/254 of its block); the matmul result may differ from the exact
+    /// product by at most sum |w_i| * step_i / 2, plus f32 rounding. This is that bound.
+    fn activation_rounding_bound(act: GgmlType, w: &[f32], x: &[f32]) -> f64 {
+        if act == GgmlType::F32 {
+            return 0.0;
+        }
+        let bs = act.block_size();
+        w.chunks(bs)
+            .zip(x.chunks(bs))
+            .map(|(wb, xb)| {
+                let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+                let half_step = amax / 127.0 / 2.0;
+                wb.iter().map(|v| v.abs() as f64).sum::<f64>() * half_step
+            })
+            .sum()
+    }
+
+    /// Relative budget for matmul vs the per-row scalar reference on the same quantized
+    /// activations: both sum the same integer block dots; only the f32 scale/accumulation order
+    /// differs (~1e-7 per step, a few hundred steps).
+    const SAME_ACT_REL_TOL: f64 = 1e-5;
+
+    const TYPES: [GgmlType; 15] = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
+    ];
+
+    #[test]
+    fn matrix_new_validates() {
+        let data = vec![0u8; 2 * 144];
+        assert!(Matrix::new(GgmlType::Q4_K, 2, 256, &data).is_ok());
+        assert!(matches!(
+            Matrix::new(GgmlType::Q4_K, 2, 255, &data),
+            Err(KernelError::RaggedRow { .. })
+        ));
+        assert!(matches!(
+            Matrix::new(GgmlType::Q4_K, 3, 256, &data),
+            Err(KernelError::SizeMismatch { .. })
+        ));
+        assert!(matches!(
+            Matrix::new(GgmlType::Q8_1, 2, 256, &data),
+            Err(KernelError::UnsupportedType(_))
+        ));
+        let m = Matrix::new(GgmlType::Q4_K, 2, 256, &data).unwrap();
+        assert_eq!(m.row_bytes(), 144);
+        assert_eq!(m.row(1).len(), 144);
+    }
+
+    #[test]
+    fn matrix_dequantize_row_matches_formats() {
+        let mut rng = Rng(7);
+        let data = random_matrix(GgmlType::Q6_K, 3, 512, &mut rng);
+        let m = Matrix::new(GgmlType::Q6_K, 3, 512, &data).unwrap();
+        let mut a = vec![0f32; 512];
+        let mut b = vec![0f32; 512];
+        m.dequantize_row(2, &mut a);
+        formats::dequantize_row(GgmlType::Q6_K, &data[2 * 210 * 2..], &mut b).unwrap();
+        assert_eq!(a, b);
+    }
+
+    /// Every type, several shapes, 1 and many tokens, 1 and 2 threads, every level: matmul equals
+    /// (a) the scalar per-row reference on the same quantized activations, within
+    /// SAME_ACT_REL_TOL, and (b) the exact f64 product of the dequantized weights and the
+    /// original activations, within the activation rounding bound.
+    #[test]
+    fn matmul_matches_references() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let pools = [ThreadPool::new(1), ThreadPool::new(2)];
+        for ty in TYPES {
+            let act_ty = formats::activation_type(ty).unwrap();
+            let bs = ty.block_size().max(act_ty.block_size()).max(32);
+            for &(rows, cols) in &[(1usize, bs), (37, 2 * bs), (130, 3 * bs.max(256))] {
+                let data = random_matrix(ty, rows, cols, &mut rng);
+                let w = Matrix::new(ty, rows, cols, &data).unwrap();
+                let deq: Vec<Vec<f32>> = (0..rows)
+                    .map(|r| {
+                        let mut v = vec![0f32; cols];
+                        w.dequantize_row(r, &mut v);
+                        v
+                    })
+                    .collect();
+                for n_tokens in [1usize, 3, 9] {
+                    let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.f32()).collect();
+                    // Reference (a): scalar quantization + scalar dot.
+                    let ab = formats::activation_row_bytes(act_ty, cols);
+                    let mut act = vec![0u8; ab];
+                    let mut want_a = vec![0f32; n_tokens * rows];
+                    for t in 0..n_tokens {
+                        formats::quantize_activations(
+                            act_ty,
+                            &x[t * cols..(t + 1) * cols],
+                            &mut act,
+                        );
+                        for r in 0..rows {
+                            want_a[t * rows + r] = formats::vec_dot(ty, w.row(r), &act, cols);
+                        }
+                    }
+                    for level in available_levels() {
+                        for pool in &pools {
+                            let mut out = vec![f32::NAN; n_tokens * rows];
+                            matmul_at(level, pool, &w, &x, n_tokens, &mut out);
+                            for t in 0..n_tokens {
+                                let xt = &x[t * cols..(t + 1) * cols];
+                                for r in 0..rows {
+                                    let got = out[t * rows + r] as f64;
+                                    let mag: f64 = deq[r]
+                                        .iter()
+                                        .zip(xt)
+                                        .map(|(a, b)| (a * b).abs() as f64)
+                                        .sum();
+                                    let ctx = format!(
+                                        "{ty} {rows}x{cols} t={t}/{n_tokens} r={r} {level} {}thr",
+                                        pool.n_threads()
+                                    );
+                                    let tol_a = SAME_ACT_REL_TOL * (mag + 1e-3);
+                                    let diff_a = (got - want_a[t * rows + r] as f64).abs();
+                                    assert!(
+                                        diff_a <= tol_a,
+                                        "{ctx}: {got} vs scalar {} (tol {tol_a})",
+                                        want_a[t * rows + r]
+                                    );
+                                    let exact: f64 = deq[r]
+                                        .iter()
+                                        .zip(xt)
+                                        .map(|(a, b)| *a as f64 * *b as f64)
+                                        .sum();
+                                    let tol_b = activation_rounding_bound(act_ty, &deq[r], xt)
+                                        + SAME_ACT_REL_TOL * (mag + 1e-3);
+                                    assert!(
+                                        (got - exact).abs() <= tol_b,
+                                        "{ctx}: {got} vs exact {exact} (tol {tol_b})"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_large_batch_quantizes_in_parallel() {
+        // Enough tokens to take the parallel quantization path.
+        let mut rng = Rng(3);
+        let (rows, cols, n_tokens) = (24, 512, 40);
+        let data = random_matrix(GgmlType::Q4_K, rows, cols, &mut rng);
+        let w = Matrix::new(GgmlType::Q4_K, rows, cols, &data).unwrap();
+        let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.f32()).collect();
+        let mut one = vec![0f32; n_tokens * rows];
+        let mut two = vec![0f32; n_tokens * rows];
+        matmul(&ThreadPool::new(1), &w, &x, n_tokens, &mut one);
+        matmul(&ThreadPool::new(2), &w, &x, n_tokens, &mut two);
+        // Same kernels, same activations, each output computed by one dot: bit-identical.
+        assert_eq!(one, two);
+    }
+
+    #[test]
+    fn matmul_ignores_extra_buffer_space_and_zero_tokens() {
+        let data = vec![0u8; 4 * 34];
+        let w = Matrix::new(GgmlType::Q8_0, 4, 32, &data).unwrap();
+        let pool = ThreadPool::new(2);
+        let mut out = vec![5.0f32; 10];
+        matmul(&pool, &w, &[], 0, &mut out);
+        assert!(out.iter().all(|&v| v == 5.0));
+        matmul(&pool, &w, &[1.0; 40], 1, &mut out);
+        assert_eq!(&out[..4], &[0.0; 4]);
+        assert_eq!(out[4], 5.0);
+    }
+}

@@ -1,0 +1,298 @@
+//! Every SIMD kernel against its scalar twin in `formats`, on every level this CPU has.
+
+use super::*;
+use half::{bf16, f16};
+
+/// Relative error budget of a SIMD dot vs `formats::vec_dot`, relative to the magnitude
+/// `sum |w_i * x_i|` (plus the block offsets, see `magnitude`). Both sides compute the same
+/// exact integer block sums; they differ only in f32 rounding of the per-block scale products
+/// and in summation order, ~1e-7 relative per step over at most a few dozen blocks here.
+const DOT_REL_TOL: f64 = 1e-5;
+
+/// Float weights: the SIMD kernels accumulate in f32 (8-16 lanes, then a tree), the reference
+/// in f64; the difference is about n * eps * magnitude for n <= 300 here.
+const FLOAT_REL_TOL: f64 = 1e-5;
+
+/// Deterministic xorshift so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in [-1, 1).
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    fn byte(&mut self) -> u8 {
+        (self.next() >> 32) as u8
+    }
+}
+
+const WEIGHT_TYPES: [GgmlType; 15] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+];
+
+/// Byte offsets of the f16 scale fields in a block (random bytes there could be NaN/Inf).
+fn f16_fields(ty: GgmlType) -> &'static [usize] {
+    use GgmlType::*;
+    match ty {
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL | IQ4_XS => &[0],
+        Q3_K => &[108],
+        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+        Q2_K => &[80, 82],
+        Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+/// How a test row is made.
+#[derive(Clone, Copy, Debug)]
+enum WeightKind {
+    /// `formats::quantize_row` of uniform random values (what real files look like).
+    Quantized,
+    /// Random bytes with random finite f16 scales in [-2, 2] (every code and scale pattern).
+    RandomBytes,
+    /// Every non-scale byte `fill`, scales `d` (so 0xFF = all-max nibbles / codes).
+    Filled { fill: u8, d: f32 },
+}
+
+fn weight_row(ty: GgmlType, n: usize, kind: WeightKind, rng: &mut Rng) -> Vec<u8> {
+    let bytes = n / ty.block_size() * ty.type_size();
+    let mut w = vec![0u8; bytes];
+    match (kind, ty) {
+        (WeightKind::Quantized, _) | (_, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) => {
+            let scale = if matches!(kind, WeightKind::Filled { .. }) {
+                1e3
+            } else {
+                1.0
+            };
+            let src: Vec<f32> = (0..n).map(|_| rng.f32() * scale).collect();
+            formats::quantize_row(ty, &src, &mut w).unwrap();
+        }
+        (WeightKind::RandomBytes, _) => {
+            w.iter_mut().for_each(|b| *b = rng.byte());
+            for blk in w.chunks_exact_mut(ty.type_size()) {
+                for &off in f16_fields(ty) {
+                    let v = f16::from_f32(rng.f32() * 2.0);
+                    blk[off..off + 2].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        (WeightKind::Filled { fill, d }, _) => {
+            w.fill(fill);
+            for blk in w.chunks_exact_mut(ty.type_size()) {
+                for (k, &off) in f16_fields(ty).iter().enumerate() {
+                    // Second field (min / dmin) gets a different negative value.
+                    let v = f16::from_f32(if k == 0 { d } else { d * 0.37 });
+                    blk[off..off + 2].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+    }
+    w
+}
+
+/// Activations: uniform, or saturating (every quant +-127), or with exact rounding ties.
+fn activations(n: usize, variant: usize, rng: &mut Rng) -> Vec<f32> {
+    match variant {
+        0 => (0..n).map(|_| rng.f32()).collect(),
+        1 => (0..n)
+            .map(|i| if i % 3 == 0 { -5.0 } else { 5.0 })
+            .collect(),
+        2 => (0..n)
+            .map(|i| {
+                if i % 32 == 0 {
+                    127.0
+                } else {
+                    (i % 7) as f32 - 3.5
+                }
+            })
+            .collect(),
+        _ => (0..n).map(|_| rng.f32() * 1e-3 + 1e-4).collect(),
+    }
+}
+
+/// Magnitude for the error budget: sum |w_i x_i| plus, per 32 elements, max|w| * sum|x| (covers
+/// the separate scale/offset terms of Q4_1/Q5_1/K-quants, which can cancel in `w_i`).
+fn magnitude(ty: GgmlType, w: &[u8], x: &[f32]) -> f64 {
+    let mut deq = vec![0f32; x.len()];
+    formats::dequantize_row(ty, w, &mut deq).unwrap();
+    let direct: f64 = deq.iter().zip(x).map(|(a, b)| (a * b).abs() as f64).sum();
+    let blocks: f64 = deq
+        .chunks(32)
+        .zip(x.chunks(32))
+        .map(|(wb, xb)| {
+            let m = wb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+            m * xb.iter().map(|v| v.abs() as f64).sum::<f64>()
+        })
+        .sum();
+    direct + blocks
+}
+
+#[test]
+fn detection_is_consistent() {
+    let levels = available_levels();
+    assert_eq!(levels[0], Level::Scalar);
+    assert_eq!(*levels.last().unwrap(), detected_level());
+    assert!(!crate::cpu_features().is_empty());
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        assert!(detected_level() >= Level::Avx2);
+    }
+}
+
+#[test]
+fn every_type_has_a_simd_kernel_on_x86() {
+    for level in available_levels() {
+        for ty in WEIGHT_TYPES {
+            let k = DotKernel::new(level, ty);
+            assert_eq!(k.is_simd(), level > Level::Scalar, "{ty} at {level}");
+        }
+    }
+}
+
+#[test]
+fn dot_kernels_match_scalar_reference() {
+    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let kinds = [
+        WeightKind::Quantized,
+        WeightKind::RandomBytes,
+        WeightKind::Filled {
+            fill: 0xFF,
+            d: -1.5,
+        },
+        WeightKind::Filled {
+            fill: 0x80,
+            d: 0.75,
+        },
+        WeightKind::Filled {
+            fill: 0x00,
+            d: -0.5,
+        },
+    ];
+    for ty in WEIGHT_TYPES {
+        let act_ty = formats::activation_type(ty).unwrap();
+        let unit = act_ty.block_size().max(ty.block_size());
+        let lengths: Vec<usize> = if unit == 1 {
+            vec![1, 7, 8, 33, 64, 100, 257]
+        } else {
+            vec![unit, 2 * unit, 7 * unit, 16 * unit]
+        };
+        for &n in &lengths {
+            for kind in kinds {
+                let w = weight_row(ty, n, kind, &mut rng);
+                for variant in 0..4 {
+                    let x = activations(n, variant, &mut rng);
+                    let mut act = vec![0u8; formats::activation_row_bytes(act_ty, n)];
+                    formats::quantize_activations(act_ty, &x, &mut act);
+                    let want = formats::vec_dot(ty, &w, &act, n) as f64;
+                    let tol = if unit == 1 {
+                        FLOAT_REL_TOL
+                    } else {
+                        DOT_REL_TOL
+                    } * magnitude(ty, &w, &x)
+                        + 1e-30;
+                    for level in available_levels() {
+                        let got = DotKernel::new(level, ty).dot(&w, &act, n) as f64;
+                        assert!(
+                            (got - want).abs() <= tol || (got.is_nan() && want.is_nan()),
+                            "{ty} n={n} {kind:?} act#{variant} {level}: {got} vs {want} (tol {tol})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The SIMD quantizers implement the same formulas as the reference (llama.cpp's x86 path:
+/// ties to even, `127/amax` multiplier for Q8_0/Q8_1; `-127/max` for Q8_K), so the bytes must
+/// be identical, ties included.
+#[test]
+fn quantizers_match_scalar_reference_bit_exactly() {
+    let mut rng = Rng(42);
+    for act in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
+        for n in [256usize, 512, 1536] {
+            for variant in 0..6 {
+                let mut x = activations(n, variant.min(3), &mut rng);
+                if variant == 4 {
+                    x.iter_mut().for_each(|v| *v = 0.0); // all-zero blocks
+                }
+                if variant == 5 {
+                    // Equal magnitudes of both signs: Q8_K must keep the sign of the first.
+                    x.iter_mut().enumerate().for_each(|(i, v)| {
+                        *v = if i % 2 == 0 { -2.0 } else { 2.0 } * (1.0 + (i % 5) as f32 / 8.0)
+                    });
+                    x[1] = -3.0;
+                    x[2] = 3.0;
+                }
+                let bytes = formats::activation_row_bytes(act, n);
+                let mut want = vec![0u8; bytes];
+                formats::quantize_activations(act, &x, &mut want);
+                for level in available_levels() {
+                    let mut got = vec![0xAAu8; bytes];
+                    QuantKernel::new(level, act).quantize(&x, &mut got);
+                    assert!(got == want, "{act} n={n} variant {variant} at {level}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn set_level_refuses_unavailable_and_restores() {
+    // Only touches the override transiently with levels that are available, so concurrently
+    // running tests (which pass explicit levels) are unaffected in their results.
+    assert!(set_level(Some(Level::Scalar)));
+    assert_eq!(active_level(), Level::Scalar);
+    assert!(set_level(None));
+    assert_eq!(active_level(), detected_level());
+    if detected_level() < Level::Avx512 {
+        assert!(!set_level(Some(Level::Avx512)));
+    }
+}
+
+#[test]
+fn bf16_and_f16_helpers_agree_with_half() {
+    // Sanity for the scalar tails of the float kernels.
+    let mut rng = Rng(9);
+    let n = 19;
+    let src: Vec<f32> = (0..n).map(|_| rng.f32() * 100.0).collect();
+    let mut w16 = vec![0u8; 2 * n];
+    let mut wb16 = vec![0u8; 2 * n];
+    formats::quantize_row(GgmlType::F16, &src, &mut w16).unwrap();
+    formats::quantize_row(GgmlType::BF16, &src, &mut wb16).unwrap();
+    let x = vec![1.0f32; n];
+    let act: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let want16: f32 = w16
+        .chunks(2)
+        .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+        .sum();
+    let wantb: f32 = wb16
+        .chunks(2)
+        .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+        .sum();
+    for level in available_levels() {
+        let g16 = DotKernel::new(level, GgmlType::F16).dot(&w16, &act, n);
+        let gb = DotKernel::new(level, GgmlType::BF16).dot(&wb16, &act, n);
+        assert!((g16 - want16).abs() <= 1e-3, "{level}");
+        assert!((gb - wantb).abs() <= 1e-3, "{level}");
+    }
+}
