@@ -43,11 +43,13 @@ pub(crate) fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8]) {
 pub fn dequantize_block(b: &[u8; BLOCK_BYTES], y: &mut [f32; QK_K]) {
     let d = read_f16(b, D);
     let dmin = read_f16(b, DMIN);
-    for (e, v) in y.iter_mut().enumerate() {
-        let sc = b[SCALES + e / 16];
+    for (s, ys) in y.chunks_exact_mut(16).enumerate() {
+        let sc = b[SCALES + s];
         let dl = d * (sc & 0xF) as f32;
         let ml = dmin * (sc >> 4) as f32;
-        *v = dl * quant(b, e) as f32 - ml;
+        for (i, v) in ys.iter_mut().enumerate() {
+            *v = dl * quant(b, 16 * s + i) as f32 - ml;
+        }
     }
 }
 

@@ -50,9 +50,12 @@ pub fn quant(b: &[u8; BLOCK_BYTES], e: usize) -> i32 {
 pub fn dequantize_block(b: &[u8; BLOCK_BYTES], y: &mut [f32; QK_K]) {
     let d = read_f16(b, D);
     let dmin = read_f16(b, DMIN);
-    for (e, v) in y.iter_mut().enumerate() {
-        let (sc, m) = scale_min_k4(e / 32, scale_bytes(b));
-        *v = d * sc as f32 * quant(b, e) as f32 - dmin * m as f32;
+    for (s, ys) in y.chunks_exact_mut(32).enumerate() {
+        let (sc, m) = scale_min_k4(s, scale_bytes(b));
+        let (d1, m1) = (d * sc as f32, dmin * m as f32);
+        for (i, v) in ys.iter_mut().enumerate() {
+            *v = d1 * quant(b, 32 * s + i) as f32 - m1;
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Hand-built blocks: every field set by hand, expected values written out from the documented
 //! formula in other terms (explicit element lists rather than the loops the code uses).
 
+#![allow(clippy::needless_range_loop)] // explicit indices mirror the layout descriptions
+
 use crate::formats::test_util::{dequantize_vec, put_f16};
 use crate::formats::*;
 use gguf::GgmlType;
