@@ -210,9 +210,10 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), K
 /// Quantizes one row of weights: `src.len()` elements (a multiple of the block size) into `dst`,
 /// which must be exactly the bytes of that many elements.
 ///
-/// Without an importance matrix this reproduces llama.cpp's reference quantizers
-/// (`quantize_row_*_ref`, and `quantize_iq4_*` without weights): Q4_0..Q8_0 by min/max, the
-/// K-quants and IQ4 types with the same scale searches.
+/// This reproduces llama-quantize without an importance matrix (`quantize_row_*_ref`, and
+/// `quantize_iq4_nl`/`quantize_iq4_xs` without weights): Q4_0..Q8_0 by min/max, the K-quants and
+/// IQ4 types with the same scale searches in the same floating-point order. The tests check that
+/// the output is byte-identical to llama.cpp's for every type on the synthetic reference model.
 pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), KernelError> {
     check_row(ty, src.len(), dst.len(), "quantize_row destination")?;
     use GgmlType::*;
