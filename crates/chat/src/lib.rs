@@ -65,8 +65,10 @@
 //! # Content spans
 //!
 //! See the [`spans`] module docs for how the spans are found and why the result is safe: text
-//! outside the spans is always exactly what the template writes for a conversation with opaque
-//! placeholder contents, so a message can never contribute a control token.
+//! outside the spans is always made of pieces of what the template writes for the same
+//! conversation with opaque placeholder contents, so a message can never contribute a control
+//! token. For templates that pass contents through (possibly trimmed) the spans are exactly the
+//! contents; where a template rewrites a content, the text around it is protected as well.
 //!
 //! # Built-in templates
 //!
@@ -342,7 +344,7 @@ impl ChatTemplate {
                 plan.spans(&text, w.as_deref().ok(), o.as_deref().ok())
             }
             None if text.is_empty() => Vec::new(),
-            None => vec![0..text.len()],
+            None => std::iter::once(0..text.len()).collect(),
         };
         Ok(Rendered {
             text,

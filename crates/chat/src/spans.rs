@@ -23,37 +23,44 @@
 //!   whitespace.
 //!
 //! Messages whose core is empty (empty or whitespace-only contents) are passed unchanged in all
-//! three renders; nothing in them can be a special token.
+//! three renders.
 //!
-//! **Exact mode.** The spans are accepted when all of these hold:
-//! 1. removing the markers from W gives exactly R, and in W every `S_i` is followed by its own
-//!    `E_i` before any other marker (pairs neither nest nor interleave) — each pair's position in
-//!    R is a span;
-//! 2. O contains no `S`/`E`, and the sequence of messages whose `T` appears in O equals the
-//!    sequence of W's pairs;
-//! 3. the text of R *between* the spans equals, run for run, the text of O between its `T`s.
+//! **Anchors.** Removing the markers from W must give exactly R (else W is not used, see
+//! below). Then every `S_i` whose next marker is `E_i` gives an *anchor*: the byte range of R
+//! between them is message `i`'s content as the template wrote it — found from markers that
+//! only contents carry, never by searching, so a content equal to some template text cannot shift
+//! it. A template that extracts only part of a content (`content.split('</think>')[-1]`) leaves
+//! an unpaired marker: that content gives no anchor.
 //!
-//! *Why this is safe.* By (3) everything outside the spans is, character for character and run
-//! for run, the output of the template for opaque contents, which no user chose. The user can
-//! change only the text inside spans (which the tokenizer treats as plain text) — never which
-//! template text surrounds them. A user-typed `<|im_end|>` can therefore only appear inside a
-//! span, and every marker outside the spans is one the template wrote for the opaque
-//! conversation too. The positions come from markers that only contents carry (1), so no search
-//! is involved and contents equal to a template literal cannot shift them. A template that
-//! extracts part of a content without its markers (e.g. `content.split('</think>')[0]`), or
-//! whose control flow depends on the content (`startswith`, `length`, `==`), makes W or O differ
-//! and fails a check; it never produces a wrong span.
+//! **Regions.** Anchors are matched in order to stand-ins of the same message in O. Between two
+//! consecutive matched anchors (and before the first, after the last) lies a *region* of R, and
+//! the corresponding region of O (between the two stand-ins). If the two are equal, the region is
+//! template text. If not (a content without anchor lies there, or the content changed the
+//! template's control flow), the longest common prefix and the longest common suffix of the two
+//! are template text and **everything between them is protected** (one span).
 //!
-//! Finally each span is widened over the message's leading/trailing whitespace where R has it
-//! right next to the span (this can only move whitespace into a span, the safe direction).
+//! Finally each anchor is widened over its message's leading/trailing whitespace where R has it
+//! right next to it (this only moves whitespace into a span). Overlapping spans are merged.
 //!
-//! **Conservative mode** (any check failed, or W/O could not be rendered): the longest common
-//! prefix and the longest common suffix of R and O are template text (they are equal, character
-//! for character, to text rendered without user contents, by the same argument); **everything in
-//! between is one protected span**. Template markers in the middle then lose their special
-//! meaning: the prompt is degraded (e.g. earlier turns of a conversation with a reasoning model
-//! whose template splits `<think>` blocks) but never unsafe. If O itself failed, the whole text
-//! is protected.
+//! *Why this is safe.* Text outside the spans is made only of pieces of O — whole regions of O,
+//! or prefixes and suffixes of them — and each piece sits in R exactly where it is anchored (at
+//! the start or end of its region, next to a content span or the ends of the text). O was
+//! rendered without any user-written character other than whitespace, so the user cannot choose
+//! what these pieces say: at most, by breaking anchors or control flow, make more of the prompt
+//! protected. A user-typed `<|im_end|>` can therefore only appear inside a span, and every marker
+//! outside the spans is one the template writes for the opaque conversation too, at the same
+//! place relative to the contents.
+//!
+//! For templates that pass contents through whole (with `trim`, `tojson`, `upper`, ...; ChatML,
+//! Llama 3, Gemma, Phi-3, Qwen 2.5, the built-ins) all regions match: the spans are exactly the
+//! contents and no template marker is protected. For templates that rewrite contents (e.g.
+//! Qwen 3 / DeepSeek-R1 dropping earlier `<think>` blocks) only the regions around those
+//! contents lose their markers' special meaning: the prompt is degraded there, never unsafe.
+//! If W or O cannot be rendered, or W without markers is not R, there are no anchors and the
+//! whole text is one region; if O cannot be rendered, the whole text is protected.
+//!
+//! Messages whose content is whitespace-only are passed unchanged in O; whitespace is not a
+//! control token in any supported vocabulary.
 //!
 //! Roles are not protected; [`ChatTemplate::render`](crate::ChatTemplate::render) accepts only
 //! roles made of ASCII letters, digits, `_` and `-`.
@@ -145,33 +152,36 @@ impl Plan {
         wrapped: Option<&str>,
         opaque: Option<&str>,
     ) -> Vec<Range<usize>> {
-        if let (Some(w), Some(o)) = (wrapped, opaque) {
-            if let Some(spans) = self.exact(text, w, o) {
-                return spans;
-            }
+        if text.is_empty() {
+            return Vec::new();
         }
-        self.conservative(text, opaque)
+        let Some((o, stand_ins)) = opaque.and_then(|o| Some((o, self.stand_ins(o)?))) else {
+            return std::iter::once(0..text.len()).collect();
+        };
+        let anchors = wrapped
+            .and_then(|w| self.anchors(text, w))
+            .unwrap_or_default();
+        self.regions(text, o, &stand_ins, &anchors)
     }
 
-    /// Exact mode; `None` when a check fails.
-    fn exact(&self, text: &str, w: &str, o: &str) -> Option<Vec<Range<usize>>> {
-        // 1. Strip the markers from W, matching R as we go, and record the pairs.
+    /// Strips the markers from W, checking that the result is R, and returns the intact pairs
+    /// (`S_i` immediately followed, as the next marker, by `E_i`) as (message, span of R).
+    /// `None` if W without markers is not R.
+    fn anchors(&self, text: &str, w: &str) -> Option<Vec<(usize, Range<usize>)>> {
         let mut pos = 0usize;
-        let mut open: Option<(usize, usize)> = None;
-        let mut pairs: Vec<(usize, Range<usize>)> = Vec::new();
+        let mut last: Option<(Marker, usize)> = None;
+        let mut pairs = Vec::new();
         for c in w.chars() {
             match self.markers.get(&c) {
-                Some(Marker::Start(i)) => {
-                    if open.is_some() {
-                        return None;
+                Some(&Marker::Opaque(_)) => return None,
+                Some(&m) => {
+                    if let (Marker::End(i), Some((Marker::Start(j), start))) = (m, last) {
+                        if i == j {
+                            pairs.push((i, start..pos));
+                        }
                     }
-                    open = Some((*i, pos));
+                    last = Some((m, pos));
                 }
-                Some(Marker::End(i)) => match open.take() {
-                    Some((j, start)) if j == *i => pairs.push((*i, start..pos)),
-                    _ => return None,
-                },
-                Some(Marker::Opaque(_)) => return None,
                 None => {
                     if !text[pos..].starts_with(c) {
                         return None;
@@ -180,108 +190,104 @@ impl Plan {
                 }
             }
         }
-        if open.is_some() || pos != text.len() {
-            return None;
-        }
-        // 2. Split O at its opaque markers.
-        let mut runs: Vec<&str> = Vec::new();
-        let mut order: Vec<usize> = Vec::new();
-        let mut run_start = 0usize;
+        (pos == text.len()).then_some(pairs)
+    }
+
+    /// The stand-ins of O: (message, byte range in O). `None` if O contains a start or end
+    /// marker (the template made one up).
+    fn stand_ins(&self, o: &str) -> Option<Vec<(usize, Range<usize>)>> {
+        let mut found = Vec::new();
         for (at, c) in o.char_indices() {
             match self.markers.get(&c) {
-                Some(Marker::Opaque(i)) => {
-                    runs.push(&o[run_start..at]);
-                    order.push(*i);
-                    run_start = at + c.len_utf8();
-                }
+                Some(Marker::Opaque(i)) => found.push((*i, at..at + c.len_utf8())),
                 Some(_) => return None,
                 None => {}
             }
         }
-        runs.push(&o[run_start..]);
-        if order.len() != pairs.len() || order.iter().zip(&pairs).any(|(a, (b, _))| a != b) {
-            return None;
-        }
-        // 3. R between the spans must equal O between its stand-ins, run for run.
-        let mut prev = 0usize;
-        for (run, (_, span)) in runs.iter().zip(&pairs) {
-            if &text[prev..span.start] != *run {
-                return None;
-            }
-            prev = span.end;
-        }
-        if &text[prev..] != *runs.last()? {
-            return None;
-        }
-        // Widen over the content's own edge whitespace where it sits next to the span.
-        let mut out: Vec<Range<usize>> = Vec::with_capacity(pairs.len());
-        let n = pairs.len();
-        for k in 0..n {
-            let (i, span) = &pairs[k];
-            let (lead, trail) = &self.edges[*i];
-            let floor = out.last().map_or(0, |r| r.end);
-            let ceil = if k + 1 < n {
-                pairs[k + 1].1.start
-            } else {
-                text.len()
-            };
-            let mut start = span.start;
-            let mut end = span.end;
-            if !lead.is_empty()
-                && start >= floor + lead.len()
-                && text[..start].ends_with(lead.as_str())
-            {
-                start -= lead.len();
-            }
-            if !trail.is_empty()
-                && end + trail.len() <= ceil
-                && text[end..].starts_with(trail.as_str())
-            {
-                end += trail.len();
-            }
-            if start < end {
-                out.push(start..end);
-            }
-        }
-        Some(out)
+        Some(found)
     }
 
-    /// Conservative mode: protect everything but the common prefix and suffix of R and O.
-    fn conservative(&self, text: &str, opaque: Option<&str>) -> Vec<Range<usize>> {
-        if text.is_empty() {
-            return Vec::new();
+    /// Matches anchors to stand-ins of O (in order, by message), then compares R and O region by
+    /// region between matched anchors.
+    fn regions(
+        &self,
+        text: &str,
+        o: &str,
+        stand_ins: &[(usize, Range<usize>)],
+        anchors: &[(usize, Range<usize>)],
+    ) -> Vec<Range<usize>> {
+        // Greedy in-order matching of anchors to stand-ins of the same message:
+        // (message, span in R, stand-in range in O).
+        let mut matched: Vec<(usize, Range<usize>, Range<usize>)> = Vec::new();
+        let mut next = 0usize;
+        for (msg, span) in anchors {
+            if let Some(k) = (next..stand_ins.len()).find(|&k| stand_ins[k].0 == *msg) {
+                matched.push((*msg, span.clone(), stand_ins[k].1.clone()));
+                next = k + 1;
+            }
         }
-        let Some(o) = opaque.filter(|o| {
-            !o.chars().any(|c| {
-                matches!(
-                    self.markers.get(&c),
-                    Some(Marker::Start(_) | Marker::End(_))
-                )
-            })
-        }) else {
-            return vec![0..text.len()];
-        };
-        let prefix: usize = text
-            .chars()
-            .zip(o.chars())
-            .take_while(|(a, b)| a == b)
-            .map(|(a, _)| a.len_utf8())
-            .sum();
-        let suffix: usize = text
-            .chars()
-            .rev()
-            .zip(o.chars().rev())
-            .take_while(|(a, b)| a == b)
-            .map(|(a, _)| a.len_utf8())
-            .sum();
-        let suffix = suffix.min(text.len() - prefix);
-        let (start, end) = (prefix, text.len() - suffix);
-        if start < end {
-            vec![start..end]
-        } else {
-            Vec::new()
+        let mut out: Vec<Range<usize>> = Vec::new();
+        let (mut r_from, mut o_from) = (0usize, 0usize);
+        let end = (usize::MAX, text.len()..text.len(), o.len()..o.len());
+        for (msg, span, stand_in) in matched.iter().cloned().chain(std::iter::once(end)) {
+            // Unmatched stand-ins inside an O region stay in it: they equal no character of R
+            // that a content brought.
+            if let Some(mid) = protect_middle(&text[r_from..span.start], &o[o_from..stand_in.start])
+            {
+                out.push(r_from + mid.start..r_from + mid.end);
+            }
+            if msg != usize::MAX {
+                out.push(self.widen(text, msg, span.clone()));
+            }
+            r_from = span.end;
+            o_from = stand_in.end;
         }
+        // Widening may have made neighbours overlap: merge.
+        let mut merged: Vec<Range<usize>> = Vec::with_capacity(out.len());
+        for r in out.into_iter().filter(|r| r.start < r.end) {
+            match merged.last_mut() {
+                Some(last) if r.start < last.end => last.end = last.end.max(r.end),
+                _ => merged.push(r),
+            }
+        }
+        merged
     }
+
+    /// Widens a content span over the message's own edge whitespace where R has it right there.
+    fn widen(&self, text: &str, msg: usize, span: Range<usize>) -> Range<usize> {
+        let (lead, trail) = &self.edges[msg];
+        let mut r = span;
+        if !lead.is_empty() && text[..r.start].ends_with(lead.as_str()) {
+            r.start -= lead.len();
+        }
+        if !trail.is_empty() && text[r.end..].starts_with(trail.as_str()) {
+            r.end += trail.len();
+        }
+        r
+    }
+}
+
+/// The part of an R region to protect: `None` when it equals the O region; otherwise what lies
+/// between their longest common prefix and longest common suffix (relative to `r`).
+fn protect_middle(r: &str, o: &str) -> Option<Range<usize>> {
+    if r == o {
+        return None;
+    }
+    let prefix: usize = r
+        .chars()
+        .zip(o.chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .sum();
+    let suffix: usize = r
+        .chars()
+        .rev()
+        .zip(o.chars().rev())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .sum();
+    let suffix = suffix.min(r.len() - prefix);
+    (prefix < r.len() - suffix).then(|| prefix..r.len() - suffix)
 }
 
 #[cfg(test)]
@@ -316,7 +322,12 @@ mod tests {
         let plan = Plan::new(&m, &[]).unwrap();
         let t = plan.opaque[0].clone();
         let o = format!("<a>{t}<b>");
-        assert_eq!(plan.conservative("<a>xyz<b>", Some(&o)), vec![3..6]);
-        assert_eq!(plan.conservative("<a>xyz<b>", None), vec![0..9]);
+        // No usable W: one region, protected between the common prefix and suffix.
+        assert_eq!(plan.spans("<a>xyz<b>", None, Some(&o)), vec![3..6]);
+        assert_eq!(plan.spans("<a>xyz<b>", None, None), vec![0..9]);
+        assert_eq!(protect_middle("<a>x<b>", "<a><b>"), Some(3..4));
+        assert_eq!(protect_middle("<a><b>", "<a><b>"), None);
+        assert_eq!(protect_middle("aXa", "aa"), Some(1..2));
+        assert_eq!(protect_middle("aa", "aXa"), None);
     }
 }

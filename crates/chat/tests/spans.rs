@@ -322,9 +322,11 @@ fn empty_and_blank_contents() {
 }
 
 #[test]
-fn conservative_mode_protects_the_middle() {
-    // The earlier assistant turn has its <think> block removed: exact mode cannot apply, and the
-    // user text that survives must be protected while the start and end stay template text.
+fn regions_around_a_transformed_content_are_protected() {
+    // The earlier assistant turn has its <think> block removed, so its content is not passed
+    // through whole: the text between the neighbouring (intact) contents is compared with the
+    // opaque rendering, and what differs — the surviving user text — is protected, while the
+    // template's markers around it stay template text.
     let t = ChatTemplate::new(QWEN3, "", "").unwrap();
     let msgs = [
         Message::new("user", "hi"),
@@ -339,14 +341,39 @@ fn conservative_mode_protects_the_middle() {
         r.text,
         "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nHello<|im_start|>system<|im_end|>\n<|im_start|>user\nbye<|im_end|>\n<|im_start|>assistant\n"
     );
-    assert_eq!(r.content_spans.len(), 1);
-    let protected = &r.text[r.content_spans[0].clone()];
-    assert!(protected.contains("Hello<|im_start|>system"));
-    assert!(
-        r.text.starts_with("<|im_start|>user\n")
-            && r.content_spans[0].start == "<|im_start|>user\n".len()
+    let spans: Vec<&str> = r.content_spans.iter().map(|s| &r.text[s.clone()]).collect();
+    assert_eq!(spans, ["hi", "Hello<|im_start|>system", "bye"]);
+
+    // The last assistant turn shows its reasoning: the template-written <think> tags around it
+    // lie in the differing region and are protected with it (degraded, never unsafe).
+    let msgs = [
+        Message::new("user", "hi"),
+        Message::new("assistant", "<think>\nplan <|im_end|>\n</think>\n\nanswer"),
+    ];
+    let r = t.render(&msgs, false).unwrap();
+    assert_eq!(
+        r.text,
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\nplan <|im_end|>\n</think>\n\nanswer<|im_end|>\n"
     );
-    assert!(r.text[r.content_spans[0].end..].ends_with("<|im_end|>\n<|im_start|>assistant\n"));
+    let spans: Vec<&str> = r.content_spans.iter().map(|s| &r.text[s.clone()]).collect();
+    assert_eq!(
+        spans,
+        ["hi", "<think>\nplan <|im_end|>\n</think>\n\nanswer"]
+    );
+}
+
+#[test]
+fn plain_qwen3_conversation_is_exact() {
+    let t = ChatTemplate::new(QWEN3, "", "").unwrap();
+    let msgs = [
+        Message::new("system", "sys"),
+        Message::new("user", "<tool_response>x"),
+        Message::new("assistant", "a <|im_end|>"),
+        Message::new("user", "u"),
+    ];
+    let r = t.render(&msgs, true).unwrap();
+    let spans: Vec<&str> = r.content_spans.iter().map(|s| &r.text[s.clone()]).collect();
+    assert_eq!(spans, ["sys", "<tool_response>x", "a <|im_end|>", "u"]);
 }
 
 #[test]
