@@ -450,7 +450,7 @@ mod tests {
         assert_eq!(pieces(p, "Hello world"), ["Hello", " world"]);
         assert_eq!(pieces(p, "Hello  world"), ["Hello", " ", " world"]);
         assert_eq!(pieces(p, "I'm don't"), ["I", "'m", " don", "'t"]);
-        assert_eq!(pieces(p, "I'M"), ["I", "'M"]);
+        assert_eq!(pieces(p, "I'M"), ["I", "'", "M"]); // case-sensitive
         assert_eq!(pieces(p, "a 123 b"), ["a", " 123", " b"]);
         assert_eq!(pieces(p, "x  "), ["x", "  "]);
         assert_eq!(pieces(p, "x \n"), ["x", " \n"]);

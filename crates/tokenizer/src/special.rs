@@ -148,10 +148,7 @@ impl Specials {
                 };
                 let (mut base, end) = (r.start, r.end);
                 let mut search = base;
-                loop {
-                    let Some(m) = text[search..end].find(needle).map(|p| p + search) else {
-                        break;
-                    };
+                while let Some(m) = text[search..end].find(needle).map(|p| p + search) {
                     if overlaps_protected(m, m + needle.len()) {
                         search = m + first_len;
                         continue;

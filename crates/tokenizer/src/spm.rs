@@ -135,9 +135,8 @@ impl Spm {
                 out.push(id);
             } else {
                 for &b in piece {
-                    match self.byte_token(b).or(unk) {
-                        Some(t) => out.push(t),
-                        None => {}
+                    if let Some(t) = self.byte_token(b).or(unk) {
+                        out.push(t);
                     }
                 }
             }
