@@ -6,6 +6,12 @@
 //! (a decode step's gaps between matmuls are microseconds) and then sleep on a condition variable so
 //! an idle process does not burn the CPU.
 //!
+//! [`ThreadPool::for_each_chunk`] does not need every thread: on a small shared VM a worker may be
+//! descheduled for milliseconds, and waiting for it to show up would stall the caller for nothing.
+//! Workers *enter* a job with a compare-and-swap on the (generation, entered count) word; once the
+//! caller has run out of chunks it *closes* the job, and only waits for the workers that entered.
+//! A worker that wakes up late sees the job closed and goes back to waiting.
+//!
 //! A panic in the job (on any thread) does not deadlock: every thread still finishes its share, and
 //! `run` re-raises the first panic on the calling thread once all of them are done. The pool stays
 //! usable afterwards.
@@ -14,7 +20,7 @@ use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::ops::Range;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,6 +32,12 @@ const DEFAULT_SPIN: Duration = Duration::from_millis(2);
 
 /// Spin iterations between two clock reads while spinning (reading the clock costs ~20 ns).
 const SPINS_PER_CLOCK_CHECK: u32 = 64;
+
+/// Layout of the job state word: generation in the high 32 bits, then a "closed" flag, then the
+/// number of workers that entered the job.
+const GEN_SHIFT: u32 = 32;
+const CLOSED: u64 = 1 << 31;
+const ENTERED: u64 = CLOSED - 1;
 
 type Job = dyn Fn(usize) + Sync;
 
@@ -41,13 +53,15 @@ impl<T> std::ops::Deref for Padded<T> {
 }
 
 struct Shared {
-    /// Bumped once per job; a worker runs the job when it sees a value it has not seen yet.
-    generation: Padded<AtomicUsize>,
-    /// Workers (not counting the caller) that have not finished the current job.
-    remaining: Padded<AtomicUsize>,
-    /// The current job, lifetime-erased. Written by the caller before it bumps `generation`
-    /// (release) and read by workers after they observe the new generation (acquire); it is only
-    /// dereferenced while `run` waits, so the borrow it came from is alive.
+    /// (generation << 32) | closed flag | entered count. The caller starts a job by storing a new
+    /// generation with count 0; workers enter by incrementing the count while the job is open.
+    state: Padded<AtomicU64>,
+    /// Workers that finished the current job (only entered workers run it).
+    finished: Padded<AtomicUsize>,
+    /// The current job, lifetime-erased. Written by the caller before it publishes a generation
+    /// (release) and read by workers after entering it (acquire); it is only dereferenced by
+    /// entered workers, and the caller does not return before they all finished, so the borrow it
+    /// came from is alive.
     job: UnsafeCell<Option<*const Job>>,
     shutdown: AtomicBool,
     /// The first panic payload of the current job, if any.
@@ -56,16 +70,16 @@ struct Shared {
     wake_lock: Mutex<()>,
     wake: Condvar,
     sleepers: AtomicUsize,
-    /// The caller sleeps here (after spinning) until `remaining` reaches zero.
+    /// The caller sleeps here (after spinning) until the workers it waits for finished.
     done_lock: Mutex<()>,
     done: Condvar,
     caller_sleeping: AtomicBool,
     spin: Duration,
 }
 
-// SAFETY: the only non-Sync field is `job`, whose accesses are ordered by `generation` (see its doc):
-// the caller writes it only while no worker is running a job (all finished the previous one), and
-// workers only read it between observing a new generation and decrementing `remaining`.
+// SAFETY: the only non-Sync field is `job`, whose accesses are ordered by `state` (see its doc):
+// the caller writes it only while no worker is inside a job (all that entered the previous one
+// finished), and workers only read it after entering, before incrementing `finished`.
 unsafe impl Sync for Shared {}
 // SAFETY: the raw job pointer is only dereferenced under the protocol above.
 unsafe impl Send for Shared {}
@@ -98,8 +112,8 @@ impl ThreadPool {
     pub fn with_spin(n_threads: usize, spin: Duration) -> ThreadPool {
         let n_threads = n_threads.max(1);
         let shared = Arc::new(Shared {
-            generation: Padded(AtomicUsize::new(0)),
-            remaining: Padded(AtomicUsize::new(0)),
+            state: Padded(AtomicU64::new(0)),
+            finished: Padded(AtomicUsize::new(0)),
             job: UnsafeCell::new(None),
             shutdown: AtomicBool::new(false),
             panic: Mutex::new(None),
@@ -145,37 +159,79 @@ impl ThreadPool {
             }
             return;
         }
+        self.dispatch(f, true);
+    }
+
+    /// Calls `f` on consecutive ranges of `chunk` items (the last may be shorter) covering
+    /// `0..n_items`, spread over the threads. Chunks are claimed from a shared atomic counter, so a
+    /// thread that finishes early takes more (work stealing); which thread gets which range is not
+    /// fixed, and a worker that is not scheduled in time may get none.
+    pub fn for_each_chunk(&self, n_items: usize, chunk: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
+        let chunk = chunk.max(1);
+        let n_chunks = n_items.div_ceil(chunk);
+        let range = |c: usize| c * chunk..((c + 1) * chunk).min(n_items);
+        if n_chunks == 0 {
+            return;
+        }
+        if self.n_threads == 1 || n_chunks == 1 || IN_JOB.with(Cell::get) {
+            (0..n_chunks).for_each(|c| f(range(c)));
+            return;
+        }
+        let next = AtomicUsize::new(0);
+        self.dispatch(
+            &|_| loop {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                if c >= n_chunks {
+                    break;
+                }
+                f(range(c));
+            },
+            false,
+        );
+    }
+
+    /// Publishes `f`, runs `f(0)` here, and waits for the workers: all of them if `everyone`,
+    /// else only those that entered before the caller closed the job.
+    fn dispatch(&self, f: &(dyn Fn(usize) + Sync), everyone: bool) {
         // A poisoned lock only means an earlier caller panicked while holding it; the pool state
-        // is still consistent (every job ends with all workers finished).
+        // is still consistent (every job ends with all entered workers finished).
         let _serial = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
         let shared = &*self.shared;
 
-        // SAFETY: lifetime erasure only; the pointer is dereferenced by workers strictly before they
-        // decrement `remaining`, and we do not return before `remaining` is zero, so `f` outlives
-        // every use.
+        // SAFETY: lifetime erasure only; the pointer is dereferenced by entered workers strictly
+        // before they increment `finished`, and we do not return before every entered worker did,
+        // so `f` outlives every use.
         let job: *const Job = unsafe {
             std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const Job>(f as *const _)
         };
-        // SAFETY: all workers finished the previous job (we waited for `remaining == 0`), so nobody
-        // reads `job` now; the release in the generation bump publishes this write.
+        // SAFETY: no worker is inside a job (we waited for all entered ones last time), so nobody
+        // reads `job` now; the release store of the new generation publishes this write.
         unsafe { *shared.job.get() = Some(job) };
+        shared.finished.store(0, Ordering::Relaxed);
+        // Only callers (serialized by `run_lock`) change the generation.
+        let generation = (shared.state.load(Ordering::Relaxed) >> GEN_SHIFT).wrapping_add(1);
         shared
-            .remaining
-            .store(self.n_threads - 1, Ordering::Relaxed);
-        shared.generation.fetch_add(1, Ordering::SeqCst);
+            .state
+            .store(generation << GEN_SHIFT, Ordering::SeqCst);
         if shared.sleepers.load(Ordering::SeqCst) > 0 {
             let _g = shared.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
             shared.wake.notify_all();
         }
 
         let mine = run_guarded(|| f(0));
+        let target = if everyone {
+            self.n_threads - 1
+        } else {
+            // Close the job: from now on late workers skip it; wait only for those inside.
+            (shared.state.fetch_or(CLOSED, Ordering::AcqRel) & ENTERED) as usize
+        };
         wait_until(
             shared.spin,
-            || shared.remaining.load(Ordering::Acquire) == 0,
+            || shared.finished.load(Ordering::Acquire) == target,
             || {
                 shared.caller_sleeping.store(true, Ordering::SeqCst);
                 let mut g = shared.done_lock.lock().unwrap_or_else(|e| e.into_inner());
-                while shared.remaining.load(Ordering::SeqCst) != 0 {
+                while shared.finished.load(Ordering::SeqCst) != target {
                     g = shared.done.wait(g).unwrap_or_else(|e| e.into_inner());
                 }
                 shared.caller_sleeping.store(false, Ordering::Relaxed);
@@ -194,38 +250,16 @@ impl ThreadPool {
             resume_unwind(payload);
         }
     }
-
-    /// Calls `f` on consecutive ranges of `chunk` items (the last may be shorter) covering
-    /// `0..n_items`, spread over all threads. Chunks are claimed from a shared atomic counter, so a
-    /// thread that finishes early takes more (work stealing); which thread gets which range is not
-    /// fixed.
-    pub fn for_each_chunk(&self, n_items: usize, chunk: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
-        let chunk = chunk.max(1);
-        let n_chunks = n_items.div_ceil(chunk);
-        let range = |c: usize| c * chunk..((c + 1) * chunk).min(n_items);
-        if n_chunks == 0 {
-            return;
-        }
-        if self.n_threads == 1 || n_chunks == 1 {
-            (0..n_chunks).for_each(|c| f(range(c)));
-            return;
-        }
-        let next = AtomicUsize::new(0);
-        self.run(&|_| loop {
-            let c = next.fetch_add(1, Ordering::Relaxed);
-            if c >= n_chunks {
-                break;
-            }
-            f(range(c));
-        });
-    }
 }
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
         let shared = &*self.shared;
         shared.shutdown.store(true, Ordering::SeqCst);
-        shared.generation.fetch_add(1, Ordering::SeqCst);
+        let generation = (shared.state.load(Ordering::Relaxed) >> GEN_SHIFT).wrapping_add(1);
+        shared
+            .state
+            .store(generation << GEN_SHIFT | CLOSED, Ordering::SeqCst);
         {
             let _g = shared.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
             shared.wake.notify_all();
@@ -272,32 +306,49 @@ fn wait_until(spin: Duration, ready: impl Fn() -> bool, sleep: impl FnOnce()) {
 }
 
 fn worker_loop(shared: &Shared, index: usize) {
-    let mut seen = 0usize;
+    let mut seen = 0u64; // the last generation this worker entered or skipped
     loop {
-        let changed = || shared.generation.load(Ordering::Acquire) != seen;
+        let generation = |s: u64| s >> GEN_SHIFT;
+        let changed = || generation(shared.state.load(Ordering::Acquire)) != seen;
         wait_until(shared.spin, changed, || {
             let mut g = shared.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
             shared.sleepers.fetch_add(1, Ordering::SeqCst);
-            while shared.generation.load(Ordering::SeqCst) == seen {
+            while generation(shared.state.load(Ordering::SeqCst)) == seen {
                 g = shared.wake.wait(g).unwrap_or_else(|e| e.into_inner());
             }
             shared.sleepers.fetch_sub(1, Ordering::SeqCst);
         });
-        seen = shared.generation.load(Ordering::Acquire);
         if shared.shutdown.load(Ordering::Acquire) {
             return;
         }
-        // SAFETY: we observed the generation bump that published `job` (acquire), and the caller
-        // keeps the closure alive until we decrement `remaining` below.
+        // Enter the current job unless it is already closed.
+        let mut s = shared.state.load(Ordering::Acquire);
+        let entered = loop {
+            if s & CLOSED != 0 {
+                break false;
+            }
+            match shared
+                .state
+                .compare_exchange_weak(s, s + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break true,
+                Err(now) => s = now,
+            }
+        };
+        seen = generation(s);
+        if !entered {
+            continue;
+        }
+        // SAFETY: entering synchronized with the caller's publication of this generation
+        // (acquire), and the caller keeps the closure alive until we increment `finished`.
         let job = unsafe { (*shared.job.get()).expect("a job is published with every generation") };
         // SAFETY: see above; the pointer came from a live `&(dyn Fn(usize) + Sync)`.
         if let Err(payload) = run_guarded(|| unsafe { (*job)(index) }) {
             let mut slot = shared.panic.lock().unwrap_or_else(|e| e.into_inner());
             slot.get_or_insert(payload);
         }
-        if shared.remaining.fetch_sub(1, Ordering::SeqCst) == 1
-            && shared.caller_sleeping.load(Ordering::SeqCst)
-        {
+        shared.finished.fetch_add(1, Ordering::SeqCst);
+        if shared.caller_sleeping.load(Ordering::SeqCst) {
             let _g = shared.done_lock.lock().unwrap_or_else(|e| e.into_inner());
             shared.done.notify_all();
         }
@@ -361,6 +412,32 @@ mod tests {
                 });
                 assert!(seen.iter().all(|s| s.load(Ordering::Relaxed) == 1));
             }
+        }
+    }
+
+    #[test]
+    fn for_each_chunk_with_late_workers() {
+        // With no spinning, workers park between jobs and usually wake after the caller has
+        // claimed every chunk and closed the job: this exercises the skip path many times.
+        let pool = ThreadPool::with_spin(3, Duration::ZERO);
+        for round in 0..500usize {
+            let n = 1 + round % 9;
+            let seen: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+            pool.for_each_chunk(n, 1, &|r| {
+                for i in r {
+                    seen[i].fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            assert!(
+                seen.iter().all(|s| s.load(Ordering::Relaxed) == 1),
+                "round {round}"
+            );
+            // Mandatory jobs still reach every thread afterwards.
+            let hits = AtomicUsize::new(0);
+            pool.run(&|_| {
+                hits.fetch_add(1, Ordering::Relaxed);
+            });
+            assert_eq!(hits.load(Ordering::Relaxed), 3);
         }
     }
 

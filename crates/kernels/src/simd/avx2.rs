@@ -38,7 +38,52 @@ pub(super) unsafe fn load16(p: *const u8) -> __m128i {
     unsafe { _mm_loadu_si128(p.cast()) }
 }
 
-/// The little-endian f16 at `b[off]` as f32.
+/// The little-endian f16 at `p` as f32 in all 8 lanes. (Broadcasting the 16 bits first keeps
+/// LLVM from inserting them into a stale register, which made a loop-carried dependency.)
+///
+/// # Safety
+/// `p..p + 2` must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn f16_bcast(p: *const u8) -> __m256 {
+    // SAFETY: the caller guarantees 2 readable bytes.
+    let h = unsafe { p.cast::<u16>().read_unaligned() };
+    _mm256_cvtph_ps(_mm_set1_epi16(u16::from_le(h) as i16))
+}
+
+/// The two consecutive little-endian f16 at `p` as f32 lanes 0 and 1 (lanes 2, 3 are 0).
+///
+/// # Safety
+/// `p..p + 4` must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn f16x2_ptr(p: *const u8) -> __m128 {
+    // SAFETY: the caller guarantees 4 readable bytes.
+    let v = unsafe { p.cast::<i32>().read_unaligned() };
+    _mm_cvtph_ps(_mm_cvtsi32_si128(v))
+}
+
+/// The little-endian f32 at `p`.
+///
+/// # Safety
+/// `p..p + 4` must be readable.
+#[inline]
+pub(super) unsafe fn f32_ptr(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees 4 readable bytes.
+    f32::from_bits(u32::from_le(unsafe { p.cast::<u32>().read_unaligned() }))
+}
+
+/// The little-endian u32 at `p`.
+///
+/// # Safety
+/// `p..p + 4` must be readable.
+#[inline]
+pub(super) unsafe fn u32_ptr(p: *const u8) -> u32 {
+    // SAFETY: the caller guarantees 4 readable bytes.
+    u32::from_le(unsafe { p.cast::<u32>().read_unaligned() })
+}
+
+/// The little-endian f16 at `b[off]` as f32 (bounds-checked; for scalar tails).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn f16_at(b: &[u8], off: usize) -> f32 {
@@ -46,24 +91,10 @@ pub(super) fn f16_at(b: &[u8], off: usize) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
 }
 
-/// The two consecutive little-endian f16 at `b[off..off + 4]` as f32 lanes 0 and 1.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn f16x2_at(b: &[u8], off: usize) -> __m128 {
-    let v = u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]]);
-    _mm_cvtph_ps(_mm_cvtsi32_si128(v as i32))
-}
-
-/// The little-endian f32 at `b[off]`.
+/// The little-endian f32 at `b[off]` (bounds-checked; for scalar tails).
 #[inline]
 pub(super) fn f32_at(b: &[u8], off: usize) -> f32 {
     f32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-
-/// The little-endian u32 at `b[off]`.
-#[inline]
-pub(super) fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
 #[inline]
@@ -129,11 +160,13 @@ pub(super) fn dot_u8i8(u: __m256i, y: __m256i) -> __m256i {
 
 /// Scale and min bytes of the 8 sub-blocks of a Q4_K/Q5_K block from its 12 packed bytes:
 /// returns (scales as 8 little-endian bytes, mins as 8 little-endian bytes).
+///
+/// # Safety
+/// `s..s + 12` must be readable.
 #[inline]
-pub(super) fn k4_scales_mins(s: &[u8]) -> (u64, u64) {
-    let a0 = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-    let a1 = u32::from_le_bytes([s[4], s[5], s[6], s[7]]);
-    let a2 = u32::from_le_bytes([s[8], s[9], s[10], s[11]]);
+pub(super) unsafe fn k4_scales_mins(s: *const u8) -> (u64, u64) {
+    // SAFETY: the caller guarantees 12 readable bytes.
+    let (a0, a1, a2) = unsafe { (u32_ptr(s), u32_ptr(s.add(4)), u32_ptr(s.add(8))) };
     const LOW6: u32 = 0x3F3F_3F3F;
     const LOW4: u32 = 0x0F0F_0F0F;
     const TOP2: u32 = 0x0303_0303;
@@ -150,11 +183,13 @@ pub(super) fn k4_scales_mins(s: &[u8]) -> (u64, u64) {
 }
 
 /// The 16 signed 6-bit scales of a Q3_K block (already minus 32) from its 12 packed bytes.
+///
+/// # Safety
+/// `s..s + 12` must be readable.
 #[inline]
-pub(super) fn q3k_scales(s: &[u8]) -> [i8; 16] {
-    let a0 = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-    let a1 = u32::from_le_bytes([s[4], s[5], s[6], s[7]]);
-    let a2 = u32::from_le_bytes([s[8], s[9], s[10], s[11]]);
+pub(super) unsafe fn q3k_scales(s: *const u8) -> [i8; 16] {
+    // SAFETY: the caller guarantees 12 readable bytes.
+    let (a0, a1, a2) = unsafe { (u32_ptr(s), u32_ptr(s.add(4)), u32_ptr(s.add(8))) };
     const LOW4: u32 = 0x0F0F_0F0F;
     const TOP2: u32 = 0x0303_0303;
     // Low 4 bits: nibbles of bytes 0..8 (low nibbles for scales 0..8, high for 8..16); high 2
@@ -218,12 +253,22 @@ pub(crate) fn dot_q8_0(w: &[u8], a: &[u8], n: usize) -> f32 {
     let nb = blocks(w, Q8_0_W, a, Q8_0_A, n, 32);
     let mut acc = [_mm256_setzero_ps(); 2];
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q8_0_W..], &a[i * Q8_0_A..]);
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(ab, 0));
-        // SAFETY: `blocks` checked both blocks are in bounds; qs is 32 bytes at offset 2.
-        let (x, y) = unsafe { (load32(wb.as_ptr().add(2)), load32(ab.as_ptr().add(2))) };
-        let p = _mm256_cvtepi32_ps(dot_i8(x, y));
-        acc[i & 1] = _mm256_fmadd_ps(p, d, acc[i & 1]);
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q8_0_W),
+                a.as_ptr().wrapping_add(i * Q8_0_A),
+            );
+            let d = _mm256_mul_ps(f16_bcast(wp), f16_bcast(ap));
+            // `blocks` checked both blocks are in bounds; qs is 32 bytes at offset 2.
+            let (x, y) = (load32(wp.add(2)), load32(ap.add(2)));
+            let p = _mm256_cvtepi32_ps(dot_i8(x, y));
+            let next = _mm256_fmadd_ps(p, d, acc[1]);
+            // Two accumulators in rotation hide the FMA latency.
+            acc[1] = acc[0];
+            acc[0] = next;
+        }
     }
     hsum_ps(_mm256_add_ps(acc[0], acc[1]))
 }
@@ -234,13 +279,23 @@ pub(crate) fn dot_q4_0(w: &[u8], a: &[u8], n: usize) -> f32 {
     let nb = blocks(w, Q4_0_W, a, Q8_0_A, n, 32);
     let mut acc = [_mm256_setzero_ps(); 2];
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q4_0_W..], &a[i * Q8_0_A..]);
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(ab, 0));
-        // SAFETY: in-bounds per `blocks`: 16 qs bytes at 2, 32 activation bytes at 2.
-        let (q, y) = unsafe { (load16(wb.as_ptr().add(2)), load32(ab.as_ptr().add(2))) };
-        let x = _mm256_sub_epi8(nibbles32(q), _mm256_set1_epi8(8));
-        let p = _mm256_cvtepi32_ps(dot_i8(x, y));
-        acc[i & 1] = _mm256_fmadd_ps(p, d, acc[i & 1]);
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q4_0_W),
+                a.as_ptr().wrapping_add(i * Q8_0_A),
+            );
+            let d = _mm256_mul_ps(f16_bcast(wp), f16_bcast(ap));
+            // In bounds: 16 qs bytes at 2, 32 activation bytes at 2.
+            let (q, y) = (load16(wp.add(2)), load32(ap.add(2)));
+            let x = _mm256_sub_epi8(nibbles32(q), _mm256_set1_epi8(8));
+            let p = _mm256_cvtepi32_ps(dot_i8(x, y));
+            let next = _mm256_fmadd_ps(p, d, acc[1]);
+            // Two accumulators in rotation hide the FMA latency.
+            acc[1] = acc[0];
+            acc[0] = next;
+        }
     }
     hsum_ps(_mm256_add_ps(acc[0], acc[1]))
 }
@@ -252,15 +307,25 @@ pub(crate) fn dot_q4_1(w: &[u8], a: &[u8], n: usize) -> f32 {
     let mut acc = [_mm256_setzero_ps(); 2];
     let mut acc_m = _mm_setzero_ps();
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q4_1_W..], &a[i * Q8_1_A..]);
-        // Lanes: [d * da, m * s].
-        let sc = _mm_mul_ps(f16x2_at(wb, 0), f16x2_at(ab, 0));
-        acc_m = _mm_add_ps(acc_m, sc);
-        // SAFETY: in-bounds per `blocks`: 16 qs bytes at 4, 32 activation bytes at 4.
-        let (q, y) = unsafe { (load16(wb.as_ptr().add(4)), load32(ab.as_ptr().add(4))) };
-        // Codes <= 15: pair sums <= 2 * 15 * 127.
-        let p = _mm256_cvtepi32_ps(dot_u8i8(nibbles32(q), y));
-        acc[i & 1] = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(sc), acc[i & 1]);
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q4_1_W),
+                a.as_ptr().wrapping_add(i * Q8_1_A),
+            );
+            // Lanes: [d * da, m * s].
+            let sc = _mm_mul_ps(f16x2_ptr(wp), f16x2_ptr(ap));
+            acc_m = _mm_add_ps(acc_m, sc);
+            // In bounds: 16 qs bytes at 4, 32 activation bytes at 4.
+            let (q, y) = (load16(wp.add(4)), load32(ap.add(4)));
+            // Codes <= 15: pair sums <= 2 * 15 * 127.
+            let p = _mm256_cvtepi32_ps(dot_u8i8(nibbles32(q), y));
+            let next = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(sc), acc[1]);
+            // Two accumulators in rotation hide the FMA latency.
+            acc[1] = acc[0];
+            acc[0] = next;
+        }
     }
     hsum_ps(_mm256_add_ps(acc[0], acc[1])) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m))
 }
@@ -271,18 +336,28 @@ pub(crate) fn dot_q5_0(w: &[u8], a: &[u8], n: usize) -> f32 {
     let nb = blocks(w, Q5_0_W, a, Q8_0_A, n, 32);
     let mut acc = [_mm256_setzero_ps(); 2];
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q5_0_W..], &a[i * Q8_0_A..]);
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(ab, 0));
-        let hb = bytes_from_bits(u32_at(wb, 2));
-        // SAFETY: in-bounds per `blocks`: 16 qs bytes at 6, 32 activation bytes at 2.
-        let (q, y) = unsafe { (load16(wb.as_ptr().add(6)), load32(ab.as_ptr().add(2))) };
-        // (code - 16) as i8: the nibble when the high bit is set, else nibble | 0xF0.
-        let x = _mm256_or_si256(
-            nibbles32(q),
-            _mm256_andnot_si256(hb, _mm256_set1_epi8(0xF0u8 as i8)),
-        );
-        let p = _mm256_cvtepi32_ps(dot_i8(x, y));
-        acc[i & 1] = _mm256_fmadd_ps(p, d, acc[i & 1]);
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q5_0_W),
+                a.as_ptr().wrapping_add(i * Q8_0_A),
+            );
+            let d = _mm256_mul_ps(f16_bcast(wp), f16_bcast(ap));
+            let hb = bytes_from_bits(u32_ptr(wp.add(2)));
+            // In bounds: 16 qs bytes at 6, 32 activation bytes at 2.
+            let (q, y) = (load16(wp.add(6)), load32(ap.add(2)));
+            // (code - 16) as i8: the nibble when the high bit is set, else nibble | 0xF0.
+            let x = _mm256_or_si256(
+                nibbles32(q),
+                _mm256_andnot_si256(hb, _mm256_set1_epi8(0xF0u8 as i8)),
+            );
+            let p = _mm256_cvtepi32_ps(dot_i8(x, y));
+            let next = _mm256_fmadd_ps(p, d, acc[1]);
+            // Two accumulators in rotation hide the FMA latency.
+            acc[1] = acc[0];
+            acc[0] = next;
+        }
     }
     hsum_ps(_mm256_add_ps(acc[0], acc[1]))
 }
@@ -294,16 +369,26 @@ pub(crate) fn dot_q5_1(w: &[u8], a: &[u8], n: usize) -> f32 {
     let mut acc = [_mm256_setzero_ps(); 2];
     let mut acc_m = _mm_setzero_ps();
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q5_1_W..], &a[i * Q8_1_A..]);
-        let sc = _mm_mul_ps(f16x2_at(wb, 0), f16x2_at(ab, 0));
-        acc_m = _mm_add_ps(acc_m, sc);
-        let hb = bytes_from_bits(u32_at(wb, 4));
-        // SAFETY: in-bounds per `blocks`: 16 qs bytes at 8, 32 activation bytes at 4.
-        let (q, y) = unsafe { (load16(wb.as_ptr().add(8)), load32(ab.as_ptr().add(4))) };
-        let x = _mm256_or_si256(nibbles32(q), _mm256_and_si256(hb, _mm256_set1_epi8(0x10)));
-        // Codes <= 31: pair sums <= 2 * 31 * 127.
-        let p = _mm256_cvtepi32_ps(dot_u8i8(x, y));
-        acc[i & 1] = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(sc), acc[i & 1]);
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q5_1_W),
+                a.as_ptr().wrapping_add(i * Q8_1_A),
+            );
+            let sc = _mm_mul_ps(f16x2_ptr(wp), f16x2_ptr(ap));
+            acc_m = _mm_add_ps(acc_m, sc);
+            let hb = bytes_from_bits(u32_ptr(wp.add(4)));
+            // In bounds: 16 qs bytes at 8, 32 activation bytes at 4.
+            let (q, y) = (load16(wp.add(8)), load32(ap.add(4)));
+            let x = _mm256_or_si256(nibbles32(q), _mm256_and_si256(hb, _mm256_set1_epi8(0x10)));
+            // Codes <= 31: pair sums <= 2 * 31 * 127.
+            let p = _mm256_cvtepi32_ps(dot_u8i8(x, y));
+            let next = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(sc), acc[1]);
+            // Two accumulators in rotation hide the FMA latency.
+            acc[1] = acc[0];
+            acc[0] = next;
+        }
     }
     hsum_ps(_mm256_add_ps(acc[0], acc[1])) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m))
 }
@@ -316,13 +401,23 @@ pub(crate) fn dot_iq4_nl(w: &[u8], a: &[u8], n: usize) -> f32 {
     let table = _mm256_broadcastsi128_si256(unsafe { load16(KVALUES.as_ptr().cast()) });
     let mut acc = [_mm256_setzero_ps(); 2];
     for i in 0..nb {
-        let (wb, ab) = (&w[i * IQ4_NL_W..], &a[i * Q8_0_A..]);
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(ab, 0));
-        // SAFETY: in-bounds per `blocks`: 16 qs bytes at 2, 32 activation bytes at 2.
-        let (q, y) = unsafe { (load16(wb.as_ptr().add(2)), load32(ab.as_ptr().add(2))) };
-        let x = _mm256_shuffle_epi8(table, nibbles32(q));
-        let p = _mm256_cvtepi32_ps(dot_i8(x, y));
-        acc[i & 1] = _mm256_fmadd_ps(p, d, acc[i & 1]);
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * IQ4_NL_W),
+                a.as_ptr().wrapping_add(i * Q8_0_A),
+            );
+            let d = _mm256_mul_ps(f16_bcast(wp), f16_bcast(ap));
+            // In bounds: 16 qs bytes at 2, 32 activation bytes at 2.
+            let (q, y) = (load16(wp.add(2)), load32(ap.add(2)));
+            let x = _mm256_shuffle_epi8(table, nibbles32(q));
+            let p = _mm256_cvtepi32_ps(dot_i8(x, y));
+            let next = _mm256_fmadd_ps(p, d, acc[1]);
+            // Two accumulators in rotation hide the FMA latency.
+            acc[1] = acc[0];
+            acc[0] = next;
+        }
     }
     hsum_ps(_mm256_add_ps(acc[0], acc[1]))
 }
@@ -340,43 +435,47 @@ pub(crate) fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     let mut acc_m = _mm256_setzero_ps();
     let low4 = _mm256_set1_epi8(0x0F);
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q4_K_W..], &a[i * Q8_K_A..]);
-        let da = f32_at(ab, 0);
-        let dm = _mm_mul_ps(f16x2_at(wb, 0), _mm_set1_ps(da)); // [d*da, dmin*da]
-        let (sc, mins) = k4_scales_mins(&wb[4..16]);
-        let (wp, ap) = (wb.as_ptr(), ab.as_ptr());
-        // SAFETY: in-bounds per `blocks`: bsums are 32 bytes at 260 of a 292-byte block.
-        let bsums = unsafe { load32(ap.add(Q8K_BSUMS)) };
-        let pair = _mm256_madd_epi16(bsums, _mm256_set1_epi16(1));
-        let m = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(mins as i64));
-        let mprod = _mm256_cvtepi32_ps(_mm256_mullo_epi32(pair, m));
-        acc_m = _mm256_fmadd_ps(
-            mprod,
-            _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dm))),
-            acc_m,
-        );
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q4_K_W),
+                a.as_ptr().wrapping_add(i * Q8_K_A),
+            );
+            let da = f32_ptr(ap);
+            let dm = _mm_mul_ps(f16x2_ptr(wp), _mm_set1_ps(da)); // [d*da, dmin*da]
+            let (sc, mins) = k4_scales_mins(wp.add(4));
+            // In bounds: bsums are 32 bytes at 260 of a 292-byte block.
+            let bsums = load32(ap.add(Q8K_BSUMS));
+            let pair = _mm256_madd_epi16(bsums, _mm256_set1_epi16(1));
+            let m = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(mins as i64));
+            let mprod = _mm256_cvtepi32_ps(_mm256_mullo_epi32(pair, m));
+            acc_m = _mm256_fmadd_ps(
+                mprod,
+                _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dm))),
+                acc_m,
+            );
 
-        let mut sumi = _mm256_setzero_si256();
-        for c in 0..4 {
-            // SAFETY: qs is 128 bytes at 16; activation quants are 256 bytes at 4.
-            let (q, y0, y1) = unsafe {
-                (
+            let mut sumi = _mm256_setzero_si256();
+            for c in 0..4 {
+                // qs is 128 bytes at 16; activation quants are 256 bytes at 4.
+                let (q, y0, y1) = (
                     load32(wp.add(16 + 32 * c)),
                     load32(ap.add(4 + 64 * c)),
                     load32(ap.add(4 + 64 * c + 32)),
-                )
-            };
-            let lo = _mm256_and_si256(q, low4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
-            // Codes <= 15: pair sums <= 2 * 15 * 127; times a 6-bit scale in madd.
-            let p0 = _mm256_maddubs_epi16(lo, y0);
-            let p1 = _mm256_maddubs_epi16(hi, y1);
-            let s0 = _mm256_set1_epi16(((sc >> (16 * c)) & 0xFF) as i16);
-            let s1 = _mm256_set1_epi16(((sc >> (16 * c + 8)) & 0xFF) as i16);
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, s0));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, s1));
+                );
+                let lo = _mm256_and_si256(q, low4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
+                // Codes <= 15: pair sums <= 2 * 15 * 127; times a 6-bit scale in madd.
+                let p0 = _mm256_maddubs_epi16(lo, y0);
+                let p1 = _mm256_maddubs_epi16(hi, y1);
+                let s0 = _mm256_set1_epi16(((sc >> (16 * c)) & 0xFF) as i16);
+                let s1 = _mm256_set1_epi16(((sc >> (16 * c + 8)) & 0xFF) as i16);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, s0));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, s1));
+            }
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
         }
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
     }
     hsum_ps(acc) - hsum_ps(acc_m)
 }
@@ -390,50 +489,54 @@ pub(crate) fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     let low4 = _mm256_set1_epi8(0x0F);
     let bit4 = _mm256_set1_epi8(0x10);
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q5_K_W..], &a[i * Q8_K_A..]);
-        let da = f32_at(ab, 0);
-        let dm = _mm_mul_ps(f16x2_at(wb, 0), _mm_set1_ps(da));
-        let (sc, mins) = k4_scales_mins(&wb[4..16]);
-        let (wp, ap) = (wb.as_ptr(), ab.as_ptr());
-        // SAFETY: in-bounds per `blocks`: bsums at 260 (32 bytes), qh at 16 (32 bytes).
-        let (bsums, mut qh) = unsafe { (load32(ap.add(Q8K_BSUMS)), load32(wp.add(16))) };
-        let pair = _mm256_madd_epi16(bsums, _mm256_set1_epi16(1));
-        let m = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(mins as i64));
-        let mprod = _mm256_cvtepi32_ps(_mm256_mullo_epi32(pair, m));
-        acc_m = _mm256_fmadd_ps(
-            mprod,
-            _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dm))),
-            acc_m,
-        );
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q5_K_W),
+                a.as_ptr().wrapping_add(i * Q8_K_A),
+            );
+            let da = f32_ptr(ap);
+            let dm = _mm_mul_ps(f16x2_ptr(wp), _mm_set1_ps(da));
+            let (sc, mins) = k4_scales_mins(wp.add(4));
+            // In bounds: bsums at 260 (32 bytes), qh at 16 (32 bytes).
+            let (bsums, mut qh) = (load32(ap.add(Q8K_BSUMS)), load32(wp.add(16)));
+            let pair = _mm256_madd_epi16(bsums, _mm256_set1_epi16(1));
+            let m = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(mins as i64));
+            let mprod = _mm256_cvtepi32_ps(_mm256_mullo_epi32(pair, m));
+            acc_m = _mm256_fmadd_ps(
+                mprod,
+                _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dm))),
+                acc_m,
+            );
 
-        let mut sumi = _mm256_setzero_si256();
-        for c in 0..4 {
-            // SAFETY: qs is 128 bytes at 48; activation quants are 256 bytes at 4.
-            let (q, y0, y1) = unsafe {
-                (
+            let mut sumi = _mm256_setzero_si256();
+            for c in 0..4 {
+                // qs is 128 bytes at 48; activation quants are 256 bytes at 4.
+                let (q, y0, y1) = (
                     load32(wp.add(48 + 32 * c)),
                     load32(ap.add(4 + 64 * c)),
                     load32(ap.add(4 + 64 * c + 32)),
-                )
-            };
-            // Bit 2c of qh -> bit 4 of the low-nibble codes, bit 2c+1 -> the high ones. `qh` is
-            // shifted right one bit per sub-block; a 16-bit shift moves bits across the byte
-            // boundary only into bit 7 of the low byte, which is never read within 8 shifts.
-            let h0 = _mm256_and_si256(_mm256_slli_epi16::<4>(qh), bit4);
-            qh = _mm256_srli_epi16::<1>(qh);
-            let h1 = _mm256_and_si256(_mm256_slli_epi16::<4>(qh), bit4);
-            qh = _mm256_srli_epi16::<1>(qh);
-            let lo = _mm256_or_si256(_mm256_and_si256(q, low4), h0);
-            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q), low4), h1);
-            // Codes <= 31: pair sums <= 2 * 31 * 127.
-            let p0 = _mm256_maddubs_epi16(lo, y0);
-            let p1 = _mm256_maddubs_epi16(hi, y1);
-            let s0 = _mm256_set1_epi16(((sc >> (16 * c)) & 0xFF) as i16);
-            let s1 = _mm256_set1_epi16(((sc >> (16 * c + 8)) & 0xFF) as i16);
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, s0));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, s1));
+                );
+                // Bit 2c of qh -> bit 4 of the low-nibble codes, bit 2c+1 -> the high ones. `qh` is
+                // shifted right one bit per sub-block; a 16-bit shift moves bits across the byte
+                // boundary only into bit 7 of the low byte, which is never read within 8 shifts.
+                let h0 = _mm256_and_si256(_mm256_slli_epi16::<4>(qh), bit4);
+                qh = _mm256_srli_epi16::<1>(qh);
+                let h1 = _mm256_and_si256(_mm256_slli_epi16::<4>(qh), bit4);
+                qh = _mm256_srli_epi16::<1>(qh);
+                let lo = _mm256_or_si256(_mm256_and_si256(q, low4), h0);
+                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q), low4), h1);
+                // Codes <= 31: pair sums <= 2 * 31 * 127.
+                let p0 = _mm256_maddubs_epi16(lo, y0);
+                let p1 = _mm256_maddubs_epi16(hi, y1);
+                let s0 = _mm256_set1_epi16(((sc >> (16 * c)) & 0xFF) as i16);
+                let s1 = _mm256_set1_epi16(((sc >> (16 * c + 8)) & 0xFF) as i16);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, s0));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, s1));
+            }
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
         }
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
     }
     hsum_ps(acc) - hsum_ps(acc_m)
 }
@@ -472,35 +575,39 @@ pub(crate) fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     let nb = blocks(w, Q6_K_W, a, Q8_K_A, n, 256);
     let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q6_K_W..], &a[i * Q8_K_A..]);
-        let d = _mm256_set1_ps(f16_at(wb, 208) * f32_at(ab, 0));
-        let (wp, ap) = (wb.as_ptr(), ab.as_ptr());
-        // SAFETY: in-bounds per `blocks`: scales are 16 bytes at 192, bsums 32 bytes at 260.
-        let (scales, bsums) = unsafe { (load16(wp.add(192)), load32(ap.add(Q8K_BSUMS))) };
-        // Bias term: sum_s sc_s * bsum_s (|.| <= 16 * 128 * 2032), times 32 below.
-        let bias = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), bsums);
-        let mut sumi = _mm256_setzero_si256();
-        for h in 0..2 {
-            // SAFETY: ql is 128 bytes at 0, qh 64 bytes at 128.
-            let (ql0, ql1, qh) = unsafe {
-                (
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q6_K_W),
+                a.as_ptr().wrapping_add(i * Q8_K_A),
+            );
+            let d = _mm256_mul_ps(f16_bcast(wp.add(208)), _mm256_set1_ps(f32_ptr(ap)));
+            // In bounds: scales are 16 bytes at 192, bsums 32 bytes at 260.
+            let (scales, bsums) = (load16(wp.add(192)), load32(ap.add(Q8K_BSUMS)));
+            // Bias term: sum_s sc_s * bsum_s (|.| <= 16 * 128 * 2032), times 32 below.
+            let bias = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), bsums);
+            let mut sumi = _mm256_setzero_si256();
+            for h in 0..2 {
+                // ql is 128 bytes at 0, qh 64 bytes at 128.
+                let (ql0, ql1, qh) = (
                     load32(wp.add(64 * h)),
                     load32(wp.add(64 * h + 32)),
                     load32(wp.add(128 + 32 * h)),
-                )
-            };
-            let codes = q6k_codes(ql0, ql1, qh);
-            for (g, &q) in codes.iter().enumerate() {
-                // SAFETY: activation quants are 256 bytes at 4.
-                let y = unsafe { load32(ap.add(4 + 128 * h + 32 * g)) };
-                // Codes <= 63: pair sums <= 2 * 63 * 127 < 2^15.
-                let p = _mm256_maddubs_epi16(q, y);
-                let s = scale_pair(scales, (4 * h + g) as i8);
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+                );
+                let codes = q6k_codes(ql0, ql1, qh);
+                for (g, &q) in codes.iter().enumerate() {
+                    // activation quants are 256 bytes at 4.
+                    let y = load32(ap.add(4 + 128 * h + 32 * g));
+                    // Codes <= 63: pair sums <= 2 * 63 * 127 < 2^15.
+                    let p = _mm256_maddubs_epi16(q, y);
+                    let s = scale_pair(scales, (4 * h + g) as i8);
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+                }
             }
+            sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(bias));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, acc);
         }
-        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(bias));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, acc);
     }
     hsum_ps(acc)
 }
@@ -513,39 +620,45 @@ pub(crate) fn dot_q2_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     let mut acc_m = _mm256_setzero_ps();
     let low2 = _mm256_set1_epi8(3);
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q2_K_W..], &a[i * Q8_K_A..]);
-        let da = f32_at(ab, 0);
-        let dm = _mm_mul_ps(f16x2_at(wb, 80), _mm_set1_ps(da)); // [d*da, dmin*da]
-        let (wp, ap) = (wb.as_ptr(), ab.as_ptr());
-        // SAFETY: in-bounds per `blocks`: scales 16 bytes at 0, bsums 32 bytes at 260.
-        let (packed, bsums) = unsafe { (load16(wp), load32(ap.add(Q8K_BSUMS))) };
-        let scales = _mm_and_si128(packed, _mm_set1_epi8(0x0F));
-        let mins = _mm_and_si128(_mm_srli_epi16::<4>(packed), _mm_set1_epi8(0x0F));
-        let mprod = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), bsums);
-        acc_m = _mm256_fmadd_ps(
-            _mm256_cvtepi32_ps(mprod),
-            _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dm))),
-            acc_m,
-        );
-        let mut sumi = _mm256_setzero_si256();
-        for h in 0..2 {
-            // SAFETY: qs is 64 bytes at 16.
-            let q = unsafe { load32(wp.add(16 + 32 * h)) };
-            let codes = [
-                _mm256_and_si256(q, low2),
-                _mm256_and_si256(_mm256_srli_epi16::<2>(q), low2),
-                _mm256_and_si256(_mm256_srli_epi16::<4>(q), low2),
-                _mm256_and_si256(_mm256_srli_epi16::<6>(q), low2),
-            ];
-            for (k, &c) in codes.iter().enumerate() {
-                // SAFETY: activation quants are 256 bytes at 4.
-                let y = unsafe { load32(ap.add(4 + 128 * h + 32 * k)) };
-                let p = _mm256_maddubs_epi16(c, y);
-                let s = scale_pair(scales, (4 * h + k) as i8);
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q2_K_W),
+                a.as_ptr().wrapping_add(i * Q8_K_A),
+            );
+            let da = f32_ptr(ap);
+            let dm = _mm_mul_ps(f16x2_ptr(wp.add(80)), _mm_set1_ps(da)); // [d*da, dmin*da]
+                                                                         // In bounds: scales 16 bytes at 0, bsums 32 bytes at 260.
+            let (packed, bsums) = (load16(wp), load32(ap.add(Q8K_BSUMS)));
+            let scales = _mm_and_si128(packed, _mm_set1_epi8(0x0F));
+            let mins = _mm_and_si128(_mm_srli_epi16::<4>(packed), _mm_set1_epi8(0x0F));
+            let mprod = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), bsums);
+            acc_m = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(mprod),
+                _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dm))),
+                acc_m,
+            );
+            let mut sumi = _mm256_setzero_si256();
+            for h in 0..2 {
+                // qs is 64 bytes at 16.
+                let q = load32(wp.add(16 + 32 * h));
+                let codes = [
+                    _mm256_and_si256(q, low2),
+                    _mm256_and_si256(_mm256_srli_epi16::<2>(q), low2),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(q), low2),
+                    _mm256_and_si256(_mm256_srli_epi16::<6>(q), low2),
+                ];
+                for (k, &c) in codes.iter().enumerate() {
+                    // activation quants are 256 bytes at 4.
+                    let y = load32(ap.add(4 + 128 * h + 32 * k));
+                    let p = _mm256_maddubs_epi16(c, y);
+                    let s = scale_pair(scales, (4 * h + k) as i8);
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+                }
             }
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
         }
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
     }
     hsum_ps(acc) - hsum_ps(acc_m)
 }
@@ -559,52 +672,66 @@ pub(crate) fn dot_q3_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     let low2 = _mm256_set1_epi8(3);
     let four = _mm256_set1_epi8(4);
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q3_K_W..], &a[i * Q8_K_A..]);
-        let d = _mm256_set1_ps(f16_at(wb, 108) * f32_at(ab, 0));
-        let sc = q3k_scales(&wb[96..108]);
-        let (wp, ap) = (wb.as_ptr(), ab.as_ptr());
-        // SAFETY: `sc` is 16 bytes; in-bounds per `blocks`: hmask 32 bytes at 0, bsums at 260.
-        let (scales, hm, bsums) = unsafe {
-            (
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q3_K_W),
+                a.as_ptr().wrapping_add(i * Q8_K_A),
+            );
+            let d = _mm256_mul_ps(f16_bcast(wp.add(108)), _mm256_set1_ps(f32_ptr(ap)));
+            let sc = q3k_scales(wp.add(96));
+            // `sc` is 16 bytes; in-bounds per `blocks`: hmask 32 bytes at 0, bsums at 260.
+            let (scales, hm, bsums) = (
                 load16(sc.as_ptr().cast()),
                 load32(wp),
                 load32(ap.add(Q8K_BSUMS)),
-            )
-        };
-        let bias = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), bsums);
-        let mut sumi = _mm256_setzero_si256();
-        for h in 0..2 {
-            // SAFETY: qs is 64 bytes at 32.
-            let q = unsafe { load32(wp.add(32 + 32 * h)) };
-            let codes = [
-                _mm256_and_si256(q, low2),
-                _mm256_and_si256(_mm256_srli_epi16::<2>(q), low2),
-                _mm256_and_si256(_mm256_srli_epi16::<4>(q), low2),
-                _mm256_and_si256(_mm256_srli_epi16::<6>(q), low2),
-            ];
-            for (k, &c) in codes.iter().enumerate() {
-                let bit = _mm256_set1_epi8((1u8 << (4 * h + k)) as i8);
-                let hbit =
-                    _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
-                // SAFETY: activation quants are 256 bytes at 4.
-                let y = unsafe { load32(ap.add(4 + 128 * h + 32 * k)) };
-                // Codes <= 7.
-                let p = _mm256_maddubs_epi16(_mm256_or_si256(c, hbit), y);
-                let s = scale_pair(scales, (4 * h + k) as i8);
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+            );
+            let bias = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), bsums);
+            let mut sumi = _mm256_setzero_si256();
+            for h in 0..2 {
+                // qs is 64 bytes at 32.
+                let q = load32(wp.add(32 + 32 * h));
+                let codes = [
+                    _mm256_and_si256(q, low2),
+                    _mm256_and_si256(_mm256_srli_epi16::<2>(q), low2),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(q), low2),
+                    _mm256_and_si256(_mm256_srli_epi16::<6>(q), low2),
+                ];
+                for (k, &c) in codes.iter().enumerate() {
+                    let bit = _mm256_set1_epi8((1u8 << (4 * h + k)) as i8);
+                    let hbit =
+                        _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
+                    // activation quants are 256 bytes at 4.
+                    let y = load32(ap.add(4 + 128 * h + 32 * k));
+                    // Codes <= 7.
+                    let p = _mm256_maddubs_epi16(_mm256_or_si256(c, hbit), y);
+                    let s = scale_pair(scales, (4 * h + k) as i8);
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+                }
             }
+            sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<2>(bias));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, acc);
         }
-        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<2>(bias));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, acc);
     }
     hsum_ps(acc)
 }
 
 /// The 6-bit scale (minus 32) of sub-block `ib` of an IQ4_XS block.
+///
+/// # Safety
+/// `wb..wb + 8` (the block header) must be readable.
 #[inline]
-pub(super) fn iq4xs_scale(wb: &[u8], ib: usize) -> i16 {
-    let sh = u16::from_le_bytes([wb[2], wb[3]]);
-    let lo = (wb[4 + ib / 2] >> (4 * (ib % 2))) & 0x0F;
+pub(super) unsafe fn iq4xs_scale(wb: *const u8, ib: usize) -> i16 {
+    // SAFETY: the caller guarantees the 8 header bytes are readable.
+    let (sh, l) = unsafe {
+        (
+            wb.add(2).cast::<u16>().read_unaligned(),
+            *wb.add(4 + ib / 2),
+        )
+    };
+    let sh = u16::from_le(sh);
+    let lo = (l >> (4 * (ib % 2))) & 0x0F;
     let hi = ((sh >> (2 * ib)) & 3) as u8;
     (lo | (hi << 4)) as i16 - 32
 }
@@ -617,20 +744,26 @@ pub(crate) fn dot_iq4_xs(w: &[u8], a: &[u8], n: usize) -> f32 {
     let table = _mm256_broadcastsi128_si256(unsafe { load16(KVALUES.as_ptr().cast()) });
     let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
-        let (wb, ab) = (&w[i * IQ4_XS_W..], &a[i * Q8_K_A..]);
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f32_at(ab, 0));
-        let (wp, ap) = (wb.as_ptr(), ab.as_ptr());
-        let mut sumi = _mm256_setzero_si256();
-        for ib in 0..8 {
-            // SAFETY: qs is 128 bytes at 8; activation quants are 256 bytes at 4.
-            let (q, y) = unsafe { (load16(wp.add(8 + 16 * ib)), load32(ap.add(4 + 32 * ib))) };
-            let x = _mm256_shuffle_epi8(table, nibbles32(q));
-            // |x|, |y| <= 127: pair sums <= 2 * 127 * 127 < 2^15.
-            let p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-            let s = _mm256_set1_epi16(iq4xs_scale(wb, ib));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * IQ4_XS_W),
+                a.as_ptr().wrapping_add(i * Q8_K_A),
+            );
+            let d = _mm256_mul_ps(f16_bcast(wp), _mm256_set1_ps(f32_ptr(ap)));
+            let mut sumi = _mm256_setzero_si256();
+            for ib in 0..8 {
+                // qs is 128 bytes at 8; activation quants are 256 bytes at 4.
+                let (q, y) = (load16(wp.add(8 + 16 * ib)), load32(ap.add(4 + 32 * ib)));
+                let x = _mm256_shuffle_epi8(table, nibbles32(q));
+                // |x|, |y| <= 127: pair sums <= 2 * 127 * 127 < 2^15.
+                let p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+                let s = _mm256_set1_epi16(iq4xs_scale(wp, ib));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+            }
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, acc);
         }
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, acc);
     }
     hsum_ps(acc)
 }

@@ -10,8 +10,8 @@
 //! slices; the dispatcher only hands it out when the features are present.
 
 use super::avx2::{
-    blocks, f16_at, f16x2_at, f32_at, float_lens, hsum_ps, k4_scales_mins, load16, load32,
-    nibbles32, q6k_codes, scale_pair, u32_at,
+    blocks, f16_at, f16_bcast, f16x2_ptr, f32_at, f32_ptr, float_lens, hsum_ps, k4_scales_mins,
+    load16, load32, nibbles32, q6k_codes, scale_pair, u32_ptr,
 };
 use super::layout::*;
 use std::arch::x86_64::*;
@@ -41,12 +41,22 @@ pub(crate) fn dot_q8_0(w: &[u8], a: &[u8], n: usize) -> f32 {
     let nb = blocks(w, Q8_0_W, a, Q8_0_A, n, 32);
     let mut acc = [_mm256_setzero_ps(); 2];
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q8_0_W..], &a[i * Q8_0_A..]);
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(ab, 0));
-        // SAFETY: `blocks` checked both blocks are in bounds; qs is 32 bytes at offset 2.
-        let (x, y) = unsafe { (load32(wb.as_ptr().add(2)), load32(ab.as_ptr().add(2))) };
-        let p = _mm256_cvtepi32_ps(dot_i8(x, y));
-        acc[i & 1] = _mm256_fmadd_ps(p, d, acc[i & 1]);
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q8_0_W),
+                a.as_ptr().wrapping_add(i * Q8_0_A),
+            );
+            let d = _mm256_mul_ps(f16_bcast(wp), f16_bcast(ap));
+            // `blocks` checked both blocks are in bounds; qs is 32 bytes at offset 2.
+            let (x, y) = (load32(wp.add(2)), load32(ap.add(2)));
+            let p = _mm256_cvtepi32_ps(dot_i8(x, y));
+            let next = _mm256_fmadd_ps(p, d, acc[1]);
+            // Two accumulators in rotation hide the FMA latency.
+            acc[1] = acc[0];
+            acc[0] = next;
+        }
     }
     hsum_ps(_mm256_add_ps(acc[0], acc[1]))
 }
@@ -58,12 +68,22 @@ pub(crate) fn dot_q4_0(w: &[u8], a: &[u8], n: usize) -> f32 {
     let eight = _mm256_set1_epi8(8);
     let mut acc = [_mm256_setzero_ps(); 2];
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q4_0_W..], &a[i * Q8_0_A..]);
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(ab, 0));
-        // SAFETY: in-bounds per `blocks`: 16 qs bytes at 2, 32 activation bytes at 2.
-        let (q, y) = unsafe { (load16(wb.as_ptr().add(2)), load32(ab.as_ptr().add(2))) };
-        let s = _mm256_sub_epi32(dot_u8i8(nibbles32(q), y), dot_u8i8(eight, y));
-        acc[i & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[i & 1]);
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q4_0_W),
+                a.as_ptr().wrapping_add(i * Q8_0_A),
+            );
+            let d = _mm256_mul_ps(f16_bcast(wp), f16_bcast(ap));
+            // In bounds: 16 qs bytes at 2, 32 activation bytes at 2.
+            let (q, y) = (load16(wp.add(2)), load32(ap.add(2)));
+            let s = _mm256_sub_epi32(dot_u8i8(nibbles32(q), y), dot_u8i8(eight, y));
+            let next = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[1]);
+            // Two accumulators in rotation hide the FMA latency.
+            acc[1] = acc[0];
+            acc[0] = next;
+        }
     }
     hsum_ps(_mm256_add_ps(acc[0], acc[1]))
 }
@@ -75,13 +95,23 @@ pub(crate) fn dot_q4_1(w: &[u8], a: &[u8], n: usize) -> f32 {
     let mut acc = [_mm256_setzero_ps(); 2];
     let mut acc_m = _mm_setzero_ps();
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q4_1_W..], &a[i * Q8_1_A..]);
-        let sc = _mm_mul_ps(f16x2_at(wb, 0), f16x2_at(ab, 0)); // [d*da, m*s]
-        acc_m = _mm_add_ps(acc_m, sc);
-        // SAFETY: in-bounds per `blocks`: 16 qs bytes at 4, 32 activation bytes at 4.
-        let (q, y) = unsafe { (load16(wb.as_ptr().add(4)), load32(ab.as_ptr().add(4))) };
-        let p = _mm256_cvtepi32_ps(dot_u8i8(nibbles32(q), y));
-        acc[i & 1] = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(sc), acc[i & 1]);
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q4_1_W),
+                a.as_ptr().wrapping_add(i * Q8_1_A),
+            );
+            let sc = _mm_mul_ps(f16x2_ptr(wp), f16x2_ptr(ap)); // [d*da, m*s]
+            acc_m = _mm_add_ps(acc_m, sc);
+            // In bounds: 16 qs bytes at 4, 32 activation bytes at 4.
+            let (q, y) = (load16(wp.add(4)), load32(ap.add(4)));
+            let p = _mm256_cvtepi32_ps(dot_u8i8(nibbles32(q), y));
+            let next = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(sc), acc[1]);
+            // Two accumulators in rotation hide the FMA latency.
+            acc[1] = acc[0];
+            acc[0] = next;
+        }
     }
     hsum_ps(_mm256_add_ps(acc[0], acc[1])) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m))
 }
@@ -93,15 +123,25 @@ pub(crate) fn dot_q5_0(w: &[u8], a: &[u8], n: usize) -> f32 {
     let sixteen = _mm256_set1_epi8(16);
     let mut acc = [_mm256_setzero_ps(); 2];
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q5_0_W..], &a[i * Q8_0_A..]);
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(ab, 0));
-        let hb = _cvtu32_mask32(u32_at(wb, 2));
-        // SAFETY: in-bounds per `blocks`: 16 qs bytes at 6, 32 activation bytes at 2.
-        let (q, y) = unsafe { (load16(wb.as_ptr().add(6)), load32(ab.as_ptr().add(2))) };
-        let nib = nibbles32(q);
-        let code = _mm256_mask_add_epi8(nib, hb, nib, sixteen);
-        let s = _mm256_sub_epi32(dot_u8i8(code, y), dot_u8i8(sixteen, y));
-        acc[i & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[i & 1]);
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q5_0_W),
+                a.as_ptr().wrapping_add(i * Q8_0_A),
+            );
+            let d = _mm256_mul_ps(f16_bcast(wp), f16_bcast(ap));
+            let hb = _cvtu32_mask32(u32_ptr(wp.add(2)));
+            // In bounds: 16 qs bytes at 6, 32 activation bytes at 2.
+            let (q, y) = (load16(wp.add(6)), load32(ap.add(2)));
+            let nib = nibbles32(q);
+            let code = _mm256_mask_add_epi8(nib, hb, nib, sixteen);
+            let s = _mm256_sub_epi32(dot_u8i8(code, y), dot_u8i8(sixteen, y));
+            let next = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[1]);
+            // Two accumulators in rotation hide the FMA latency.
+            acc[1] = acc[0];
+            acc[0] = next;
+        }
     }
     hsum_ps(_mm256_add_ps(acc[0], acc[1]))
 }
@@ -114,16 +154,26 @@ pub(crate) fn dot_q5_1(w: &[u8], a: &[u8], n: usize) -> f32 {
     let mut acc = [_mm256_setzero_ps(); 2];
     let mut acc_m = _mm_setzero_ps();
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q5_1_W..], &a[i * Q8_1_A..]);
-        let sc = _mm_mul_ps(f16x2_at(wb, 0), f16x2_at(ab, 0));
-        acc_m = _mm_add_ps(acc_m, sc);
-        let hb = _cvtu32_mask32(u32_at(wb, 4));
-        // SAFETY: in-bounds per `blocks`: 16 qs bytes at 8, 32 activation bytes at 4.
-        let (q, y) = unsafe { (load16(wb.as_ptr().add(8)), load32(ab.as_ptr().add(4))) };
-        let nib = nibbles32(q);
-        let code = _mm256_mask_add_epi8(nib, hb, nib, sixteen);
-        let p = _mm256_cvtepi32_ps(dot_u8i8(code, y));
-        acc[i & 1] = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(sc), acc[i & 1]);
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q5_1_W),
+                a.as_ptr().wrapping_add(i * Q8_1_A),
+            );
+            let sc = _mm_mul_ps(f16x2_ptr(wp), f16x2_ptr(ap));
+            acc_m = _mm_add_ps(acc_m, sc);
+            let hb = _cvtu32_mask32(u32_ptr(wp.add(4)));
+            // In bounds: 16 qs bytes at 8, 32 activation bytes at 4.
+            let (q, y) = (load16(wp.add(8)), load32(ap.add(4)));
+            let nib = nibbles32(q);
+            let code = _mm256_mask_add_epi8(nib, hb, nib, sixteen);
+            let p = _mm256_cvtepi32_ps(dot_u8i8(code, y));
+            let next = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(sc), acc[1]);
+            // Two accumulators in rotation hide the FMA latency.
+            acc[1] = acc[0];
+            acc[0] = next;
+        }
     }
     hsum_ps(_mm256_add_ps(acc[0], acc[1])) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m))
 }
@@ -136,13 +186,23 @@ pub(crate) fn dot_iq4_nl(w: &[u8], a: &[u8], n: usize) -> f32 {
     let table = _mm256_broadcastsi128_si256(unsafe { load16(KVALUES.as_ptr().cast()) });
     let mut acc = [_mm256_setzero_ps(); 2];
     for i in 0..nb {
-        let (wb, ab) = (&w[i * IQ4_NL_W..], &a[i * Q8_0_A..]);
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(ab, 0));
-        // SAFETY: in-bounds per `blocks`: 16 qs bytes at 2, 32 activation bytes at 2.
-        let (q, y) = unsafe { (load16(wb.as_ptr().add(2)), load32(ab.as_ptr().add(2))) };
-        let x = _mm256_shuffle_epi8(table, nibbles32(q));
-        let p = _mm256_cvtepi32_ps(dot_i8(x, y));
-        acc[i & 1] = _mm256_fmadd_ps(p, d, acc[i & 1]);
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * IQ4_NL_W),
+                a.as_ptr().wrapping_add(i * Q8_0_A),
+            );
+            let d = _mm256_mul_ps(f16_bcast(wp), f16_bcast(ap));
+            // In bounds: 16 qs bytes at 2, 32 activation bytes at 2.
+            let (q, y) = (load16(wp.add(2)), load32(ap.add(2)));
+            let x = _mm256_shuffle_epi8(table, nibbles32(q));
+            let p = _mm256_cvtepi32_ps(dot_i8(x, y));
+            let next = _mm256_fmadd_ps(p, d, acc[1]);
+            // Two accumulators in rotation hide the FMA latency.
+            acc[1] = acc[0];
+            acc[0] = next;
+        }
     }
     hsum_ps(_mm256_add_ps(acc[0], acc[1]))
 }
@@ -156,46 +216,50 @@ pub(crate) fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     let mut acc_m = _mm256_setzero_ps();
     let low4 = _mm256_set1_epi8(0x0F);
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q4_K_W..], &a[i * Q8_K_A..]);
-        let da = f32_at(ab, 0);
-        let dm = _mm_mul_ps(f16x2_at(wb, 0), _mm_set1_ps(da)); // [d*da, dmin*da]
-        let (sc, mins) = k4_scales_mins(&wb[4..16]);
-        let (wp, ap) = (wb.as_ptr(), ab.as_ptr());
-        // SAFETY: in-bounds per `blocks`: bsums are 32 bytes at 260 of a 292-byte block.
-        let bsums = unsafe { load32(ap.add(Q8K_BSUMS)) };
-        // Each min multiplies two adjacent group sums: duplicate it into an i16 pair.
-        let m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(
-            _mm_cvtsi64_si128(mins as i64),
-            _mm_cvtsi64_si128(mins as i64),
-        ));
-        let mprod = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, m16));
-        acc_m = _mm256_fmadd_ps(
-            mprod,
-            _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dm))),
-            acc_m,
-        );
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q4_K_W),
+                a.as_ptr().wrapping_add(i * Q8_K_A),
+            );
+            let da = f32_ptr(ap);
+            let dm = _mm_mul_ps(f16x2_ptr(wp), _mm_set1_ps(da)); // [d*da, dmin*da]
+            let (sc, mins) = k4_scales_mins(wp.add(4));
+            // In bounds: bsums are 32 bytes at 260 of a 292-byte block.
+            let bsums = load32(ap.add(Q8K_BSUMS));
+            // Each min multiplies two adjacent group sums: duplicate it into an i16 pair.
+            let m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(
+                _mm_cvtsi64_si128(mins as i64),
+                _mm_cvtsi64_si128(mins as i64),
+            ));
+            let mprod = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, m16));
+            acc_m = _mm256_fmadd_ps(
+                mprod,
+                _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dm))),
+                acc_m,
+            );
 
-        let mut sumi = _mm256_setzero_si256();
-        for c in 0..4 {
-            // SAFETY: qs is 128 bytes at 16; activation quants are 256 bytes at 4.
-            let (q, y0, y1) = unsafe {
-                (
+            let mut sumi = _mm256_setzero_si256();
+            for c in 0..4 {
+                // qs is 128 bytes at 16; activation quants are 256 bytes at 4.
+                let (q, y0, y1) = (
                     load32(wp.add(16 + 32 * c)),
                     load32(ap.add(4 + 64 * c)),
                     load32(ap.add(4 + 64 * c + 32)),
-                )
-            };
-            let lo = _mm256_and_si256(q, low4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
-            // Codes <= 15: maddubs pair sums <= 2 * 15 * 127, no saturation.
-            let p0 = _mm256_maddubs_epi16(lo, y0);
-            let p1 = _mm256_maddubs_epi16(hi, y1);
-            let s0 = _mm256_set1_epi16(((sc >> (16 * c)) & 0xFF) as i16);
-            let s1 = _mm256_set1_epi16(((sc >> (16 * c + 8)) & 0xFF) as i16);
-            sumi = _mm256_dpwssd_epi32(sumi, p0, s0);
-            sumi = _mm256_dpwssd_epi32(sumi, p1, s1);
+                );
+                let lo = _mm256_and_si256(q, low4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
+                // Codes <= 15: maddubs pair sums <= 2 * 15 * 127, no saturation.
+                let p0 = _mm256_maddubs_epi16(lo, y0);
+                let p1 = _mm256_maddubs_epi16(hi, y1);
+                let s0 = _mm256_set1_epi16(((sc >> (16 * c)) & 0xFF) as i16);
+                let s1 = _mm256_set1_epi16(((sc >> (16 * c + 8)) & 0xFF) as i16);
+                sumi = _mm256_dpwssd_epi32(sumi, p0, s0);
+                sumi = _mm256_dpwssd_epi32(sumi, p1, s1);
+            }
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
         }
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
     }
     hsum_ps(acc) - hsum_ps(acc_m)
 }
@@ -206,33 +270,37 @@ pub(crate) fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     let nb = blocks(w, Q6_K_W, a, Q8_K_A, n, 256);
     let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
-        let (wb, ab) = (&w[i * Q6_K_W..], &a[i * Q8_K_A..]);
-        let d = _mm256_set1_ps(f16_at(wb, 208) * f32_at(ab, 0));
-        let (wp, ap) = (wb.as_ptr(), ab.as_ptr());
-        // SAFETY: in-bounds per `blocks`: scales are 16 bytes at 192, bsums 32 bytes at 260.
-        let (scales, bsums) = unsafe { (load16(wp.add(192)), load32(ap.add(Q8K_BSUMS))) };
-        let bias = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), bsums);
-        let mut sumi = _mm256_setzero_si256();
-        for h in 0..2 {
-            // SAFETY: ql is 128 bytes at 0, qh 64 bytes at 128.
-            let (ql0, ql1, qh) = unsafe {
-                (
+        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
+        // checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let (wp, ap) = (
+                w.as_ptr().wrapping_add(i * Q6_K_W),
+                a.as_ptr().wrapping_add(i * Q8_K_A),
+            );
+            let d = _mm256_mul_ps(f16_bcast(wp.add(208)), _mm256_set1_ps(f32_ptr(ap)));
+            // In bounds: scales are 16 bytes at 192, bsums 32 bytes at 260.
+            let (scales, bsums) = (load16(wp.add(192)), load32(ap.add(Q8K_BSUMS)));
+            let bias = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), bsums);
+            let mut sumi = _mm256_setzero_si256();
+            for h in 0..2 {
+                // ql is 128 bytes at 0, qh 64 bytes at 128.
+                let (ql0, ql1, qh) = (
                     load32(wp.add(64 * h)),
                     load32(wp.add(64 * h + 32)),
                     load32(wp.add(128 + 32 * h)),
-                )
-            };
-            let codes = q6k_codes(ql0, ql1, qh);
-            for (g, &q) in codes.iter().enumerate() {
-                // SAFETY: activation quants are 256 bytes at 4.
-                let y = unsafe { load32(ap.add(4 + 128 * h + 32 * g)) };
-                // Codes <= 63: maddubs pair sums <= 2 * 63 * 127 < 2^15.
-                let p = _mm256_maddubs_epi16(q, y);
-                sumi = _mm256_dpwssd_epi32(sumi, p, scale_pair(scales, (4 * h + g) as i8));
+                );
+                let codes = q6k_codes(ql0, ql1, qh);
+                for (g, &q) in codes.iter().enumerate() {
+                    // activation quants are 256 bytes at 4.
+                    let y = load32(ap.add(4 + 128 * h + 32 * g));
+                    // Codes <= 63: maddubs pair sums <= 2 * 63 * 127 < 2^15.
+                    let p = _mm256_maddubs_epi16(q, y);
+                    sumi = _mm256_dpwssd_epi32(sumi, p, scale_pair(scales, (4 * h + g) as i8));
+                }
             }
+            sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(bias));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, acc);
         }
-        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(bias));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, acc);
     }
     hsum_ps(acc)
 }

@@ -1,0 +1,136 @@
+//! Matrix-vector (decode) and small-batch throughput of `kernels::matmul`, in GB/s of weight bytes.
+//!
+//! ```text
+//! cargo run --release -p kernels --example matvec_bench [-- --quick] [--tokens N] [--level avx2]
+//! ```
+//!
+//! For each shape/type it reports two numbers per thread count:
+//! - `hot`: the same matrix again and again (it sits in L2/L3: kernel speed);
+//! - `cold`: rotating over enough distinct copies to overflow the L3 (what decoding a model that
+//!   does not fit in cache sees; bounded by DRAM bandwidth, ~26 GB/s on the reference VM).
+
+use gguf::GgmlType;
+use kernels::simd::{self, Level};
+use kernels::{formats, matmul, Matrix, ThreadPool};
+use std::time::{Duration, Instant};
+
+/// Total bytes of distinct weight copies for the `cold` runs (well above a 32 MiB L3).
+const COLD_BYTES: usize = 192 << 20;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let n_tokens: usize = flag(&args, "--tokens").map_or(1, |v| v.parse().expect("--tokens N"));
+    if let Some(l) = flag(&args, "--level") {
+        let level = Level::ALL
+            .into_iter()
+            .find(|x| x.name() == l)
+            .unwrap_or_else(|| panic!("unknown level {l}"));
+        assert!(simd::set_level(Some(level)), "{l} not available here");
+    }
+    println!(
+        "level {} | tokens {n_tokens} | GB/s of weight bytes (hot = cached, cold = from DRAM)",
+        kernels::cpu_features()
+    );
+    let shapes = [(576usize, 1536usize), (896, 4864)];
+    let types = [
+        GgmlType::Q4_1,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q5_0,
+        GgmlType::F16,
+    ];
+    let budget = Duration::from_millis(if quick { 150 } else { 600 });
+    let pools = [ThreadPool::new(1), ThreadPool::new(2)];
+    println!(
+        "{:<6} {:>11} {:>9} | {:>9} {:>9} | {:>9} {:>9}",
+        "type", "shape", "MiB", "hot 1t", "cold 1t", "hot 2t", "cold 2t"
+    );
+    for ty in types {
+        for &(rows, cols) in &shapes {
+            let rb = cols / ty.block_size() * ty.type_size();
+            let one = make_matrix(ty, rows, cols, 1);
+            let copies = (COLD_BYTES / (rows * rb)).max(2);
+            let many = replicate(&one, copies);
+            let x: Vec<f32> = (0..cols * n_tokens)
+                .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+                .collect();
+            let mut out = vec![0f32; rows * n_tokens];
+            let mut cells = Vec::new();
+            for pool in &pools {
+                let w = Matrix::new(ty, rows, cols, &one).unwrap();
+                let hot = time_per_call(budget, || matmul(pool, &w, &x, n_tokens, &mut out));
+                let mut k = 0;
+                let cold = time_per_call(budget, || {
+                    let data = &many[k * rows * rb..(k + 1) * rows * rb];
+                    let w = Matrix::new(ty, rows, cols, data).unwrap();
+                    matmul(pool, &w, &x, n_tokens, &mut out);
+                    k = (k + 1) % copies;
+                });
+                let gbs = |t: f64| (rows * rb) as f64 / t / 1e9;
+                cells.push(format!("{:>9.2} {:>9.2}", gbs(hot), gbs(cold)));
+            }
+            println!(
+                "{:<6} {:>11} {:>9.2} | {} | {}",
+                ty.name(),
+                format!("{rows}x{cols}"),
+                (rows * rb) as f64 / (1 << 20) as f64,
+                cells[0],
+                cells[1]
+            );
+        }
+    }
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+/// Seconds per call: warm up, then run for `budget` and take the best of 5 slices' means
+/// (the VM is shared, the minimum is the least disturbed).
+fn time_per_call(budget: Duration, mut f: impl FnMut()) -> f64 {
+    for _ in 0..3 {
+        f();
+    }
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let start = Instant::now();
+        let mut n = 0u32;
+        while start.elapsed() < budget / 5 || n < 3 {
+            f();
+            n += 1;
+        }
+        best = best.min(start.elapsed().as_secs_f64() / n as f64);
+    }
+    best
+}
+
+fn make_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    let rb = cols / ty.block_size() * ty.type_size();
+    let mut data = vec![0u8; rows * rb];
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut src = vec![0f32; cols];
+    for r in 0..rows {
+        for v in src.iter_mut() {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            *v = (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+        }
+        formats::quantize_row(ty, &src, &mut data[r * rb..(r + 1) * rb]).unwrap();
+    }
+    data
+}
+
+fn replicate(one: &[u8], copies: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(one.len() * copies);
+    for _ in 0..copies {
+        v.extend_from_slice(one);
+    }
+    v
+}
