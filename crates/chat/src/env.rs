@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use minijinja::value::ValueKind;
+use minijinja::value::{from_args, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Output, State, Value};
 
 use crate::json;
@@ -48,6 +48,53 @@ fn strftime_now(format: &str) -> Result<Value, Error> {
         ));
     }
     Ok(Value::from(DateTime::now_utc().strftime(format)))
+}
+
+/// Python string methods, from `minijinja-contrib`'s `pycompat`, with fixes where it differs
+/// from Python or is unsafe: `count` (pycompat loops forever on an empty argument), `find` /
+/// `rfind` (pycompat returns byte offsets; Python counts characters), `index` / `rindex`
+/// (missing in pycompat), `split` with an empty separator (an error in Python).
+fn python_methods(
+    state: &State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
+    if let Some(s) = value.as_str() {
+        let chars_before = |byte: usize| s[..byte].chars().count() as i64;
+        match method {
+            "count" => {
+                let (sub,): (&str,) = from_args(args)?;
+                let n = if sub.is_empty() {
+                    s.chars().count() + 1
+                } else {
+                    s.matches(sub).count()
+                };
+                return Ok(Value::from(n));
+            }
+            "find" | "rfind" | "index" | "rindex" => {
+                let (sub,): (&str,) = from_args(args)?;
+                let found = if method.starts_with('r') {
+                    s.rfind(sub)
+                } else {
+                    s.find(sub)
+                };
+                return match found {
+                    Some(byte) => Ok(Value::from(chars_before(byte))),
+                    None if method.ends_with("find") => Ok(Value::from(-1)),
+                    None => Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "substring not found",
+                    )),
+                };
+            }
+            "split" if args.first().and_then(Value::as_str) == Some("") => {
+                return Err(Error::new(ErrorKind::InvalidOperation, "empty separator"));
+            }
+            _ => {}
+        }
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
 }
 
 /// Prints values the way Jinja2 (Python) does where MiniJinja differs: `None`, `True`, `False`.
@@ -123,7 +170,7 @@ pub(crate) fn build() -> Environment<'static> {
     env.set_lstrip_blocks(true);
     env.set_keep_trailing_newline(false);
     env.set_recursion_limit(RECURSION_LIMIT);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(python_methods);
     env.set_formatter(python_formatter);
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_now);

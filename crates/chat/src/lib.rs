@@ -87,6 +87,7 @@ pub mod time;
 use std::fmt;
 use std::io;
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 
 use minijinja::{Environment, ErrorKind, Template};
 use serde::Serialize;
@@ -380,7 +381,15 @@ impl ChatTemplate {
             limit,
             exceeded: false,
         };
-        let result = tmpl.render_captured_to(&ctx, &mut out).map(drop);
+        // MiniJinja can panic on some inputs (2.24 does on `''[::-1]`); a model file must not be
+        // able to take the process down, so a panic is caught and reported as a render error.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            tmpl.render_captured_to(&ctx, &mut out).map(drop)
+        }))
+        .map_err(|_| ChatError::Render {
+            line: None,
+            message: "the template engine panicked".into(),
+        })?;
         if out.exceeded {
             return Err(ChatError::OutputTooLarge { limit });
         }

@@ -319,3 +319,28 @@ fn template_size_is_capped() {
         Err(ChatError::TemplateTooLarge { .. })
     ));
 }
+
+#[test]
+fn engine_bugs_do_not_hang_or_crash() {
+    // pycompat's `count('')` loops forever; ours answers like Python.
+    assert_eq!(
+        render("{{ 'abc'.count('') }} {{ 'aaa'.count('a') }}", &user("x")).unwrap(),
+        "4 3"
+    );
+    // Character offsets, as in Python.
+    assert_eq!(
+        render(
+            "{{ 'é😀o'.find('o') }} {{ 'oéo'.rfind('o') }} {{ 'x'.find('y') }}",
+            &user("x")
+        )
+        .unwrap(),
+        "2 2 -1"
+    );
+    assert!(render("{{ 'x'.index('y') }}", &user("x")).is_err());
+    assert!(render("{{ 'a b'.split('') }}", &user("x")).is_err());
+    // MiniJinja 2.24 panics reverse-slicing an empty string; that must be an error, not a crash.
+    match render("{{ messages[0].content[::-1] }}|", &user("")) {
+        Ok(text) => assert_eq!(text, "|"),
+        Err(e) => assert!(matches!(e, ChatError::Render { .. }), "{e:?}"),
+    }
+}
