@@ -25,6 +25,17 @@ pub enum PreTokenizer {
     Qwen2,
     /// Qwen 3.5: like [`PreTokenizer::Qwen2`] with `[\p{L}\p{M}]` where Qwen 2 has `\p{L}`.
     Qwen35,
+    /// Seed-Coder: like [`PreTokenizer::Qwen2`], but punctuation runs do not take the newlines
+    /// after them (` ?[^\s\p{L}\p{N}\r\n]+`).
+    SeedCoder,
+    /// Tekken (Mistral Nemo and later): case-aware words
+    /// (`[^\r\n\p{L}\p{N}]?` + upper-case letters + lower-case letters, or the reverse), `\p{N}`,
+    /// ` ?[^\s\p{L}\p{N}]+[\r\n/]*`, `\s*[\r\n]+`, `\s+(?!\S)`, `\s+`. As in llama.cpp, "upper"
+    /// means a letter other than `a-z` and "lower" a letter other than `A-Z`.
+    Tekken,
+    /// GPT-4o / Llama 4 / MiniMax-M2: [`PreTokenizer::Tekken`]'s words with an optional
+    /// contraction suffix, and `\p{N}{1,3}`.
+    Gpt4o,
     /// llama.cpp's default: `[\p{P}$+<=>^~|]+`, then GPT-2, then `\p{N}+`, then `[0-9][0-9][0-9]`.
     Default,
     /// Falcon: ``[\p{P}$+<=>^~|`]+``, then GPT-2, then `[0-9][0-9][0-9]`.
@@ -76,12 +87,23 @@ const PRE_NAMES: &[(&[&str], PreTokenizer, bool, bool)] = &[
             "hunyuan",
             "solar-open",
             "grok-2",
+            "bailingmoe",
+            "bailingmoe2",
+            "llada-moe",
         ],
         PreTokenizer::Qwen2,
         false,
         false,
     ),
     (&["qwen35"], PreTokenizer::Qwen35, false, false),
+    (&["seed-coder"], PreTokenizer::SeedCoder, false, false),
+    (&["tekken"], PreTokenizer::Tekken, true, true),
+    (
+        &["gpt-4o", "llama4", "minimax-m2"],
+        PreTokenizer::Gpt4o,
+        false,
+        false,
+    ),
     (
         &[
             "starcoder",
@@ -178,6 +200,16 @@ impl Chars {
 type Seg = (usize, usize);
 
 impl PreTokenizer {
+    /// The splitter llama.cpp uses for a `tokenizer.ggml.pre` value, if supported.
+    pub fn from_name(name: &str) -> Option<PreTokenizer> {
+        PreConfig::from_name(name).map(|c| c.pre)
+    }
+
+    /// The `tokenizer.ggml.pre` values this crate supports.
+    pub fn supported_names() -> Vec<&'static str> {
+        PreConfig::supported_names()
+    }
+
     /// Splits `text` into pre-tokens, returned as byte ranges that tile `text` in order.
     pub fn split(&self, text: &str) -> Vec<Range<usize>> {
         if text.is_empty() {
@@ -194,14 +226,17 @@ impl PreTokenizer {
                 });
                 segs = apply(&cs, &segs, gpt2);
             }
-            PreTokenizer::Llama3 => {
-                segs = apply(&cs, &segs, |cs, s, out| split_llama3(cs, s, out, 3, false))
+            PreTokenizer::Llama3 => segs = apply(&cs, &segs, |cs, s, out| LLAMA3.split(cs, s, out)),
+            PreTokenizer::Qwen2 => segs = apply(&cs, &segs, |cs, s, out| QWEN2.split(cs, s, out)),
+            PreTokenizer::Qwen35 => segs = apply(&cs, &segs, |cs, s, out| QWEN35.split(cs, s, out)),
+            PreTokenizer::SeedCoder => {
+                segs = apply(&cs, &segs, |cs, s, out| SEED_CODER.split(cs, s, out))
             }
-            PreTokenizer::Qwen2 => {
-                segs = apply(&cs, &segs, |cs, s, out| split_llama3(cs, s, out, 1, false))
+            PreTokenizer::Tekken => {
+                segs = apply(&cs, &segs, |cs, s, out| split_cased(cs, s, out, 1, false))
             }
-            PreTokenizer::Qwen35 => {
-                segs = apply(&cs, &segs, |cs, s, out| split_llama3(cs, s, out, 1, true))
+            PreTokenizer::Gpt4o => {
+                segs = apply(&cs, &segs, |cs, s, out| split_cased(cs, s, out, 3, true))
             }
             PreTokenizer::Default | PreTokenizer::Falcon => {
                 let falcon = *self == PreTokenizer::Falcon;
@@ -295,7 +330,7 @@ fn split_ascii_digit_triples(cs: &Chars, (start, end): Seg, out: &mut Vec<Seg>) 
 
 /// Length of the contraction (`'s`, `'t`, `'re`, `'ve`, `'m`, `'ll`, `'d`) starting at `pos`, or 0.
 fn contraction(cs: &Chars, pos: usize, end: usize, any_case: bool) -> usize {
-    if cs.chars[pos] != '\'' || pos + 1 >= end {
+    if pos + 1 >= end || cs.chars[pos] != '\'' {
         return 0;
     }
     let norm = |c: char| if any_case { c.to_ascii_lowercase() } else { c };
@@ -372,32 +407,150 @@ fn split_gpt2(cs: &Chars, (start, end): Seg, out: &mut Vec<Seg>) {
     }
 }
 
-/// The Llama 3 / Qwen 2 / Qwen 3.5 family; `max_digits` is 3 for `\p{N}{1,3}`, 1 for `\p{N}`;
-/// `marks` adds `\p{M}` to the letter class (Qwen 3.5).
-fn split_llama3(cs: &Chars, (start, end): Seg, out: &mut Vec<Seg>, max_digits: usize, marks: bool) {
-    let word = if marks { LETTER | MARK } else { LETTER };
+/// Parameters of the Llama 3 regex family.
+struct Llama3Family {
+    /// 3 for `\p{N}{1,3}`, 1 for `\p{N}`.
+    max_digits: usize,
+    /// `\p{M}` counts as a letter (Qwen 3.5).
+    marks: bool,
+    /// Punctuation runs take the newlines after them (`[\r\n]*`).
+    punct_newlines: bool,
+}
+
+const LLAMA3: Llama3Family = Llama3Family {
+    max_digits: 3,
+    marks: false,
+    punct_newlines: true,
+};
+const QWEN2: Llama3Family = Llama3Family {
+    max_digits: 1,
+    marks: false,
+    punct_newlines: true,
+};
+const QWEN35: Llama3Family = Llama3Family {
+    max_digits: 1,
+    marks: true,
+    punct_newlines: true,
+};
+const SEED_CODER: Llama3Family = Llama3Family {
+    max_digits: 1,
+    marks: false,
+    punct_newlines: false,
+};
+
+/// `\s*[\r\n]+|\s+(?!\S)|\s+` at `pos`: through the last newline of the whitespace run if it
+/// has one, else [`whitespace_run`].
+fn newline_or_whitespace(cs: &Chars, pos: usize, end: usize) -> usize {
+    let mut p = pos;
+    let mut last_nl = None;
+    while p < end && cs.flags[p] & WHITESPACE != 0 {
+        if matches!(cs.chars[p], '\r' | '\n') {
+            last_nl = Some(p + 1);
+        }
+        p += 1;
+    }
+    last_nl.unwrap_or_else(|| whitespace_run(cs, pos, end))
+}
+
+impl Llama3Family {
+    fn split(&self, cs: &Chars, (start, end): Seg, out: &mut Vec<Seg>) {
+        let word = if self.marks { LETTER | MARK } else { LETTER };
+        let f = |i: usize| if i < end { cs.flags[i] } else { 0 };
+        let is_nl = |i: usize| i < end && matches!(cs.chars[i], '\r' | '\n');
+        let other = |i: usize| i < end && cs.flags[i] & (WHITESPACE | word | NUMBER) == 0;
+        let mut pos = start;
+        while pos < end {
+            let n = contraction(cs, pos, end, true);
+            if n > 0 {
+                pos = push(out, pos, pos + n);
+                continue;
+            }
+            let fl = cs.flags[pos];
+            // `[^\r\n\p{L}\p{N}]?\p{L}+`
+            if !is_nl(pos) && fl & NUMBER == 0 && (fl & word != 0 || f(pos + 1) & word != 0) {
+                let mut p = pos + 1;
+                while f(p) & word != 0 {
+                    p += 1;
+                }
+                pos = push(out, pos, p);
+                continue;
+            }
+            // `\p{N}{1,3}` / `\p{N}`
+            if fl & NUMBER != 0 {
+                let mut p = pos + 1;
+                while p - pos < self.max_digits && f(p) & NUMBER != 0 {
+                    p += 1;
+                }
+                pos = push(out, pos, p);
+                continue;
+            }
+            // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
+            let q = if cs.chars[pos] == ' ' { pos + 1 } else { pos };
+            if other(q) {
+                let mut p = q + 1;
+                while other(p) {
+                    p += 1;
+                }
+                while self.punct_newlines && is_nl(p) {
+                    p += 1;
+                }
+                pos = push(out, pos, p);
+                continue;
+            }
+            pos = push(out, pos, newline_or_whitespace(cs, pos, end));
+        }
+    }
+}
+
+/// The Tekken / GPT-4o family (llama.cpp's adaptation of the cased-word regexes):
+/// `[^\r\n\p{L}\p{N}]?U*L+C?|[^\r\n\p{L}\p{N}]?U+L*C?|\p{N}{1,k}| ?[^\s\p{L}\p{N}]+[\r\n/]*|
+/// \s*[\r\n]+|\s+(?!\S)|\s+` where U is a letter other than `a-z`, L a letter other than `A-Z`
+/// and C an optional contraction (`contractions`).
+fn split_cased(
+    cs: &Chars,
+    (start, end): Seg,
+    out: &mut Vec<Seg>,
+    max_digits: usize,
+    contractions: bool,
+) {
     let f = |i: usize| if i < end { cs.flags[i] } else { 0 };
-    let is_nl = |i: usize| i < end && matches!(cs.chars[i], '\r' | '\n');
-    let other = |i: usize| i < end && cs.flags[i] & (WHITESPACE | word | NUMBER) == 0;
+    let letter = |i: usize| f(i) & LETTER != 0;
+    let upper = |i: usize| letter(i) && !cs.chars[i].is_ascii_lowercase();
+    let lower = |i: usize| letter(i) && !cs.chars[i].is_ascii_uppercase();
+    let prefix =
+        |i: usize| i < end && !matches!(cs.chars[i], '\r' | '\n') && f(i) & (LETTER | NUMBER) == 0;
+    let other = |i: usize| i < end && f(i) & (WHITESPACE | LETTER | NUMBER) == 0;
     let mut pos = start;
     while pos < end {
-        let n = contraction(cs, pos, end, true);
-        if n > 0 {
-            pos = push(out, pos, pos + n);
-            continue;
-        }
-        let fl = cs.flags[pos];
-        // `[^\r\n\p{L}\p{N}]?\p{L}+`
-        if !is_nl(pos) && fl & NUMBER == 0 && (fl & word != 0 || f(pos + 1) & word != 0) {
-            let mut p = pos + 1;
-            while f(p) & word != 0 {
-                p += 1;
+        // The word alternatives. The optional prefix is tried first; without it the word must
+        // start at `pos`, which only works if `pos` is a letter.
+        let s = if prefix(pos) { pos + 1 } else { pos };
+        let mut word_end = None;
+        if letter(s) {
+            let mut u = 0;
+            while upper(s + u) {
+                u += 1;
             }
-            pos = push(out, pos, p);
+            // `U*L+`: the longest run of uppercase that is followed by a lowercase letter.
+            if let Some(k) = (0..=u).rev().find(|&k| lower(s + k)) {
+                let mut e = s + k;
+                while lower(e) {
+                    e += 1;
+                }
+                word_end = Some(e);
+            } else if u > 0 {
+                // `U+L*` (no lowercase letter follows the uppercase run).
+                word_end = Some(s + u);
+            }
+        }
+        if let Some(mut e) = word_end {
+            if contractions {
+                e += contraction(cs, e, end, true);
+            }
+            pos = push(out, pos, e);
             continue;
         }
-        // `\p{N}{1,3}` / `\p{N}`
-        if fl & NUMBER != 0 {
+        if f(pos) & NUMBER != 0 {
             let mut p = pos + 1;
             while p - pos < max_digits && f(p) & NUMBER != 0 {
                 p += 1;
@@ -405,34 +558,20 @@ fn split_llama3(cs: &Chars, (start, end): Seg, out: &mut Vec<Seg>, max_digits: u
             pos = push(out, pos, p);
             continue;
         }
-        // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
+        // ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
         let q = if cs.chars[pos] == ' ' { pos + 1 } else { pos };
         if other(q) {
             let mut p = q + 1;
             while other(p) {
                 p += 1;
             }
-            while is_nl(p) {
+            while p < end && matches!(cs.chars[p], '\r' | '\n' | '/') {
                 p += 1;
             }
             pos = push(out, pos, p);
             continue;
         }
-        // `\s*[\r\n]+`: through the last newline of the whitespace run.
-        let mut p = pos;
-        let mut last_nl = None;
-        while p < end && cs.flags[p] & WHITESPACE != 0 {
-            if is_nl(p) {
-                last_nl = Some(p + 1);
-            }
-            p += 1;
-        }
-        if let Some(e) = last_nl {
-            pos = push(out, pos, e);
-            continue;
-        }
-        // `\s+(?!\S)|\s+`
-        pos = push(out, pos, whitespace_run(cs, pos, end));
+        pos = push(out, pos, newline_or_whitespace(cs, pos, end));
     }
 }
 
@@ -501,6 +640,32 @@ mod tests {
     }
 
     #[test]
+    fn tekken_and_gpt4o_words() {
+        let t = PreTokenizer::Tekken;
+        assert_eq!(pieces(t, "HelloWorld"), ["Hello", "World"]);
+        assert_eq!(pieces(t, "HTTPServer x"), ["HTTPServer", " x"]);
+        assert_eq!(pieces(t, "ABC def"), ["ABC", " def"]);
+        assert_eq!(
+            pieces(t, "a/b\n/c 12"),
+            ["a", "/b", "\n", "/c", " ", "1", "2"]
+        );
+        assert_eq!(pieces(t, "x //\n"), ["x", " //\n"]);
+        assert_eq!(pieces(t, "don't"), ["don", "'t"]);
+        let g = PreTokenizer::Gpt4o;
+        assert_eq!(
+            pieces(g, "don't I'LL 12345"),
+            ["don't", " I'LL", " ", "123", "45"]
+        );
+        assert_eq!(pieces(g, "camelCase"), ["camel", "Case"]);
+    }
+
+    #[test]
+    fn seed_coder_punct_keeps_newlines_apart() {
+        assert_eq!(pieces(PreTokenizer::SeedCoder, "x;\n"), ["x", ";", "\n"]);
+        assert_eq!(pieces(PreTokenizer::Qwen2, "x;\n"), ["x", ";\n"]);
+    }
+
+    #[test]
     fn default_passes() {
         let p = PreTokenizer::Default;
         assert_eq!(pieces(p, "a+b 12345"), ["a", "+", "b", " ", "123", "45"]);
@@ -517,6 +682,9 @@ mod tests {
             PreTokenizer::Qwen35,
             PreTokenizer::Default,
             PreTokenizer::Falcon,
+            PreTokenizer::SeedCoder,
+            PreTokenizer::Tekken,
+            PreTokenizer::Gpt4o,
         ] {
             let r = pre.split(text);
             assert_eq!(r.first().unwrap().start, 0);
