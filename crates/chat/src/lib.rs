@@ -296,6 +296,17 @@ impl ChatTemplate {
 
     /// Renders `messages`; with `add_generation_prompt` the prompt ends with the header of an
     /// assistant turn.
+    ///
+    /// The text is what transformers would render; [`Rendered::content_spans`] marks the bytes
+    /// that came from message contents (the template is rendered three times for that, see
+    /// [`spans`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ChatError::InvalidRole`] for a role that is not ASCII letters, digits, `_`, `-` (at most
+    /// 64 bytes); [`ChatError::Raised`] when the template calls `raise_exception`;
+    /// [`ChatError::ResourceLimit`] / [`ChatError::OutputTooLarge`] when it exceeds its limits;
+    /// [`ChatError::Render`] for any other template error.
     pub fn render(
         &self,
         messages: &[Message],

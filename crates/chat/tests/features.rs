@@ -344,3 +344,19 @@ fn engine_bugs_do_not_hang_or_crash() {
         Err(e) => assert!(matches!(e, ChatError::Render { .. }), "{e:?}"),
     }
 }
+
+#[test]
+fn templates_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<ChatTemplate>();
+    let t = ChatTemplate::for_model(None, "qwen2", "", "").unwrap();
+    let handles: Vec<_> = (0..2)
+        .map(|i| {
+            let t = t.clone();
+            std::thread::spawn(move || t.render(&user(&format!("m{i}")), true).unwrap().text)
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert!(h.join().unwrap().contains(&format!("m{i}")));
+    }
+}
