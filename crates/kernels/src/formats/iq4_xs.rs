@@ -9,7 +9,7 @@
 //! Weights are dotted with Q8_K activations.
 
 use super::iq4_nl::KVALUES_IQ4NL;
-use super::q8::{q8_k_d, q8_k_q, Q8_K_BYTES};
+use super::q8::{dot_i8, q8_k_d, Q8_K_BYTES, Q8_K_QS};
 use super::search::{nearest_index, nonlinear_search};
 use super::{nearest_int, read_f16, write_f16, QK_K};
 
@@ -41,12 +41,28 @@ pub fn index(b: &[u8; BLOCK_BYTES], e: usize) -> usize {
     (if j < 16 { byte & 0xF } else { byte >> 4 }) as usize
 }
 
+/// All 256 codebook values (`KVALUES_IQ4NL[index]`) in element order.
+pub fn values(b: &[u8; BLOCK_BYTES]) -> [i8; QK_K] {
+    let mut v = [0i8; QK_K];
+    for s in 0..8 {
+        for j in 0..16 {
+            let byte = b[QS + 16 * s + j];
+            v[32 * s + j] = KVALUES_IQ4NL[(byte & 0xF) as usize];
+            v[32 * s + 16 + j] = KVALUES_IQ4NL[(byte >> 4) as usize];
+        }
+    }
+    v
+}
+
 /// Dequantizes one block.
 pub fn dequantize_block(b: &[u8; BLOCK_BYTES], y: &mut [f32; QK_K]) {
     let d = read_f16(b, D);
-    for (e, v) in y.iter_mut().enumerate() {
-        let dl = d * scale(b, e / 32) as f32;
-        *v = dl * KVALUES_IQ4NL[index(b, e)] as f32;
+    let v = values(b);
+    for (s, (ys, vs)) in y.chunks_exact_mut(32).zip(v.chunks_exact(32)).enumerate() {
+        let dl = d * scale(b, s) as f32;
+        for (y, &v) in ys.iter_mut().zip(vs) {
+            *y = dl * v as f32;
+        }
     }
 }
 
@@ -96,12 +112,11 @@ pub fn quantize_block(x: &[f32; QK_K], b: &mut [u8; BLOCK_BYTES]) {
 /// Dot of one weight block with one Q8_K activation block:
 /// `d * d8 * sum_s (ls_s - 32) * dot(K[q_s], q8_s)`, sums in integers.
 pub fn vec_dot_block(w: &[u8; BLOCK_BYTES], a: &[u8; Q8_K_BYTES]) -> f32 {
+    let v = values(w);
+    let qa = &a[Q8_K_QS..Q8_K_QS + QK_K];
     let mut isum = 0i32;
     for s in 0..8 {
-        let dot: i32 = (32 * s..32 * s + 32)
-            .map(|e| KVALUES_IQ4NL[index(w, e)] as i32 * q8_k_q(a, e))
-            .sum();
-        isum += scale(w, s) * dot;
+        isum += scale(w, s) * dot_i8(&v[32 * s..32 * s + 32], &qa[32 * s..32 * s + 32]);
     }
     read_f16(w, D) * q8_k_d(a) * isum as f32
 }

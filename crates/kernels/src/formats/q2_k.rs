@@ -8,7 +8,7 @@
 //! bytes; its four 32-element quarters are the four 2-bit planes (bits 0-1, 2-3, 4-5, 6-7) of those
 //! same 32 bytes. Weights are dotted with Q8_K activations.
 
-use super::q8::{q8_k_bsum, q8_k_d, q8_k_q, Q8_K_BYTES};
+use super::q8::{dot_i8, q8_k_bsum, q8_k_d, Q8_K_BYTES, Q8_K_QS};
 use super::search::{scale_min_search, MinSearch};
 use super::{nearest_int, read_f16, write_f16, QK_K};
 
@@ -29,6 +29,19 @@ pub fn quant(b: &[u8; BLOCK_BYTES], e: usize) -> i32 {
     ((b[QS + 32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3) as i32
 }
 
+/// All 256 quants (0..3) in element order.
+pub fn quants(b: &[u8; BLOCK_BYTES]) -> [i8; QK_K] {
+    let mut q = [0i8; QK_K];
+    for h in 0..2 {
+        for k in 0..4 {
+            for l in 0..32 {
+                q[128 * h + 32 * k + l] = ((b[QS + 32 * h + l] >> (2 * k)) & 3) as i8;
+            }
+        }
+    }
+    q
+}
+
 /// Packs 256 quants (0..3) into the 64 `qs` bytes (2-bit planes, see the module doc).
 pub(crate) fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8]) {
     for h in 0..2 {
@@ -43,12 +56,13 @@ pub(crate) fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8]) {
 pub fn dequantize_block(b: &[u8; BLOCK_BYTES], y: &mut [f32; QK_K]) {
     let d = read_f16(b, D);
     let dmin = read_f16(b, DMIN);
-    for (s, ys) in y.chunks_exact_mut(16).enumerate() {
+    let q = quants(b);
+    for (s, (ys, qs)) in y.chunks_exact_mut(16).zip(q.chunks_exact(16)).enumerate() {
         let sc = b[SCALES + s];
         let dl = d * (sc & 0xF) as f32;
         let ml = dmin * (sc >> 4) as f32;
-        for (i, v) in ys.iter_mut().enumerate() {
-            *v = dl * quant(b, 16 * s + i) as f32 - ml;
+        for (v, &q) in ys.iter_mut().zip(qs) {
+            *v = dl * q as f32 - ml;
         }
     }
 }
@@ -113,13 +127,13 @@ pub fn quantize_block(x: &[f32; QK_K], b: &mut [u8; BLOCK_BYTES]) {
 /// Dot of one weight block with one Q8_K activation block:
 /// `d8*d * sum_s sc_s * dot(q_s, q8_s) - d8*dmin * sum_s m_s * bsum_s`, sums in integers.
 pub fn vec_dot_block(w: &[u8; BLOCK_BYTES], a: &[u8; Q8_K_BYTES]) -> f32 {
+    let q = quants(w);
+    let qa = &a[Q8_K_QS..Q8_K_QS + QK_K];
     let mut isum = 0i32;
     let mut summs = 0i32;
     for s in 0..16 {
         let sc = w[SCALES + s];
-        let dot: i32 = (16 * s..16 * s + 16)
-            .map(|e| quant(w, e) * q8_k_q(a, e))
-            .sum();
+        let dot = dot_i8(&q[16 * s..16 * s + 16], &qa[16 * s..16 * s + 16]);
         isum += (sc & 0xF) as i32 * dot;
         summs += (sc >> 4) as i32 * q8_k_bsum(a, s);
     }

@@ -13,7 +13,7 @@
 //! Weights are dotted with Q8_K activations.
 
 use super::q2_k::pack_2bit;
-use super::q8::{q8_k_d, q8_k_q, Q8_K_BYTES};
+use super::q8::{dot_i8, q8_k_d, Q8_K_BYTES, Q8_K_QS};
 use super::search::symmetric_refine;
 use super::{nearest_int, read_f16, write_f16, QK_K};
 
@@ -55,12 +55,31 @@ pub fn quant(b: &[u8; BLOCK_BYTES], e: usize) -> i32 {
     low - if high != 0 { 0 } else { 4 }
 }
 
+/// All 256 signed quants (-4..3) in element order.
+pub fn quants(b: &[u8; BLOCK_BYTES]) -> [i8; QK_K] {
+    let mut q = [0i8; QK_K];
+    for h in 0..2 {
+        for k in 0..4 {
+            for l in 0..32 {
+                let low = ((b[QS + 32 * h + l] >> (2 * k)) & 3) as i8;
+                let high = (b[HMASK + l] >> (4 * h + k)) & 1;
+                q[128 * h + 32 * k + l] = low - if high != 0 { 0 } else { 4 };
+            }
+        }
+    }
+    q
+}
+
 /// Dequantizes one block.
 pub fn dequantize_block(b: &[u8; BLOCK_BYTES], y: &mut [f32; QK_K]) {
     let d = read_f16(b, D);
     let sc = scales(scale_bytes(b));
-    for (e, v) in y.iter_mut().enumerate() {
-        *v = d * sc[e / 16] as f32 * quant(b, e) as f32;
+    let q = quants(b);
+    for (s, (ys, qs)) in y.chunks_exact_mut(16).zip(q.chunks_exact(16)).enumerate() {
+        let dl = d * sc[s] as f32;
+        for (v, &q) in ys.iter_mut().zip(qs) {
+            *v = dl * q as f32;
+        }
     }
 }
 
@@ -121,12 +140,11 @@ pub fn quantize_block(x: &[f32; QK_K], b: &mut [u8; BLOCK_BYTES]) {
 /// `d * d8 * sum_s sc_s * dot(q_s, q8_s)`, sums in integers.
 pub fn vec_dot_block(w: &[u8; BLOCK_BYTES], a: &[u8; Q8_K_BYTES]) -> f32 {
     let sc = scales(scale_bytes(w));
+    let q = quants(w);
+    let qa = &a[Q8_K_QS..Q8_K_QS + QK_K];
     let mut isum = 0i32;
     for (s, &scale) in sc.iter().enumerate() {
-        let dot: i32 = (16 * s..16 * s + 16)
-            .map(|e| quant(w, e) * q8_k_q(a, e))
-            .sum();
-        isum += scale * dot;
+        isum += scale * dot_i8(&q[16 * s..16 * s + 16], &qa[16 * s..16 * s + 16]);
     }
     read_f16(w, D) * q8_k_d(a) * isum as f32
 }

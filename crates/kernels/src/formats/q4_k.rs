@@ -10,7 +10,7 @@
 
 pub use super::scale_min_k4;
 
-use super::q8::{q8_k_bsum, q8_k_d, q8_k_q, Q8_K_BYTES};
+use super::q8::{dot_i8, q8_k_bsum, q8_k_d, Q8_K_BYTES, Q8_K_QS};
 use super::search::{scale_min_search, MinSearch};
 use super::{nearest_int, read_f16, write_f16, QK_K};
 
@@ -46,17 +46,56 @@ pub fn quant(b: &[u8; BLOCK_BYTES], e: usize) -> i32 {
     nibble(b, QS, e)
 }
 
-/// Dequantizes one block.
-pub fn dequantize_block(b: &[u8; BLOCK_BYTES], y: &mut [f32; QK_K]) {
-    let d = read_f16(b, D);
-    let dmin = read_f16(b, DMIN);
-    for (s, ys) in y.chunks_exact_mut(32).enumerate() {
-        let (sc, m) = scale_min_k4(s, scale_bytes(b));
-        let (d1, m1) = (d * sc as f32, dmin * m as f32);
-        for (i, v) in ys.iter_mut().enumerate() {
-            *v = d1 * quant(b, 32 * s + i) as f32 - m1;
+/// The 256 4-bit quants (0..15) in element order from the 128 `qs` bytes at `qs_off`.
+pub(crate) fn nibble_quants(b: &[u8], qs_off: usize) -> [i8; QK_K] {
+    let mut q = [0i8; QK_K];
+    for c in 0..4 {
+        for l in 0..32 {
+            let byte = b[qs_off + 32 * c + l];
+            q[64 * c + l] = (byte & 0xF) as i8;
+            q[64 * c + 32 + l] = (byte >> 4) as i8;
         }
     }
+    q
+}
+
+/// All 256 quants (0..15) in element order.
+pub fn quants(b: &[u8; BLOCK_BYTES]) -> [i8; QK_K] {
+    nibble_quants(b, QS)
+}
+
+/// Applies the sub-block scales and mins of a Q4_K/Q5_K block to its quants.
+pub(crate) fn dequantize_scaled(b: &[u8], q: &[i8; QK_K], y: &mut [f32; QK_K]) {
+    let d = read_f16(b, D);
+    let dmin = read_f16(b, DMIN);
+    for (s, (ys, qs)) in y.chunks_exact_mut(32).zip(q.chunks_exact(32)).enumerate() {
+        let (sc, m) = scale_min_k4(s, scale_bytes(b));
+        let (d1, m1) = (d * sc as f32, dmin * m as f32);
+        for (v, &q) in ys.iter_mut().zip(qs) {
+            *v = d1 * q as f32 - m1;
+        }
+    }
+}
+
+/// The Q4_K/Q5_K dot product given the block's quants.
+pub(crate) fn vec_dot_scaled(w: &[u8], q: &[i8; QK_K], a: &[u8; Q8_K_BYTES]) -> f32 {
+    let qa = &a[Q8_K_QS..Q8_K_QS + QK_K];
+    let mut isum = 0i32;
+    let mut summs = 0i32;
+    for s in 0..8 {
+        let (sc, m) = scale_min_k4(s, scale_bytes(w));
+        isum += sc as i32 * dot_i8(&q[32 * s..32 * s + 32], &qa[32 * s..32 * s + 32]);
+        summs += m as i32 * (q8_k_bsum(a, 2 * s) + q8_k_bsum(a, 2 * s + 1));
+    }
+    let d8 = q8_k_d(a);
+    let d = read_f16(w, D) * d8;
+    let dmin = read_f16(w, DMIN) * d8;
+    d * isum as f32 - dmin * summs as f32
+}
+
+/// Dequantizes one block.
+pub fn dequantize_block(b: &[u8; BLOCK_BYTES], y: &mut [f32; QK_K]) {
+    dequantize_scaled(b, &quants(b), y);
 }
 
 /// Packs 8 6-bit scales and 8 6-bit mins into the 12-byte layout [`scale_min_k4`] reads.
@@ -156,18 +195,5 @@ pub fn quantize_block(x: &[f32; QK_K], b: &mut [u8; BLOCK_BYTES]) {
 /// `d*d8 * sum_s sc_s * dot(q_s, q8_s) - dmin*d8 * sum_s m_s * (bsum_2s + bsum_2s+1)`, sums in
 /// integers.
 pub fn vec_dot_block(w: &[u8; BLOCK_BYTES], a: &[u8; Q8_K_BYTES]) -> f32 {
-    let mut isum = 0i32;
-    let mut summs = 0i32;
-    for s in 0..8 {
-        let (sc, m) = scale_min_k4(s, scale_bytes(w));
-        let dot: i32 = (32 * s..32 * s + 32)
-            .map(|e| quant(w, e) * q8_k_q(a, e))
-            .sum();
-        isum += sc as i32 * dot;
-        summs += m as i32 * (q8_k_bsum(a, 2 * s) + q8_k_bsum(a, 2 * s + 1));
-    }
-    let d8 = q8_k_d(a);
-    let d = read_f16(w, D) * d8;
-    let dmin = read_f16(w, DMIN) * d8;
-    d * isum as f32 - dmin * summs as f32
+    vec_dot_scaled(w, &quants(w), a)
 }

@@ -5,7 +5,7 @@
 //! nibble); the 5th bit of element `i` (0..32) is bit `i` of `qh`. Element = `d * (q - 16)`, `q` in
 //! 0..31. Weights are dotted with Q8_0 activations.
 
-use super::q8::{q8_0_q, Q8_0_BYTES};
+use super::q8::{dot_i8, Q8_0_BYTES, Q8_0_QS};
 use super::{read_f16, write_f16, QK32};
 
 /// Bytes per block.
@@ -30,6 +30,30 @@ pub(crate) fn q5(b: &[u8], qh_off: usize, qs_off: usize, i: usize) -> i32 {
     (nib as i32) | ((((qh >> i) & 1) as i32) << 4)
 }
 
+/// The 5-bit quant (0..31, before the -16) of element `i` (0..32).
+#[inline]
+pub fn quant(b: &[u8; BLOCK_BYTES], i: usize) -> i32 {
+    q5(b, QH, QS, i)
+}
+
+/// All 32 5-bit quants (0..31) of a Q5_0/Q5_1 style block, in element order.
+#[inline]
+pub(crate) fn q5_all(b: &[u8], qh_off: usize, qs_off: usize) -> [i8; QK32] {
+    let qh = u32::from_le_bytes([b[qh_off], b[qh_off + 1], b[qh_off + 2], b[qh_off + 3]]);
+    let mut q = [0i8; QK32];
+    for j in 0..16 {
+        let byte = b[qs_off + j];
+        q[j] = ((byte & 0xF) | ((((qh >> j) & 1) as u8) << 4)) as i8;
+        q[j + 16] = ((byte >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4)) as i8;
+    }
+    q
+}
+
+/// All 32 quants (0..31, before the -16) in element order.
+pub fn quants(b: &[u8; BLOCK_BYTES]) -> [i8; QK32] {
+    q5_all(b, QH, QS)
+}
+
 /// Packs 32 5-bit quants into `qh` (u32 at `qh_off`) and nibbles (at `qs_off`).
 pub(crate) fn pack_q5(q: &[u8; QK32], b: &mut [u8], qh_off: usize, qs_off: usize) {
     let mut qh = 0u32;
@@ -44,8 +68,8 @@ pub(crate) fn pack_q5(q: &[u8; QK32], b: &mut [u8], qh_off: usize, qs_off: usize
 /// Dequantizes one block: `y[i] = d * (q5(i) - 16)`.
 pub fn dequantize_block(b: &[u8; BLOCK_BYTES], y: &mut [f32; QK32]) {
     let d = read_f16(b, D);
-    for (i, v) in y.iter_mut().enumerate() {
-        *v = (q5(b, QH, QS, i) - 16) as f32 * d;
+    for (v, &q) in y.iter_mut().zip(&quants(b)) {
+        *v = (q as i32 - 16) as f32 * d;
     }
 }
 
@@ -72,8 +96,6 @@ pub fn quantize_block(x: &[f32; QK32], b: &mut [u8; BLOCK_BYTES]) {
 /// Dot of one weight block with one Q8_0 activation block:
 /// `sum((q - 16) * a) * dw * da` with the sum in integers.
 pub fn vec_dot_block(w: &[u8; BLOCK_BYTES], a: &[u8; Q8_0_BYTES]) -> f32 {
-    let sumi: i32 = (0..QK32)
-        .map(|i| (q5(w, QH, QS, i) - 16) * q8_0_q(a, i))
-        .sum();
-    sumi as f32 * read_f16(w, D) * read_f16(a, 0)
+    let q = quants(w).map(|q| q - 16);
+    dot_i8(&q, &a[Q8_0_QS..]) as f32 * read_f16(w, D) * read_f16(a, 0)
 }

@@ -4,8 +4,8 @@
 //! = 5th bit of element `i`), `u8 qs[16]` at byte 8 (nibbles in Q4_0 order). Element =
 //! `d * q + m`, `q` in 0..31. Weights are dotted with Q8_1 activations.
 
-use super::q5_0::{pack_q5, q5};
-use super::q8::{q8_1_q, Q8_1_BYTES, Q8_1_D, Q8_1_S};
+use super::q5_0::{pack_q5, q5, q5_all};
+use super::q8::{dot_i8, Q8_1_BYTES, Q8_1_D, Q8_1_QS, Q8_1_S};
 use super::{read_f16, write_f16, QK32};
 
 /// Bytes per block.
@@ -19,12 +19,23 @@ pub const QH: usize = 4;
 /// Offset of the 16 nibble-pair bytes.
 pub const QS: usize = 8;
 
+/// The 5-bit quant (0..31) of element `i` (0..32).
+#[inline]
+pub fn quant(b: &[u8; BLOCK_BYTES], i: usize) -> i32 {
+    q5(b, QH, QS, i)
+}
+
+/// All 32 quants (0..31) in element order.
+pub fn quants(b: &[u8; BLOCK_BYTES]) -> [i8; QK32] {
+    q5_all(b, QH, QS)
+}
+
 /// Dequantizes one block: `y[i] = d * q5(i) + m`.
 pub fn dequantize_block(b: &[u8; BLOCK_BYTES], y: &mut [f32; QK32]) {
     let d = read_f16(b, D);
     let m = read_f16(b, M);
-    for (i, v) in y.iter_mut().enumerate() {
-        *v = q5(b, QH, QS, i) as f32 * d + m;
+    for (v, &q) in y.iter_mut().zip(&quants(b)) {
+        *v = q as f32 * d + m;
     }
 }
 
@@ -54,6 +65,6 @@ pub fn quantize_block(x: &[f32; QK32], b: &mut [u8; BLOCK_BYTES]) {
 /// Dot of one weight block with one Q8_1 activation block:
 /// `dw * da * sum(q * a) + m * s` with the sum in integers.
 pub fn vec_dot_block(w: &[u8; BLOCK_BYTES], a: &[u8; Q8_1_BYTES]) -> f32 {
-    let sumi: i32 = (0..QK32).map(|i| q5(w, QH, QS, i) * q8_1_q(a, i)).sum();
+    let sumi = dot_i8(&quants(w), &a[Q8_1_QS..]);
     read_f16(w, D) * read_f16(a, Q8_1_D) * sumi as f32 + read_f16(w, M) * read_f16(a, Q8_1_S)
 }

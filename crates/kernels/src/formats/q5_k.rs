@@ -8,10 +8,10 @@
 
 pub use super::scale_min_k4;
 
-use super::q4_k::{nibble, quantize_scales, scale_bytes};
-use super::q8::{q8_k_bsum, q8_k_d, q8_k_q, Q8_K_BYTES};
+use super::q4_k::{dequantize_scaled, nibble, nibble_quants, quantize_scales, vec_dot_scaled};
+use super::q8::Q8_K_BYTES;
 use super::search::MinSearch;
-use super::{read_f16, QK_K};
+use super::QK_K;
 
 /// Bytes per block.
 pub const BLOCK_BYTES: usize = 176;
@@ -32,17 +32,20 @@ pub fn quant(b: &[u8; BLOCK_BYTES], e: usize) -> i32 {
     nibble(b, QS, e) | ((((b[QH + e % 32] >> (e / 32)) & 1) as i32) << 4)
 }
 
-/// Dequantizes one block.
-pub fn dequantize_block(b: &[u8; BLOCK_BYTES], y: &mut [f32; QK_K]) {
-    let d = read_f16(b, D);
-    let dmin = read_f16(b, DMIN);
-    for (s, ys) in y.chunks_exact_mut(32).enumerate() {
-        let (sc, m) = scale_min_k4(s, scale_bytes(b));
-        let (d1, m1) = (d * sc as f32, dmin * m as f32);
-        for (i, v) in ys.iter_mut().enumerate() {
-            *v = d1 * quant(b, 32 * s + i) as f32 - m1;
+/// All 256 quants (0..31) in element order.
+pub fn quants(b: &[u8; BLOCK_BYTES]) -> [i8; QK_K] {
+    let mut q = nibble_quants(b, QS);
+    for g in 0..8 {
+        for l in 0..32 {
+            q[32 * g + l] |= (((b[QH + l] >> g) & 1) << 4) as i8;
         }
     }
+    q
+}
+
+/// Dequantizes one block.
+pub fn dequantize_block(b: &[u8; BLOCK_BYTES], y: &mut [f32; QK_K]) {
+    dequantize_scaled(b, &quants(b), y);
 }
 
 /// Quantizes one block like `quantize_row_q5_K_ref`.
@@ -69,18 +72,5 @@ pub fn quantize_block(x: &[f32; QK_K], b: &mut [u8; BLOCK_BYTES]) {
 
 /// Dot of one weight block with one Q8_K activation block (as Q4_K with 5-bit quants).
 pub fn vec_dot_block(w: &[u8; BLOCK_BYTES], a: &[u8; Q8_K_BYTES]) -> f32 {
-    let mut isum = 0i32;
-    let mut summs = 0i32;
-    for s in 0..8 {
-        let (sc, m) = scale_min_k4(s, scale_bytes(w));
-        let dot: i32 = (32 * s..32 * s + 32)
-            .map(|e| quant(w, e) * q8_k_q(a, e))
-            .sum();
-        isum += sc as i32 * dot;
-        summs += m as i32 * (q8_k_bsum(a, 2 * s) + q8_k_bsum(a, 2 * s + 1));
-    }
-    let d8 = q8_k_d(a);
-    let d = read_f16(w, D) * d8;
-    let dmin = read_f16(w, DMIN) * d8;
-    d * isum as f32 - dmin * summs as f32
+    vec_dot_scaled(w, &quants(w), a)
 }

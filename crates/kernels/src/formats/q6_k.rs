@@ -8,7 +8,7 @@
 //! high 2 bits = `(qh[32h + l] >> 2k) & 3`; value `d * scales[e/16] * (q - 32)`, `q` in 0..63.
 //! Weights are dotted with Q8_K activations.
 
-use super::q8::{q8_k_d, q8_k_q, Q8_K_BYTES};
+use super::q8::{dot_i8, q8_k_d, Q8_K_BYTES, Q8_K_QS};
 use super::search::{symmetric_search, GROUP_MAX_EPS};
 use super::{nearest_int, read_f16, write_f16, QK_K};
 
@@ -39,11 +39,34 @@ pub fn scale(b: &[u8; BLOCK_BYTES], s: usize) -> i32 {
     b[SCALES + s] as i8 as i32
 }
 
+/// All 256 signed quants (-32..31) in element order.
+pub fn quants(b: &[u8; BLOCK_BYTES]) -> [i8; QK_K] {
+    let mut q = [0i8; QK_K];
+    for h in 0..2 {
+        for l in 0..32 {
+            let (ql0, ql1, qh) = (
+                b[QL + 64 * h + l],
+                b[QL + 64 * h + 32 + l],
+                b[QH + 32 * h + l],
+            );
+            q[128 * h + l] = ((ql0 & 0xF) | ((qh & 3) << 4)) as i8 - 32;
+            q[128 * h + 32 + l] = ((ql1 & 0xF) | (((qh >> 2) & 3) << 4)) as i8 - 32;
+            q[128 * h + 64 + l] = ((ql0 >> 4) | (((qh >> 4) & 3) << 4)) as i8 - 32;
+            q[128 * h + 96 + l] = ((ql1 >> 4) | (((qh >> 6) & 3) << 4)) as i8 - 32;
+        }
+    }
+    q
+}
+
 /// Dequantizes one block.
 pub fn dequantize_block(b: &[u8; BLOCK_BYTES], y: &mut [f32; QK_K]) {
     let d = read_f16(b, D);
-    for (e, v) in y.iter_mut().enumerate() {
-        *v = d * scale(b, e / 16) as f32 * quant(b, e) as f32;
+    let q = quants(b);
+    for (s, (ys, qs)) in y.chunks_exact_mut(16).zip(q.chunks_exact(16)).enumerate() {
+        let dl = d * scale(b, s) as f32;
+        for (v, &q) in ys.iter_mut().zip(qs) {
+            *v = dl * q as f32;
+        }
     }
 }
 
@@ -92,12 +115,11 @@ pub fn quantize_block(x: &[f32; QK_K], b: &mut [u8; BLOCK_BYTES]) {
 /// Dot of one weight block with one Q8_K activation block:
 /// `d * d8 * sum_s sc_s * dot(q_s, q8_s)`, sums in integers.
 pub fn vec_dot_block(w: &[u8; BLOCK_BYTES], a: &[u8; Q8_K_BYTES]) -> f32 {
+    let q = quants(w);
+    let qa = &a[Q8_K_QS..Q8_K_QS + QK_K];
     let mut isum = 0i32;
     for s in 0..16 {
-        let dot: i32 = (16 * s..16 * s + 16)
-            .map(|e| quant(w, e) * q8_k_q(a, e))
-            .sum();
-        isum += scale(w, s) * dot;
+        isum += scale(w, s) * dot_i8(&q[16 * s..16 * s + 16], &qa[16 * s..16 * s + 16]);
     }
     read_f16(w, D) * q8_k_d(a) * isum as f32
 }

@@ -124,6 +124,16 @@ pub fn q8_k_bsum(b: &[u8; Q8_K_BYTES], i: usize) -> i32 {
     i16::from_le_bytes([b[Q8_K_BSUMS + 2 * i], b[Q8_K_BSUMS + 2 * i + 1]]) as i32
 }
 
+/// Integer dot product of quants `q` with the same number of raw `i8` activation bytes `a`.
+#[inline]
+pub fn dot_i8(q: &[i8], a: &[u8]) -> i32 {
+    debug_assert_eq!(q.len(), a.len());
+    q.iter()
+        .zip(a)
+        .map(|(&x, &y)| x as i32 * (y as i8) as i32)
+        .sum()
+}
+
 /// Quant `j` (0..32) of a Q8_0 block.
 #[inline]
 pub fn q8_0_q(b: &[u8; Q8_0_BYTES], j: usize) -> i32 {

@@ -141,3 +141,40 @@ fn quantize_activations_rejects_weight_types() {
     let mut out = [0u8; 18];
     quantize_activations(GgmlType::Q4_0, &[0.0; 32], &mut out);
 }
+
+/// The whole-block unpackers (used by dequantize and vec_dot) agree with the per-element
+/// accessors that spell out the layout, on random blocks.
+#[test]
+fn unpackers_match_element_accessors() {
+    use crate::formats::test_util::Rng;
+    let mut rng = Rng::new(3);
+    fn random<const N: usize>(rng: &mut Rng) -> [u8; N] {
+        std::array::from_fn(|_| rng.byte())
+    }
+    for _ in 0..50 {
+        let b = random::<22>(&mut rng);
+        let q = q5_0::quants(&b);
+        (0..32).for_each(|e| assert_eq!(q[e] as i32, q5_0::quant(&b, e)));
+        let b = random::<24>(&mut rng);
+        let q = q5_1::quants(&b);
+        (0..32).for_each(|e| assert_eq!(q[e] as i32, q5_1::quant(&b, e)));
+        let b = random::<84>(&mut rng);
+        let q = q2_k::quants(&b);
+        (0..256).for_each(|e| assert_eq!(q[e] as i32, q2_k::quant(&b, e)));
+        let b = random::<110>(&mut rng);
+        let q = q3_k::quants(&b);
+        (0..256).for_each(|e| assert_eq!(q[e] as i32, q3_k::quant(&b, e)));
+        let b = random::<144>(&mut rng);
+        let q = q4_k::quants(&b);
+        (0..256).for_each(|e| assert_eq!(q[e] as i32, q4_k::quant(&b, e)));
+        let b = random::<176>(&mut rng);
+        let q = q5_k::quants(&b);
+        (0..256).for_each(|e| assert_eq!(q[e] as i32, q5_k::quant(&b, e)));
+        let b = random::<210>(&mut rng);
+        let q = q6_k::quants(&b);
+        (0..256).for_each(|e| assert_eq!(q[e] as i32, q6_k::quant(&b, e)));
+        let b = random::<136>(&mut rng);
+        let v = iq4_xs::values(&b);
+        (0..256).for_each(|e| assert_eq!(v[e], KVALUES_IQ4NL[iq4_xs::index(&b, e)]));
+    }
+}
