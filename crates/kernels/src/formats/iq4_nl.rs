@@ -5,7 +5,7 @@
 //! `j` in the low nibble, element `j + 16` in the high one). Element = `d * KVALUES_IQ4NL[nibble]`.
 //! Weights are dotted with Q8_0 activations.
 
-use super::q8::{q8_0_q, Q8_0_BYTES};
+use super::q8::{dot_i8, Q8_0_BYTES, Q8_0_QS};
 use super::search::{nearest_index, nonlinear_search};
 use super::{read_f16, write_f16, QK32};
 
@@ -48,10 +48,9 @@ pub fn quantize_block(x: &[f32; QK32], b: &mut [u8; BLOCK_BYTES]) {
 /// Dot of one weight block with one Q8_0 activation block:
 /// `dw * da * sum(K[q] * a)` with the sum in integers.
 pub fn vec_dot_block(w: &[u8; BLOCK_BYTES], a: &[u8; Q8_0_BYTES]) -> f32 {
-    let mut sumi = 0i32;
-    for j in 0..16 {
-        sumi += KVALUES_IQ4NL[(w[QS + j] & 0xF) as usize] as i32 * q8_0_q(a, j);
-        sumi += KVALUES_IQ4NL[(w[QS + j] >> 4) as usize] as i32 * q8_0_q(a, j + 16);
-    }
-    read_f16(w, D) * read_f16(a, 0) * sumi as f32
+    let v: [i8; QK32] = std::array::from_fn(|i| {
+        let byte = w[QS + i % 16];
+        KVALUES_IQ4NL[(if i < 16 { byte & 0xF } else { byte >> 4 }) as usize]
+    });
+    read_f16(w, D) * read_f16(a, 0) * dot_i8(&v, &a[Q8_0_QS..]) as f32
 }

@@ -5,7 +5,7 @@
 //! the second half in the high ones — *not* interleaved pairs). Element = `d * (nibble - 8)`.
 //! Weights are dotted with Q8_0 activations.
 
-use super::q8::{q8_0_q, Q8_0_BYTES};
+use super::q8::{dot_i8, Q8_0_BYTES, Q8_0_QS};
 use super::{read_f16, write_f16, QK32};
 
 /// Bytes per block.
@@ -53,10 +53,9 @@ pub fn quantize_block(x: &[f32; QK32], b: &mut [u8; BLOCK_BYTES]) {
 /// Dot of one weight block with one Q8_0 activation block:
 /// `sum((q - 8) * a) * dw * da` with the sum in integers.
 pub fn vec_dot_block(w: &[u8; BLOCK_BYTES], a: &[u8; Q8_0_BYTES]) -> f32 {
-    let mut sumi = 0i32;
-    for j in 0..16 {
-        let (lo, hi) = nibbles(w, j);
-        sumi += (lo - 8) * q8_0_q(a, j) + (hi - 8) * q8_0_q(a, j + 16);
-    }
-    sumi as f32 * read_f16(w, D) * read_f16(a, 0)
+    let q: [i8; QK32] = std::array::from_fn(|i| {
+        let (lo, hi) = nibbles(w, i % 16);
+        (if i < 16 { lo } else { hi } - 8) as i8
+    });
+    dot_i8(&q, &a[Q8_0_QS..]) as f32 * read_f16(w, D) * read_f16(a, 0)
 }

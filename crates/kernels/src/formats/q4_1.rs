@@ -4,7 +4,7 @@
 //! (byte `j`: element `j` low nibble, element `j + 16` high nibble). Element = `d * q + m` with
 //! `q` in 0..15. Weights are dotted with Q8_1 activations, whose `s = d8 * sum(q8)` folds in `m`.
 
-use super::q8::{q8_1_q, Q8_1_BYTES, Q8_1_D, Q8_1_S};
+use super::q8::{dot_i8, Q8_1_BYTES, Q8_1_D, Q8_1_QS, Q8_1_S};
 use super::{read_f16, write_f16, QK32};
 
 /// Bytes per block.
@@ -51,10 +51,10 @@ pub fn quantize_block(x: &[f32; QK32], b: &mut [u8; BLOCK_BYTES]) {
 /// Dot of one weight block with one Q8_1 activation block:
 /// `dw * da * sum(q * a) + m * s` with the sum in integers.
 pub fn vec_dot_block(w: &[u8; BLOCK_BYTES], a: &[u8; Q8_1_BYTES]) -> f32 {
-    let mut sumi = 0i32;
-    for j in 0..16 {
-        sumi +=
-            (w[QS + j] & 0xF) as i32 * q8_1_q(a, j) + (w[QS + j] >> 4) as i32 * q8_1_q(a, j + 16);
-    }
+    let q: [i8; QK32] = std::array::from_fn(|i| {
+        let byte = w[QS + i % 16];
+        (if i < 16 { byte & 0xF } else { byte >> 4 }) as i8
+    });
+    let sumi = dot_i8(&q, &a[Q8_1_QS..]);
     read_f16(w, D) * read_f16(a, Q8_1_D) * sumi as f32 + read_f16(w, M) * read_f16(a, Q8_1_S)
 }

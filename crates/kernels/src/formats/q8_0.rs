@@ -3,7 +3,7 @@
 //! Layout: `f16 d` at byte 0, then `i8 qs[32]` at byte 2. Element `j` = `d * qs[j]`.
 //! Weights are dotted with Q8_0 activations (the same block layout, see [`q8`](super::q8)).
 
-use super::q8::{q8_0_q, Q8_0_BYTES};
+use super::q8::{dot_i8, Q8_0_BYTES, Q8_0_QS};
 use super::{read_f16, write_f16, QK32};
 
 /// Bytes per block.
@@ -35,8 +35,6 @@ pub fn quantize_block(x: &[f32; QK32], b: &mut [u8; BLOCK_BYTES]) {
 
 /// Dot of one weight block with one Q8_0 activation block: `sum(qw * qa) * dw * da`.
 pub fn vec_dot_block(w: &[u8; BLOCK_BYTES], a: &[u8; Q8_0_BYTES]) -> f32 {
-    let sumi: i32 = (0..QK32)
-        .map(|j| (w[QS + j] as i8) as i32 * q8_0_q(a, j))
-        .sum();
-    sumi as f32 * read_f16(w, D) * read_f16(a, 0)
+    let q: [i8; QK32] = std::array::from_fn(|j| w[QS + j] as i8);
+    dot_i8(&q, &a[Q8_0_QS..]) as f32 * read_f16(w, D) * read_f16(a, 0)
 }
