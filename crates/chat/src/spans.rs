@@ -242,7 +242,8 @@ impl Plan {
             r_from = span.end;
             o_from = stand_in.end;
         }
-        // Widening may have made neighbours overlap: merge.
+        // Widening may have made neighbours overlap: sort and merge.
+        out.sort_by_key(|r| r.start);
         let mut merged: Vec<Range<usize>> = Vec::with_capacity(out.len());
         for r in out.into_iter().filter(|r| r.start < r.end) {
             match merged.last_mut() {
