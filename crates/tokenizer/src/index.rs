@@ -105,8 +105,13 @@ fn hash_bytes(s: &[u8]) -> u64 {
     let mut h = FxHasher::default();
     h.write(s);
     h.add(s.len() as u64);
-    // Mix the high bits down: slots are picked with the low bits.
-    h.hash ^ (h.hash >> 29)
+    // Finalize (murmur3's fmix64): slots are picked with the low bits, which FxHash leaves weak.
+    let mut x = h.hash;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
 }
 
 const EMPTY: u32 = u32::MAX;
