@@ -427,3 +427,21 @@ fn from_gguf_reads_metadata_and_reports_keys() {
     let e = Tokenizer::from_gguf(&g).unwrap_err();
     assert!(e.to_string().contains("tokenizer.ggml.model"), "{e}");
 }
+
+#[test]
+fn tokenizer_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    let v = bpe_vocab("llama-bpe", &["h e", "l l", "he ll"], &[]);
+    let tok = std::sync::Arc::new(Tokenizer::from_parts(v).unwrap());
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let tok = tok.clone();
+            std::thread::spawn(move || tok.encode(&format!("hello {i}"), false, false))
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let ids = h.join().unwrap();
+        assert_eq!(tok.decode(&ids), format!("hello {i}"));
+    }
+}
