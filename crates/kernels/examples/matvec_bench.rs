@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p kernels --example matvec_bench [-- --quick] [--tokens N] [--level avx2]
+//!     [--types Q4_1,Q4_K]
 //! ```
 //!
 //! For each shape/type it reports two numbers per thread count:
@@ -48,7 +49,15 @@ fn main() {
         "{:<6} {:>11} {:>9} | {:>9} {:>9} | {:>9} {:>9}",
         "type", "shape", "MiB", "hot 1t", "cold 1t", "hot 2t", "cold 2t"
     );
+    let only: Option<Vec<String>> =
+        flag(&args, "--types").map(|v| v.split(',').map(str::to_uppercase).collect());
     for ty in types {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|t| t == ty.name()))
+        {
+            continue;
+        }
         for &(rows, cols) in &shapes {
             let rb = cols / ty.block_size() * ty.type_size();
             let one = make_matrix(ty, rows, cols, 1);
@@ -91,23 +100,21 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// Seconds per call: warm up, then run for `budget` and take the best of 5 slices' means
-/// (the VM is shared, the minimum is the least disturbed).
+/// Seconds per call: warm up, then time every call for `budget` and take the 10th percentile
+/// (the VM is shared with other work; the fast calls are the undisturbed ones).
 fn time_per_call(budget: Duration, mut f: impl FnMut()) -> f64 {
     for _ in 0..3 {
         f();
     }
-    let mut best = f64::INFINITY;
-    for _ in 0..5 {
-        let start = Instant::now();
-        let mut n = 0u32;
-        while start.elapsed() < budget / 5 || n < 3 {
-            f();
-            n += 1;
-        }
-        best = best.min(start.elapsed().as_secs_f64() / n as f64);
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < budget || times.len() < 20 {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed().as_secs_f64());
     }
-    best
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 10]
 }
 
 fn make_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {

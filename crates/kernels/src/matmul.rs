@@ -11,8 +11,8 @@
 //!    a single token's quantized activations (a few KiB) stay in L1.
 
 use crate::formats;
-use crate::pool::ThreadPool;
-use crate::simd::{self, DotKernel, Level, QuantKernel};
+use crate::pool::{SharedMut, ThreadPool};
+use crate::simd::{self, ActRow, Activations, DotKernel, Level};
 use crate::KernelError;
 use gguf::GgmlType;
 use std::cell::RefCell;
@@ -103,12 +103,9 @@ pub fn matmul(pool: &ThreadPool, w: &Matrix, x: &[f32], n_tokens: usize, out: &m
 }
 
 thread_local! {
-    /// Quantized activations of the last call, kept to avoid an allocation per matmul.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Quantized activations of the last call, kept to avoid allocations per matmul.
+    static SCRATCH: RefCell<Activations> = RefCell::new(Activations::new());
 }
-
-/// Below this many activation elements, quantizing on one thread beats waking the pool.
-const PARALLEL_QUANTIZE_MIN: usize = 16 * 1024;
 
 /// [`matmul`] at an explicit instruction-set level (tests and A/B benchmarks).
 ///
@@ -145,50 +142,17 @@ pub fn matmul_at(
         // SAFETY: any f32 bit pattern is valid bytes; u8 has no alignment requirement.
         let bytes =
             unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), n_tokens * cols * 4) };
-        run_rows(pool, w, &kernel, bytes, cols * 4, n_tokens, out);
+        let row = |t: usize| ActRow::plain(&bytes[t * cols * 4..(t + 1) * cols * 4]);
+        run_rows(pool, w, &kernel, &row, n_tokens, out);
         return;
     }
 
-    let act_bytes = formats::activation_row_bytes(act_ty, cols);
-    // Take the buffer out of the thread-local so a nested call (from inside a pool job) gets
+    // Take the buffers out of the thread-local so a nested call (from inside a pool job) gets
     // its own instead of a RefCell panic.
-    let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    scratch.resize(n_tokens * act_bytes, 0);
-    let quant = QuantKernel::new(level, act_ty);
-    if n_tokens > 1 && n_tokens * cols >= PARALLEL_QUANTIZE_MIN && pool.n_threads() > 1 {
-        let dst = SharedMut(scratch.as_mut_ptr());
-        pool.for_each_chunk(n_tokens, 1, &|ts| {
-            for t in ts {
-                // SAFETY: each token's slice is written by exactly one chunk, and `scratch`
-                // outlives the pool call.
-                let d = unsafe { std::slice::from_raw_parts_mut(dst.at(t * act_bytes), act_bytes) };
-                quant.quantize(&x[t * cols..(t + 1) * cols], d);
-            }
-        });
-    } else {
-        for (t, d) in scratch.chunks_exact_mut(act_bytes).enumerate() {
-            quant.quantize(&x[t * cols..(t + 1) * cols], d);
-        }
-    }
-    run_rows(pool, w, &kernel, &scratch, act_bytes, n_tokens, out);
-    SCRATCH.with(|s| *s.borrow_mut() = scratch);
-}
-
-/// A pointer that threads may write through at disjoint offsets.
-#[derive(Clone, Copy)]
-struct SharedMut<T>(*mut T);
-// SAFETY: used only for writes to disjoint elements from different threads (see call sites).
-unsafe impl<T> Sync for SharedMut<T> {}
-// SAFETY: as above.
-unsafe impl<T> Send for SharedMut<T> {}
-
-impl<T> SharedMut<T> {
-    /// The element pointer at `i` (a method, so closures capture the Sync wrapper, not the
-    /// raw pointer field).
-    #[inline]
-    fn at(self, i: usize) -> *mut T {
-        self.0.wrapping_add(i)
-    }
+    let mut acts = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    acts.quantize(&kernel, x, cols, n_tokens, pool);
+    run_rows(pool, w, &kernel, &|t| acts.row(t), n_tokens, out);
+    SCRATCH.with(|s| *s.borrow_mut() = acts);
 }
 
 /// Rows per work chunk: about 8 chunks per thread for balance, at least 16 rows (amortizes the
@@ -203,12 +167,11 @@ fn chunk_rows(rows: usize, n_threads: usize) -> usize {
 }
 
 /// The dot loop over row chunks, all tokens per chunk.
-fn run_rows(
+fn run_rows<'a>(
     pool: &ThreadPool,
     w: &Matrix,
     kernel: &DotKernel,
-    act: &[u8],
-    act_bytes: usize,
+    act: &(dyn Fn(usize) -> ActRow<'a> + Sync),
     n_tokens: usize,
     out: &mut [f32],
 ) {
@@ -216,9 +179,9 @@ fn run_rows(
     let dst = SharedMut(out.as_mut_ptr());
     pool.for_each_chunk(rows, chunk_rows(rows, pool.n_threads()), &|rs| {
         for t in 0..n_tokens {
-            let a = &act[t * act_bytes..(t + 1) * act_bytes];
+            let a = act(t);
             for r in rs.clone() {
-                let v = kernel.dot(w.row(r), a, cols);
+                let v = kernel.dot(w.row(r), &a, cols);
                 // SAFETY: `out` holds n_tokens * rows elements (checked by the caller) and each
                 // (t, r) is written by exactly one chunk; `out` outlives the pool call.
                 unsafe { dst.at(t * rows + r).write(v) };

@@ -355,6 +355,24 @@ fn worker_loop(shared: &Shared, index: usize) {
     }
 }
 
+/// A pointer that pool threads may write through at disjoint offsets (each element written by
+/// exactly one thread while the owner of the buffer waits in a pool call).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut<T>(pub(crate) *mut T);
+// SAFETY: only used for writes to disjoint elements from different threads (see call sites).
+unsafe impl<T> Sync for SharedMut<T> {}
+// SAFETY: as above.
+unsafe impl<T> Send for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// The element pointer at `i` (a method, so closures capture the Sync wrapper, not the
+    /// raw pointer field).
+    #[inline]
+    pub(crate) fn at(self, i: usize) -> *mut T {
+        self.0.wrapping_add(i)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

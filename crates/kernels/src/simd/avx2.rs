@@ -10,6 +10,7 @@
 //! are known to be present, which [`super`]'s dispatch guarantees.
 
 use super::layout::*;
+use super::ActRow;
 use std::arch::x86_64::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -249,7 +250,8 @@ pub(super) fn blocks(
 
 /// Q8_0 weights x Q8_0 activations.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_q8_0(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_q8_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     let nb = blocks(w, Q8_0_W, a, Q8_0_A, n, 32);
     let mut acc = [_mm256_setzero_ps(); 2];
     for i in 0..nb {
@@ -275,7 +277,8 @@ pub(crate) fn dot_q8_0(w: &[u8], a: &[u8], n: usize) -> f32 {
 
 /// Q4_0 weights x Q8_0 activations: codes 0..15 minus 8.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_q4_0(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_q4_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     let nb = blocks(w, Q4_0_W, a, Q8_0_A, n, 32);
     let mut acc = [_mm256_setzero_ps(); 2];
     for i in 0..nb {
@@ -302,7 +305,8 @@ pub(crate) fn dot_q4_0(w: &[u8], a: &[u8], n: usize) -> f32 {
 
 /// Q4_1 weights x Q8_1 activations: `d*da*sum(q*y) + m*s`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_q4_1(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_q4_1(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     let nb = blocks(w, Q4_1_W, a, Q8_1_A, n, 32);
     let mut acc = [_mm256_setzero_ps(); 2];
     let mut acc_m = _mm_setzero_ps();
@@ -332,7 +336,8 @@ pub(crate) fn dot_q4_1(w: &[u8], a: &[u8], n: usize) -> f32 {
 
 /// Q5_0 weights x Q8_0 activations: 5-bit codes minus 16.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_q5_0(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_q5_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     let nb = blocks(w, Q5_0_W, a, Q8_0_A, n, 32);
     let mut acc = [_mm256_setzero_ps(); 2];
     for i in 0..nb {
@@ -364,7 +369,8 @@ pub(crate) fn dot_q5_0(w: &[u8], a: &[u8], n: usize) -> f32 {
 
 /// Q5_1 weights x Q8_1 activations.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_q5_1(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_q5_1(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     let nb = blocks(w, Q5_1_W, a, Q8_1_A, n, 32);
     let mut acc = [_mm256_setzero_ps(); 2];
     let mut acc_m = _mm_setzero_ps();
@@ -395,7 +401,8 @@ pub(crate) fn dot_q5_1(w: &[u8], a: &[u8], n: usize) -> f32 {
 
 /// IQ4_NL weights x Q8_0 activations: nibbles index a 16-entry i8 codebook.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_iq4_nl(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_iq4_nl(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     let nb = blocks(w, IQ4_NL_W, a, Q8_0_A, n, 32);
     // SAFETY: KVALUES is 16 bytes.
     let table = _mm256_broadcastsi128_si256(unsafe { load16(KVALUES.as_ptr().cast()) });
@@ -429,7 +436,8 @@ pub(crate) fn dot_iq4_nl(w: &[u8], a: &[u8], n: usize) -> f32 {
 /// Q4_K weights x Q8_K activations:
 /// `d*da * sum_j sc_j * dot(q_j, y_j) - dmin*da * sum_j m_j * (bsum[2j] + bsum[2j+1])`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_q4_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     let nb = blocks(w, Q4_K_W, a, Q8_K_A, n, 256);
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm256_setzero_ps();
@@ -482,7 +490,8 @@ pub(crate) fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
 
 /// Q5_K weights x Q8_K activations: Q4_K plus a fifth bit from `qh`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_q5_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     let nb = blocks(w, Q5_K_W, a, Q8_K_A, n, 256);
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm256_setzero_ps();
@@ -571,7 +580,8 @@ pub(super) fn q6k_codes(ql0: __m256i, ql1: __m256i, qh: __m256i) -> [__m256i; 4]
 /// Q6_K weights x Q8_K activations: codes 0..63 minus 32, with 16 signed 8-bit scales. The -32
 /// is folded in through the group sums: `sum sc_s * (dot(q_s, y_s) - 32 * bsum_s)`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_q6_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     let nb = blocks(w, Q6_K_W, a, Q8_K_A, n, 256);
     let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
@@ -614,7 +624,8 @@ pub(crate) fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
 
 /// Q2_K weights x Q8_K activations: 2-bit codes with 4-bit scales and mins per 16 elements.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_q2_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_q2_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     let nb = blocks(w, Q2_K_W, a, Q8_K_A, n, 256);
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm256_setzero_ps();
@@ -666,7 +677,8 @@ pub(crate) fn dot_q2_k(w: &[u8], a: &[u8], n: usize) -> f32 {
 /// Q3_K weights x Q8_K activations: unsigned 3-bit codes `(2 low bits) + 4 * hmask bit`, value =
 /// code - 4; the -4 is folded in through the group sums like Q6_K's -32.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_q3_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_q3_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     let nb = blocks(w, Q3_K_W, a, Q8_K_A, n, 256);
     let mut acc = _mm256_setzero_ps();
     let low2 = _mm256_set1_epi8(3);
@@ -738,7 +750,8 @@ pub(super) unsafe fn iq4xs_scale(wb: *const u8, ib: usize) -> i16 {
 
 /// IQ4_XS weights x Q8_K activations: codebook nibbles with a 6-bit scale per 32 elements.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_iq4_xs(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_iq4_xs(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     let nb = blocks(w, IQ4_XS_W, a, Q8_K_A, n, 256);
     // SAFETY: KVALUES is 16 bytes.
     let table = _mm256_broadcastsi128_si256(unsafe { load16(KVALUES.as_ptr().cast()) });
@@ -816,7 +829,8 @@ fn float_dot(
 
 /// F32 weights x f32 activations.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_f32(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_f32(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     float_lens(w, 4, a, n);
     let wp = w.as_ptr();
     float_dot(
@@ -830,7 +844,8 @@ pub(crate) fn dot_f32(w: &[u8], a: &[u8], n: usize) -> f32 {
 
 /// F16 weights x f32 activations.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_f16(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_f16(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     float_lens(w, 2, a, n);
     let wp = w.as_ptr();
     float_dot(
@@ -844,7 +859,8 @@ pub(crate) fn dot_f16(w: &[u8], a: &[u8], n: usize) -> f32 {
 
 /// BF16 weights x f32 activations (a BF16 is the top half of an f32).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_bf16(w: &[u8], a: &[u8], n: usize) -> f32 {
+pub(crate) fn dot_bf16(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    let a = act.bytes;
     float_lens(w, 2, a, n);
     let wp = w.as_ptr();
     float_dot(

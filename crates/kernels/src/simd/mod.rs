@@ -147,7 +147,7 @@ pub fn available_levels() -> Vec<Level> {
 
 /// A SIMD dot product: (weight row, activation row, elements). Unsafe to call because it needs
 /// the CPU features of its level; [`DotKernel`] only stores ones that are available.
-type RawDot = unsafe fn(&[u8], &[u8], usize) -> f32;
+type RawDot = unsafe fn(&[u8], &ActRow<'_>, usize) -> f32;
 /// A SIMD activation quantizer (same contract as [`RawDot`]).
 type RawQuant = unsafe fn(&[f32], &mut [u8]);
 
@@ -158,6 +158,8 @@ pub struct DotKernel {
     ty: GgmlType,
     simd: Option<RawDot>,
     level: Level,
+    /// The SIMD kernel reads the prepared side arrays of [`ActRow`] (see [`Activations`]).
+    prepared: bool,
 }
 
 impl std::fmt::Debug for DotKernel {
@@ -214,6 +216,12 @@ fn simd_dot(level: Level, ty: GgmlType) -> Option<RawDot> {
     }
 }
 
+/// Whether the kernel for `ty` at `level` reads the prepared activation arrays.
+fn uses_prepared(level: Level, ty: GgmlType) -> bool {
+    use GgmlType::*;
+    level == Level::Avx512 && matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | IQ4_NL)
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 fn simd_dot(_level: Level, _ty: GgmlType) -> Option<RawDot> {
     None
@@ -234,6 +242,7 @@ impl DotKernel {
             ty,
             simd: simd_dot(level, ty),
             level,
+            prepared: uses_prepared(level, ty),
         }
     }
 
@@ -252,18 +261,30 @@ impl DotKernel {
         self.level
     }
 
+    /// The weight type.
+    pub fn weight_type(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Whether the kernel needs [`Activations`] prepared for it (rather than plain bytes).
+    pub fn wants_prepared(&self) -> bool {
+        self.prepared
+    }
+
     /// Dot of one weight row (`n` elements) with one activation row quantized to
-    /// [`formats::activation_type`] of the weight type.
+    /// [`formats::activation_type`] of the weight type (prepared by [`Activations`] for this
+    /// kernel when [`DotKernel::wants_prepared`]).
     ///
     /// # Panics
-    /// If the rows are shorter than `n` elements or `n` is not whole blocks.
+    /// If the rows are shorter than `n` elements, `n` is not whole blocks, or the row lacks the
+    /// prepared arrays this kernel needs.
     #[inline]
-    pub fn dot(&self, w: &[u8], act: &[u8], n: usize) -> f32 {
+    pub fn dot(&self, w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
         match self.simd {
             // SAFETY: `new` only stores a kernel whose level this CPU supports; the kernel itself
             // checks the slice lengths.
             Some(f) => unsafe { f(w, act, n) },
-            None => formats::vec_dot(self.ty, w, act, n),
+            None => formats::vec_dot(self.ty, w, act.bytes, n),
         }
     }
 }
@@ -317,6 +338,183 @@ impl QuantKernel {
             // checks the slice lengths.
             Some(f) => unsafe { f(src, dst) },
             None => formats::quantize_activations(self.act, src, dst),
+        }
+    }
+}
+
+/// One token's quantized activations as the dot kernels read them.
+///
+/// `bytes` is the row in the activation type's standard layout (`formats`); the AVX-512 kernels of
+/// the 32-element types also read side arrays made from it by [`Activations`]: the quants
+/// contiguous (`qs`, so two blocks are one 64-byte load), their negations (`nq`, which lets
+/// `vpdpbusd` subtract a weight type's zero point exactly in integers), and the block scales as
+/// f32 (`d`, and `s` for Q8_1). Empty side arrays mean "not prepared".
+#[derive(Clone, Copy, Debug)]
+pub struct ActRow<'a> {
+    pub bytes: &'a [u8],
+    qs: &'a [i8],
+    nq: &'a [i8],
+    d: &'a [f32],
+    s: &'a [f32],
+}
+
+impl<'a> ActRow<'a> {
+    /// A row of standard-layout bytes without prepared arrays (enough for every kernel whose
+    /// [`DotKernel::wants_prepared`] is false).
+    pub fn plain(bytes: &'a [u8]) -> ActRow<'a> {
+        ActRow {
+            bytes,
+            qs: &[],
+            nq: &[],
+            d: &[],
+            s: &[],
+        }
+    }
+}
+
+/// Quantized activations of a batch of tokens, laid out for one [`DotKernel`]; reusable across
+/// calls (buffers only grow).
+#[derive(Debug, Default)]
+pub struct Activations {
+    bytes: Vec<u8>,
+    qs: Vec<i8>,
+    nq: Vec<i8>,
+    d: Vec<f32>,
+    s: Vec<f32>,
+    row_bytes: usize,
+    n: usize,
+    n_tokens: usize,
+    prepared: bool,
+}
+
+/// Below this many activation elements, quantizing on one thread beats waking the pool.
+const PARALLEL_QUANTIZE_MIN: usize = 16 * 1024;
+
+impl Activations {
+    /// Empty buffers.
+    pub fn new() -> Activations {
+        Activations::default()
+    }
+
+    /// Quantizes `n_tokens` rows of `n` activations (`x`, row-major) for `kernel`: to the
+    /// activation type of its weight type, at its level, plus the prepared arrays if it wants them.
+    /// Spreads the work over `pool` when there is enough of it.
+    ///
+    /// # Panics
+    /// If `x` is shorter than `n * n_tokens` or `n` is not whole activation blocks.
+    pub fn quantize(
+        &mut self,
+        kernel: &DotKernel,
+        x: &[f32],
+        n: usize,
+        n_tokens: usize,
+        pool: &crate::ThreadPool,
+    ) {
+        assert!(
+            x.len() >= n * n_tokens,
+            "activations: {} < {n} x {n_tokens}",
+            x.len()
+        );
+        let act = formats::activation_type(kernel.ty).expect("DotKernel checked the type");
+        let quant = QuantKernel::new(kernel.level, act);
+        self.reset(act, n, n_tokens, kernel.prepared);
+        let rb = self.row_bytes;
+        let dst = crate::pool::SharedMut(self.bytes.as_mut_ptr());
+        let one = |t: usize| {
+            // SAFETY: `bytes` holds n_tokens rows of `rb` bytes (resized by `reset`) and each
+            // token's row is written by exactly one call.
+            let row = unsafe { std::slice::from_raw_parts_mut(dst.at(t * rb), rb) };
+            quant.quantize(&x[t * n..(t + 1) * n], row);
+        };
+        if n_tokens > 1 && n * n_tokens >= PARALLEL_QUANTIZE_MIN && pool.n_threads() > 1 {
+            pool.for_each_chunk(n_tokens, 1, &|ts| ts.for_each(one));
+        } else {
+            (0..n_tokens).for_each(one);
+        }
+        if self.prepared {
+            self.prepare(act);
+        }
+    }
+
+    /// Takes already quantized standard-layout rows (`n_tokens` rows of `n` elements of the
+    /// kernel's activation type) and prepares them for `kernel` (tests, and callers that quantize
+    /// themselves).
+    ///
+    /// # Panics
+    /// If `bytes` is not exactly `n_tokens` rows.
+    pub fn from_quantized(kernel: &DotKernel, bytes: &[u8], n: usize, n_tokens: usize) -> Self {
+        let act = formats::activation_type(kernel.ty).expect("DotKernel checked the type");
+        let mut a = Activations::new();
+        a.reset(act, n, n_tokens, kernel.prepared);
+        assert_eq!(bytes.len(), a.bytes.len(), "from_quantized: row bytes");
+        a.bytes.copy_from_slice(bytes);
+        if a.prepared {
+            a.prepare(act);
+        }
+        a
+    }
+
+    /// Number of token rows.
+    pub fn n_tokens(&self) -> usize {
+        self.n_tokens
+    }
+
+    /// The row of token `t`.
+    ///
+    /// # Panics
+    /// If `t >= n_tokens`.
+    pub fn row(&self, t: usize) -> ActRow<'_> {
+        assert!(t < self.n_tokens, "token {t} of {}", self.n_tokens);
+        let bytes = &self.bytes[t * self.row_bytes..(t + 1) * self.row_bytes];
+        if !self.prepared {
+            return ActRow::plain(bytes);
+        }
+        let (n, nb) = (self.n, self.n / 32);
+        ActRow {
+            bytes,
+            qs: &self.qs[t * n..(t + 1) * n],
+            nq: &self.nq[t * n..(t + 1) * n],
+            d: &self.d[t * nb..(t + 1) * nb],
+            s: &self.s[t * nb..(t + 1) * nb],
+        }
+    }
+
+    fn reset(&mut self, act: GgmlType, n: usize, n_tokens: usize, prepared: bool) {
+        self.row_bytes = formats::activation_row_bytes(act, n);
+        self.n = n;
+        self.n_tokens = n_tokens;
+        self.prepared = prepared && matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1);
+        self.bytes.resize(self.row_bytes * n_tokens, 0);
+        if self.prepared {
+            self.qs.resize(n * n_tokens, 0);
+            self.nq.resize(n * n_tokens, 0);
+            self.d.resize(n / 32 * n_tokens, 0.0);
+            self.s.resize(n / 32 * n_tokens, 0.0);
+        }
+    }
+
+    /// Fills the side arrays from the standard rows (a few bytes per element, once per call).
+    fn prepare(&mut self, act: GgmlType) {
+        let (block, qs_off) = match act {
+            GgmlType::Q8_0 => (34, 2),
+            GgmlType::Q8_1 => (36, 4),
+            _ => unreachable!("only Q8_0/Q8_1 rows are prepared"),
+        };
+        let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+        for (b, blk) in self.bytes.chunks_exact(block).enumerate() {
+            self.d[b] = f16(blk);
+            self.s[b] = if act == GgmlType::Q8_1 {
+                f16(&blk[2..])
+            } else {
+                0.0
+            };
+            let qs = &blk[qs_off..qs_off + 32];
+            for (j, &q) in qs.iter().enumerate() {
+                self.qs[32 * b + j] = q as i8;
+                // Quants are in -127..=127 (quantizer output), so negation cannot overflow;
+                // wrapping keeps arbitrary caller bytes from panicking.
+                self.nq[32 * b + j] = (q as i8).wrapping_neg();
+            }
         }
     }
 }

@@ -210,7 +210,9 @@ fn dot_kernels_match_scalar_reference() {
                     } * magnitude(ty, &w, &x)
                         + 1e-30;
                     for level in available_levels() {
-                        let got = DotKernel::new(level, ty).dot(&w, &act, n) as f64;
+                        let k = DotKernel::new(level, ty);
+                        let acts = Activations::from_quantized(&k, &act, n, 1);
+                        let got = k.dot(&w, &acts.row(0), n) as f64;
                         assert!(
                             (got - want).abs() <= tol || (got.is_nan() && want.is_nan()),
                             "{ty} n={n} {kind:?} act#{variant} {level}: {got} vs {want} (tol {tol})"
@@ -290,8 +292,8 @@ fn bf16_and_f16_helpers_agree_with_half() {
         .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
         .sum();
     for level in available_levels() {
-        let g16 = DotKernel::new(level, GgmlType::F16).dot(&w16, &act, n);
-        let gb = DotKernel::new(level, GgmlType::BF16).dot(&wb16, &act, n);
+        let g16 = DotKernel::new(level, GgmlType::F16).dot(&w16, &ActRow::plain(&act), n);
+        let gb = DotKernel::new(level, GgmlType::BF16).dot(&wb16, &ActRow::plain(&act), n);
         assert!((g16 - want16).abs() <= 1e-3, "{level}");
         assert!((gb - wantb).abs() <= 1e-3, "{level}");
     }
