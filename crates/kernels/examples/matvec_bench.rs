@@ -1,4 +1,5 @@
-//! Matrix-vector (decode) and small-batch throughput of `kernels::matmul`, in GB/s of weight bytes.
+//! Matrix-vector (decode) throughput of `kernels::matmul` in GB/s of weight bytes, and batch
+//! (prompt) throughput in G multiply-adds/s with `--tokens N`.
 //!
 //! ```text
 //! cargo run --release -p kernels --example matvec_bench [-- --quick] [--tokens N] [--level avx2]
@@ -30,8 +31,13 @@ fn main() {
         assert!(simd::set_level(Some(level)), "{l} not available here");
     }
     println!(
-        "level {} | tokens {n_tokens} | GB/s of weight bytes (hot = cached, cold = from DRAM)",
-        kernels::cpu_features()
+        "level {} | tokens {n_tokens} | {} (hot = cached, cold = from DRAM)",
+        kernels::cpu_features(),
+        if n_tokens == 1 {
+            "GB/s of weight bytes"
+        } else {
+            "G multiply-adds/s"
+        }
     );
     let shapes = [(576usize, 1536usize), (896, 4864)];
     let types = [
@@ -78,8 +84,15 @@ fn main() {
                     matmul(pool, &w, &x, n_tokens, &mut out);
                     k = (k + 1) % copies;
                 });
-                let gbs = |t: f64| (rows * rb) as f64 / t / 1e9;
-                cells.push(format!("{:>9.2} {:>9.2}", gbs(hot), gbs(cold)));
+                // Decode: GB/s of weights; batches: G multiply-adds per second.
+                let rate = |t: f64| {
+                    if n_tokens == 1 {
+                        (rows * rb) as f64 / t / 1e9
+                    } else {
+                        (rows * cols * n_tokens) as f64 / t / 1e9
+                    }
+                };
+                cells.push(format!("{:>9.2} {:>9.2}", rate(hot), rate(cold)));
             }
             println!(
                 "{:<6} {:>11} {:>9.2} | {} | {}",

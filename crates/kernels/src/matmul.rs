@@ -156,17 +156,24 @@ pub fn matmul_at(
 }
 
 /// Rows per work chunk: about 8 chunks per thread for balance, at least 16 rows (amortizes the
-/// atomic claim and keeps a few KiB of weights per chunk), at most 256 rows.
-fn chunk_rows(rows: usize, n_threads: usize) -> usize {
-    if n_threads == 1 {
-        return rows;
+/// atomic claim), at most 256 rows; with several tokens also at most ~128 KiB of weights, so a
+/// chunk stays in L2 while the tokens stream past it.
+fn chunk_rows(rows: usize, row_bytes: usize, n_threads: usize, n_tokens: usize) -> usize {
+    let mut c = if n_threads == 1 {
+        rows
+    } else {
+        rows.div_ceil(8 * n_threads)
+            .clamp(16, 256)
+            .next_multiple_of(8)
+    };
+    if n_tokens > 1 {
+        c = c.min((128 << 10) / row_bytes.max(1)).max(4);
     }
-    rows.div_ceil(8 * n_threads)
-        .clamp(16, 256)
-        .next_multiple_of(8)
+    c
 }
 
-/// The dot loop over row chunks, all tokens per chunk.
+/// The dot loop over row chunks: per chunk, tokens in groups of 4 (one pass over the chunk's
+/// rows per group, each weight row unpacked once per group), then the remaining tokens.
 fn run_rows<'a>(
     pool: &ThreadPool,
     w: &Matrix,
@@ -177,13 +184,29 @@ fn run_rows<'a>(
 ) {
     let (rows, cols) = (w.rows, w.cols);
     let dst = SharedMut(out.as_mut_ptr());
-    pool.for_each_chunk(rows, chunk_rows(rows, pool.n_threads()), &|rs| {
-        for t in 0..n_tokens {
+    // SAFETY (for the writes below): `out` holds n_tokens * rows elements (checked by the caller)
+    // and each (t, r) is written by exactly one chunk; `out` outlives the pool call.
+    let chunk = chunk_rows(rows, w.row_bytes(), pool.n_threads(), n_tokens);
+    pool.for_each_chunk(rows, chunk, &|rs| {
+        let mut t = 0;
+        if kernel.has_dot4() {
+            while t + 4 <= n_tokens {
+                let a = [act(t), act(t + 1), act(t + 2), act(t + 3)];
+                for r in rs.clone() {
+                    let v = kernel.dot4(w.row(r), [&a[0], &a[1], &a[2], &a[3]], cols);
+                    for (k, v) in v.into_iter().enumerate() {
+                        // SAFETY: see above.
+                        unsafe { dst.at((t + k) * rows + r).write(v) };
+                    }
+                }
+                t += 4;
+            }
+        }
+        for t in t..n_tokens {
             let a = act(t);
             for r in rs.clone() {
                 let v = kernel.dot(w.row(r), &a, cols);
-                // SAFETY: `out` holds n_tokens * rows elements (checked by the caller) and each
-                // (t, r) is written by exactly one chunk; `out` outlives the pool call.
+                // SAFETY: see above.
                 unsafe { dst.at(t * rows + r).write(v) };
             }
         }

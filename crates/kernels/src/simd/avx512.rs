@@ -131,28 +131,35 @@ unsafe fn f16_quad(p0: *const u8, p1: *const u8) -> __m128 {
     _mm_cvtph_ps(_mm_cvtsi64_si128(v as i64))
 }
 
-/// Running sums of [`dot32`].
-struct Acc32 {
-    acc: [__m512; 2],
-    acc_m: __m128,
+/// Pointers into one token's prepared activation arrays.
+#[derive(Clone, Copy)]
+struct Prep {
+    qs: *const u8,
+    nq: *const u8,
+    d: *const f32,
+    s: *const f32,
 }
 
-/// Adds blocks `i` and `i + 1` (or, if `TAIL`, only block `i`) of a row to `s`.
+/// Running sums of [`dot32`] for `T` tokens.
+struct Acc32<const T: usize> {
+    acc: [[__m512; 2]; T],
+    acc_m: [__m128; T],
+}
+
+/// Adds blocks `i` and `i + 1` (or, if `TAIL`, only block `i`) of a weight row, dotted with each
+/// of `T` tokens, to `s`. The weight codes and scales are unpacked once for all tokens.
 ///
 /// # Safety
-/// Weight blocks `i` and `i + 1` (`i` if `TAIL`) must be readable at `wp`, and the prepared
-/// arrays must hold them: quants `[32i, 32i + 64)` at `qp` and `np`, scales `i, i + 1` at `dp`
-/// and `sp` (`32` quants and one scale if `TAIL`).
+/// Weight blocks `i` and `i + 1` (`i` if `TAIL`) must be readable at `wp`, and each token's
+/// prepared arrays must hold them: quants `[32i, 32i + 64)`, scales `i, i + 1` (`32` quants and
+/// one scale if `TAIL`).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn pair32<const KIND: u8, const TAIL: bool>(
-    s: &mut Acc32,
+unsafe fn pair32<const KIND: u8, const TAIL: bool, const T: usize>(
+    s: &mut Acc32<T>,
     i: usize,
     wp: *const u8,
-    qp: *const u8,
-    np: *const u8,
-    dp: *const f32,
-    sp: *const f32,
+    acts: &[Prep; T],
 ) {
     let (wsz, _, zero_point, has_min) = layout32(KIND);
     // SAFETY: the caller guarantees the ranges above; `TAIL` reads only block `i` (the weight
@@ -161,51 +168,63 @@ unsafe fn pair32<const KIND: u8, const TAIL: bool>(
         let w0 = wp.add(i * wsz);
         let w1 = if TAIL { w0 } else { w0.add(wsz) };
         let codes = codes64::<KIND>(w0, w1);
-        let (q, nq, da, sa) = if TAIL {
-            // The lone last block pairs with itself on the weight side and with zeros on the
-            // activation side, so it is counted once.
-            let m = _cvtu64_mask64(u32::MAX as u64);
-            (
-                _mm512_maskz_loadu_epi8(m, qp.add(32 * i).cast()),
-                _mm512_maskz_loadu_epi8(m, np.add(32 * i).cast()),
-                _mm_maskz_loadu_ps(1, dp.add(i)),
-                _mm_maskz_loadu_ps(1, sp.add(i)),
-            )
+        // [d0, m0, d1, m1] or [d0, d1, .., ..].
+        let wsc = if has_min {
+            f16_quad(w0, w1)
         } else {
-            (
-                _mm512_loadu_si512(qp.add(32 * i).cast()),
-                _mm512_loadu_si512(np.add(32 * i).cast()),
-                _mm_castpd_ps(_mm_load_sd(dp.add(i).cast())),
-                _mm_castpd_ps(_mm_load_sd(sp.add(i).cast())),
-            )
+            f16_pair(w0, w1)
         };
-        let mut p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes, q);
-        if zero_point != 0 {
-            p = _mm512_dpbusd_epi32(p, _mm512_set1_epi8(zero_point as i8), nq);
+        // Lane k of a scale product -> the 8 i32 lanes of its block.
+        let spread = if has_min {
+            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2)
+        } else {
+            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
+        };
+        for (t, a) in acts.iter().enumerate() {
+            let (q, nq, da, sa) = if TAIL {
+                // The lone last block pairs with itself on the weight side and with zeros on
+                // the activation side, so it is counted once.
+                let m = _cvtu64_mask64(u32::MAX as u64);
+                (
+                    _mm512_maskz_loadu_epi8(m, a.qs.add(32 * i).cast()),
+                    _mm512_maskz_loadu_epi8(m, a.nq.add(32 * i).cast()),
+                    _mm_maskz_loadu_ps(1, a.d.add(i)),
+                    _mm_maskz_loadu_ps(1, a.s.add(i)),
+                )
+            } else {
+                (
+                    _mm512_loadu_si512(a.qs.add(32 * i).cast()),
+                    _mm512_loadu_si512(a.nq.add(32 * i).cast()),
+                    _mm_castpd_ps(_mm_load_sd(a.d.add(i).cast())),
+                    _mm_castpd_ps(_mm_load_sd(a.s.add(i).cast())),
+                )
+            };
+            let mut p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes, q);
+            if zero_point != 0 {
+                p = _mm512_dpbusd_epi32(p, _mm512_set1_epi8(zero_point as i8), nq);
+            }
+            let scale = if has_min {
+                // [d0*da0, m0*s0, d1*da1, m1*s1]; the min terms are summed on the side.
+                let sc = _mm_mul_ps(wsc, _mm_unpacklo_ps(da, sa));
+                s.acc_m[t] = _mm_add_ps(s.acc_m[t], sc);
+                sc
+            } else {
+                _mm_mul_ps(wsc, da)
+            };
+            let dv = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(scale));
+            let next = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), dv, s.acc[t][1]);
+            // Two accumulators in rotation hide the FMA latency.
+            s.acc[t][1] = s.acc[t][0];
+            s.acc[t][0] = next;
         }
-        // Lane k of the scale product -> the 8 i32 lanes of its block.
-        let (scale, spread) = if has_min {
-            // [d0*da0, m0*s0, d1*da1, m1*s1]; the min terms are summed on the side.
-            let sc = _mm_mul_ps(f16_quad(w0, w1), _mm_unpacklo_ps(da, sa));
-            s.acc_m = _mm_add_ps(s.acc_m, sc);
-            let spread = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
-            (sc, spread)
-        } else {
-            let spread = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-            (_mm_mul_ps(f16_pair(w0, w1), da), spread)
-        };
-        let dv = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(scale));
-        let next = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), dv, s.acc[1]);
-        // Two accumulators in rotation hide the FMA latency.
-        s.acc[1] = s.acc[0];
-        s.acc[0] = next;
     }
 }
 
-/// The dot of a row of a 32-element weight type with prepared activations, two blocks per step.
+/// The dots of a row of a 32-element weight type with `T` tokens' prepared activations, two
+/// blocks per step.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dot32<const KIND: u8>(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+fn dot32<const KIND: u8, const T: usize>(w: &[u8], acts: [&ActRow<'_>; T], n: usize) -> [f32; T] {
     let (wsz, _, _, has_min) = layout32(KIND);
     assert!(
         n.is_multiple_of(32),
@@ -213,175 +232,248 @@ fn dot32<const KIND: u8>(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
     );
     let nb = n / 32;
     assert!(w.len() >= nb * wsz, "row too short");
-    assert!(
-        act.qs.len() >= n && act.nq.len() >= n && act.d.len() >= nb && act.s.len() >= nb,
-        "activations not prepared for this kernel"
-    );
-    let (wp, qp, np, dp, sp) = (
-        w.as_ptr(),
-        act.qs.as_ptr().cast::<u8>(),
-        act.nq.as_ptr().cast::<u8>(),
-        act.d.as_ptr(),
-        act.s.as_ptr(),
-    );
+    let prep = acts.map(|a| {
+        assert!(
+            a.qs.len() >= n && a.nq.len() >= n && a.d.len() >= nb && a.s.len() >= nb,
+            "activations not prepared for this kernel"
+        );
+        Prep {
+            qs: a.qs.as_ptr().cast(),
+            nq: a.nq.as_ptr().cast(),
+            d: a.d.as_ptr(),
+            s: a.s.as_ptr(),
+        }
+    });
+    let wp = w.as_ptr();
     let mut s = Acc32 {
-        acc: [_mm512_setzero_ps(); 2],
-        acc_m: _mm_setzero_ps(),
+        acc: [[_mm512_setzero_ps(); 2]; T],
+        acc_m: [_mm_setzero_ps(); T],
     };
     let mut i = 0;
     while i + 2 <= nb {
         // SAFETY: blocks i, i + 1 < nb are in bounds of `w` and of the prepared arrays
         // (lengths checked above).
-        unsafe { pair32::<KIND, false>(&mut s, i, wp, qp, np, dp, sp) };
+        unsafe { pair32::<KIND, false, T>(&mut s, i, wp, &prep) };
         i += 2;
     }
     if i < nb {
         // SAFETY: block i < nb, as above.
-        unsafe { pair32::<KIND, true>(&mut s, i, wp, qp, np, dp, sp) };
+        unsafe { pair32::<KIND, true, T>(&mut s, i, wp, &prep) };
     }
-    let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(s.acc[0], s.acc[1]));
-    if has_min {
-        // Lanes 1 and 3 hold the min terms.
-        let m = _mm_add_ps(s.acc_m, _mm_movehl_ps(s.acc_m, s.acc_m));
-        sum += _mm_cvtss_f32(_mm_movehdup_ps(m));
-    }
-    sum
+    std::array::from_fn(|t| {
+        let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(s.acc[t][0], s.acc[t][1]));
+        if has_min {
+            // Lanes 1 and 3 hold the min terms.
+            let m = s.acc_m[t];
+            let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+            sum += _mm_cvtss_f32(_mm_movehdup_ps(m));
+        }
+        sum
+    })
 }
 
 /// Q4_0 weights x prepared Q8_0 activations (zero point 8).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) fn dot_q4_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
-    dot32::<K_Q4_0>(w, act, n)
+    dot32::<K_Q4_0, 1>(w, [act], n)[0]
 }
 
 /// Q4_1 weights x prepared Q8_1 activations (`d*da*dot + m*s`).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) fn dot_q4_1(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
-    dot32::<K_Q4_1>(w, act, n)
+    dot32::<K_Q4_1, 1>(w, [act], n)[0]
 }
 
 /// Q5_0 weights x prepared Q8_0 activations (zero point 16).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) fn dot_q5_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
-    dot32::<K_Q5_0>(w, act, n)
+    dot32::<K_Q5_0, 1>(w, [act], n)[0]
 }
 
 /// Q5_1 weights x prepared Q8_1 activations.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) fn dot_q5_1(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
-    dot32::<K_Q5_1>(w, act, n)
+    dot32::<K_Q5_1, 1>(w, [act], n)[0]
 }
 
 /// Q8_0 weights x prepared Q8_0 activations (weights biased by 128).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) fn dot_q8_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
-    dot32::<K_Q8_0>(w, act, n)
+    dot32::<K_Q8_0, 1>(w, [act], n)[0]
 }
 
 /// IQ4_NL weights x prepared Q8_0 activations (codebook biased by 128).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) fn dot_iq4_nl(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
-    dot32::<K_IQ4_NL>(w, act, n)
+    dot32::<K_IQ4_NL, 1>(w, [act], n)[0]
 }
 
-/// Q4_K weights x Q8_K activations (see the AVX2 twin for the algebra); `vpdpwssd` applies the
-/// sub-block scales.
+/// [`dot_q4_0`] for 4 tokens at once (the weight row is unpacked once).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn dot_q4_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
-    let a = act.bytes;
-    let nb = blocks(w, Q4_K_W, a, Q8_K_A, n, 256);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = _mm256_setzero_ps();
+pub(crate) fn dot4_q4_0(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
+    dot32::<K_Q4_0, 4>(w, acts, n)
+}
+
+/// [`dot_q4_1`] for 4 tokens at once (the weight row is unpacked once).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn dot4_q4_1(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
+    dot32::<K_Q4_1, 4>(w, acts, n)
+}
+
+/// [`dot_q5_0`] for 4 tokens at once (the weight row is unpacked once).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn dot4_q5_0(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
+    dot32::<K_Q5_0, 4>(w, acts, n)
+}
+
+/// [`dot_q5_1`] for 4 tokens at once (the weight row is unpacked once).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn dot4_q5_1(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
+    dot32::<K_Q5_1, 4>(w, acts, n)
+}
+
+/// [`dot_q8_0`] for 4 tokens at once (the weight row is unpacked once).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn dot4_q8_0(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
+    dot32::<K_Q8_0, 4>(w, acts, n)
+}
+
+/// [`dot_iq4_nl`] for 4 tokens at once (the weight row is unpacked once).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn dot4_iq4_nl(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
+    dot32::<K_IQ4_NL, 4>(w, acts, n)
+}
+
+/// Checks `T` Q8_K activation rows cover `n` elements; returns their block pointers' base.
+#[inline]
+fn q8k_rows<const T: usize>(acts: [&ActRow<'_>; T], n: usize) -> [*const u8; T] {
+    acts.map(|a| {
+        assert!(
+            a.bytes.len() >= n / 256 * Q8_K_A,
+            "activation row too short"
+        );
+        a.bytes.as_ptr()
+    })
+}
+
+/// Q4_K weights x Q8_K activations for `T` tokens (see the AVX2 twin for the algebra):
+/// `vpdpwssd` applies the sub-block scales; the unpacked codes and scales are shared by the tokens.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn q4_k<const T: usize>(w: &[u8], acts: [&ActRow<'_>; T], n: usize) -> [f32; T] {
+    let nb = blocks(w, Q4_K_W, &[], 0, n, 256);
+    let aps = q8k_rows(acts, n);
+    let mut acc = [_mm256_setzero_ps(); T];
+    let mut acc_m = [_mm256_setzero_ps(); T];
     let low4 = _mm256_set1_epi8(0x0F);
     for i in 0..nb {
-        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
-        // checked are in bounds (offsets per the layouts in `formats`).
+        // SAFETY: every pointer read below lies inside block i of `w` and of each activation
+        // row, which `blocks` / `q8k_rows` checked are in bounds (offsets per `formats`).
         unsafe {
-            let (wp, ap) = (
-                w.as_ptr().wrapping_add(i * Q4_K_W),
-                a.as_ptr().wrapping_add(i * Q8_K_A),
-            );
-            let da = f32_ptr(ap);
-            let dm = _mm_mul_ps(f16x2_ptr(wp), _mm_set1_ps(da)); // [d*da, dmin*da]
+            let wp = w.as_ptr().add(i * Q4_K_W);
+            let dmw = f16x2_ptr(wp); // [d, dmin]
             let (sc, mins) = k4_scales_mins(wp.add(4));
-            // In bounds: bsums are 32 bytes at 260 of a 292-byte block.
-            let bsums = load32(ap.add(Q8K_BSUMS));
             // Each min multiplies two adjacent group sums: duplicate it into an i16 pair.
             let m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(
                 _mm_cvtsi64_si128(mins as i64),
                 _mm_cvtsi64_si128(mins as i64),
             ));
-            let mprod = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, m16));
-            acc_m = _mm256_fmadd_ps(
-                mprod,
-                _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dm))),
-                acc_m,
-            );
-
-            let mut sumi = _mm256_setzero_si256();
+            let mut codes = [_mm256_setzero_si256(); 8];
+            let mut scales = [_mm256_setzero_si256(); 8];
             for c in 0..4 {
-                // qs is 128 bytes at 16; activation quants are 256 bytes at 4.
-                let (q, y0, y1) = (
-                    load32(wp.add(16 + 32 * c)),
-                    load32(ap.add(4 + 64 * c)),
-                    load32(ap.add(4 + 64 * c + 32)),
-                );
-                let lo = _mm256_and_si256(q, low4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
-                // Codes <= 15: maddubs pair sums <= 2 * 15 * 127, no saturation.
-                let p0 = _mm256_maddubs_epi16(lo, y0);
-                let p1 = _mm256_maddubs_epi16(hi, y1);
-                let s0 = _mm256_set1_epi16(((sc >> (16 * c)) & 0xFF) as i16);
-                let s1 = _mm256_set1_epi16(((sc >> (16 * c + 8)) & 0xFF) as i16);
-                sumi = _mm256_dpwssd_epi32(sumi, p0, s0);
-                sumi = _mm256_dpwssd_epi32(sumi, p1, s1);
+                let q = load32(wp.add(16 + 32 * c));
+                codes[2 * c] = _mm256_and_si256(q, low4);
+                codes[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
+                scales[2 * c] = _mm256_set1_epi16(((sc >> (16 * c)) & 0xFF) as i16);
+                scales[2 * c + 1] = _mm256_set1_epi16(((sc >> (16 * c + 8)) & 0xFF) as i16);
             }
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
+            for t in 0..T {
+                let ap = aps[t].add(i * Q8_K_A);
+                let dm = _mm_mul_ps(dmw, _mm_set1_ps(f32_ptr(ap))); // [d*da, dmin*da]
+                let mprod = _mm256_cvtepi32_ps(_mm256_madd_epi16(load32(ap.add(Q8K_BSUMS)), m16));
+                let dmin = _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dm)));
+                acc_m[t] = _mm256_fmadd_ps(mprod, dmin, acc_m[t]);
+                let mut sumi = _mm256_setzero_si256();
+                for j in 0..8 {
+                    // Codes <= 15: maddubs pair sums <= 2 * 15 * 127, no saturation.
+                    let p = _mm256_maddubs_epi16(codes[j], load32(ap.add(4 + 32 * j)));
+                    sumi = _mm256_dpwssd_epi32(sumi, p, scales[j]);
+                }
+                acc[t] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc[t]);
+            }
         }
     }
-    hsum_ps(acc) - hsum_ps(acc_m)
+    std::array::from_fn(|t| hsum_ps(acc[t]) - hsum_ps(acc_m[t]))
 }
 
-/// Q6_K weights x Q8_K activations (see the AVX2 twin); `vpdpwssd` applies the scales.
+/// Q6_K weights x Q8_K activations for `T` tokens (see the AVX2 twin); `vpdpwssd` applies the
+/// scales; the unpacked codes and scale pairs are shared by the tokens.
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn dot_q6_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
-    let a = act.bytes;
-    let nb = blocks(w, Q6_K_W, a, Q8_K_A, n, 256);
-    let mut acc = _mm256_setzero_ps();
+fn q6_k<const T: usize>(w: &[u8], acts: [&ActRow<'_>; T], n: usize) -> [f32; T] {
+    let nb = blocks(w, Q6_K_W, &[], 0, n, 256);
+    let aps = q8k_rows(acts, n);
+    let mut acc = [_mm256_setzero_ps(); T];
     for i in 0..nb {
-        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
-        // checked are in bounds (offsets per the layouts in `formats`).
+        // SAFETY: every pointer read below lies inside block i of `w` and of each activation
+        // row, which `blocks` / `q8k_rows` checked are in bounds (offsets per `formats`).
         unsafe {
-            let (wp, ap) = (
-                w.as_ptr().wrapping_add(i * Q6_K_W),
-                a.as_ptr().wrapping_add(i * Q8_K_A),
-            );
-            let d = _mm256_mul_ps(f16_bcast(wp.add(208)), _mm256_set1_ps(f32_ptr(ap)));
-            // In bounds: scales are 16 bytes at 192, bsums 32 bytes at 260.
-            let (scales, bsums) = (load16(wp.add(192)), load32(ap.add(Q8K_BSUMS)));
-            let bias = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), bsums);
-            let mut sumi = _mm256_setzero_si256();
+            let wp = w.as_ptr().add(i * Q6_K_W);
+            let d = f16_bcast(wp.add(208));
+            let scales = load16(wp.add(192));
+            let sc16 = _mm256_cvtepi8_epi16(scales);
+            let mut codes = [_mm256_setzero_si256(); 8];
             for h in 0..2 {
-                // ql is 128 bytes at 0, qh 64 bytes at 128.
-                let (ql0, ql1, qh) = (
+                let c = q6k_codes(
                     load32(wp.add(64 * h)),
                     load32(wp.add(64 * h + 32)),
                     load32(wp.add(128 + 32 * h)),
                 );
-                let codes = q6k_codes(ql0, ql1, qh);
-                for (g, &q) in codes.iter().enumerate() {
-                    // activation quants are 256 bytes at 4.
-                    let y = load32(ap.add(4 + 128 * h + 32 * g));
-                    // Codes <= 63: maddubs pair sums <= 2 * 63 * 127 < 2^15.
-                    let p = _mm256_maddubs_epi16(q, y);
-                    sumi = _mm256_dpwssd_epi32(sumi, p, scale_pair(scales, (4 * h + g) as i8));
-                }
+                codes[4 * h..4 * h + 4].copy_from_slice(&c);
             }
-            sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(bias));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, acc);
+            let pairs: [__m256i; 8] = std::array::from_fn(|k| scale_pair(scales, k as i8));
+            for t in 0..T {
+                let ap = aps[t].add(i * Q8_K_A);
+                // Bias term: sum_s sc_s * bsum_s, times 32 below.
+                let bias = _mm256_madd_epi16(sc16, load32(ap.add(Q8K_BSUMS)));
+                let mut sumi = _mm256_setzero_si256();
+                for k in 0..8 {
+                    // Codes <= 63: maddubs pair sums <= 2 * 63 * 127 < 2^15.
+                    let p = _mm256_maddubs_epi16(codes[k], load32(ap.add(4 + 32 * k)));
+                    sumi = _mm256_dpwssd_epi32(sumi, p, pairs[k]);
+                }
+                sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(bias));
+                let dd = _mm256_mul_ps(d, _mm256_set1_ps(f32_ptr(ap)));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), dd, acc[t]);
+            }
         }
     }
-    hsum_ps(acc)
+    std::array::from_fn(|t| hsum_ps(acc[t]))
+}
+
+/// Q4_K weights x Q8_K activations.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn dot_q4_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    q4_k::<1>(w, [act], n)[0]
+}
+
+/// [`dot_q4_k`] for 4 tokens at once.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn dot4_q4_k(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
+    q4_k::<4>(w, acts, n)
+}
+
+/// Q6_K weights x Q8_K activations.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn dot_q6_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    q6_k::<1>(w, [act], n)[0]
+}
+
+/// [`dot_q6_k`] for 4 tokens at once.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn dot4_q6_k(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
+    q6_k::<4>(w, acts, n)
 }
 
 // ---------------------------------------------------------------------------------------------

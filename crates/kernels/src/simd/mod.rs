@@ -148,6 +148,8 @@ pub fn available_levels() -> Vec<Level> {
 /// A SIMD dot product: (weight row, activation row, elements). Unsafe to call because it needs
 /// the CPU features of its level; [`DotKernel`] only stores ones that are available.
 type RawDot = unsafe fn(&[u8], &ActRow<'_>, usize) -> f32;
+/// A SIMD dot of one weight row with 4 tokens (same contract as [`RawDot`]).
+type RawDot4 = unsafe fn(&[u8], [&ActRow<'_>; 4], usize) -> [f32; 4];
 /// A SIMD activation quantizer (same contract as [`RawDot`]).
 type RawQuant = unsafe fn(&[f32], &mut [u8]);
 
@@ -160,6 +162,8 @@ pub struct DotKernel {
     level: Level,
     /// The SIMD kernel reads the prepared side arrays of [`ActRow`] (see [`Activations`]).
     prepared: bool,
+    /// A kernel that dots one weight row with 4 tokens, unpacking the weights once.
+    simd4: Option<RawDot4>,
 }
 
 impl std::fmt::Debug for DotKernel {
@@ -168,6 +172,7 @@ impl std::fmt::Debug for DotKernel {
             .field("ty", &self.ty)
             .field("level", &self.level)
             .field("simd", &self.simd.is_some())
+            .field("simd4", &self.simd4.is_some())
             .finish()
     }
 }
@@ -216,6 +221,30 @@ fn simd_dot(level: Level, ty: GgmlType) -> Option<RawDot> {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+fn simd_dot4(level: Level, ty: GgmlType) -> Option<RawDot4> {
+    use GgmlType::*;
+    if level != Level::Avx512 {
+        return None;
+    }
+    match ty {
+        Q4_0 => Some(avx512::dot4_q4_0),
+        Q4_1 => Some(avx512::dot4_q4_1),
+        Q5_0 => Some(avx512::dot4_q5_0),
+        Q5_1 => Some(avx512::dot4_q5_1),
+        Q8_0 => Some(avx512::dot4_q8_0),
+        IQ4_NL => Some(avx512::dot4_iq4_nl),
+        Q4_K => Some(avx512::dot4_q4_k),
+        Q6_K => Some(avx512::dot4_q6_k),
+        _ => None,
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn simd_dot4(_level: Level, _ty: GgmlType) -> Option<RawDot4> {
+    None
+}
+
 /// Whether the kernel for `ty` at `level` reads the prepared activation arrays.
 fn uses_prepared(level: Level, ty: GgmlType) -> bool {
     use GgmlType::*;
@@ -243,6 +272,7 @@ impl DotKernel {
             simd: simd_dot(level, ty),
             level,
             prepared: uses_prepared(level, ty),
+            simd4: simd_dot4(level, ty),
         }
     }
 
@@ -285,6 +315,25 @@ impl DotKernel {
             // checks the slice lengths.
             Some(f) => unsafe { f(w, act, n) },
             None => formats::vec_dot(self.ty, w, act.bytes, n),
+        }
+    }
+
+    /// Whether [`DotKernel::dot4`] unpacks the weights once for the 4 tokens (rather than
+    /// running [`DotKernel::dot`] 4 times).
+    pub fn has_dot4(&self) -> bool {
+        self.simd4.is_some()
+    }
+
+    /// The dots of one weight row with 4 tokens' activation rows: `[dot(w, acts[k])]`.
+    ///
+    /// # Panics
+    /// As [`DotKernel::dot`].
+    #[inline]
+    pub fn dot4(&self, w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
+        match self.simd4 {
+            // SAFETY: as in `dot`.
+            Some(f) => unsafe { f(w, acts, n) },
+            None => acts.map(|a| self.dot(w, a, n)),
         }
     }
 }

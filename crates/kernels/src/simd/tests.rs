@@ -298,3 +298,33 @@ fn bf16_and_f16_helpers_agree_with_half() {
         assert!((gb - wantb).abs() <= 1e-3, "{level}");
     }
 }
+
+/// `dot4` runs the same per-token arithmetic as `dot` (only the weight unpacking is shared), so
+/// the results must be bit-identical.
+#[test]
+fn dot4_equals_four_dots() {
+    let mut rng = Rng(77);
+    for ty in WEIGHT_TYPES {
+        let act_ty = formats::activation_type(ty).unwrap();
+        let unit = act_ty.block_size().max(ty.block_size()).max(32);
+        for n in [unit, 3 * unit, 8 * unit] {
+            let w = weight_row(ty, n, WeightKind::Quantized, &mut rng);
+            let rb = formats::activation_row_bytes(act_ty, n);
+            let mut bytes = vec![0u8; 4 * rb];
+            for t in 0..4 {
+                let x = activations(n, t, &mut rng);
+                formats::quantize_activations(act_ty, &x, &mut bytes[t * rb..(t + 1) * rb]);
+            }
+            for level in available_levels() {
+                let k = DotKernel::new(level, ty);
+                let acts = Activations::from_quantized(&k, &bytes, n, 4);
+                let rows = [acts.row(0), acts.row(1), acts.row(2), acts.row(3)];
+                let four = k.dot4(&w, [&rows[0], &rows[1], &rows[2], &rows[3]], n);
+                for t in 0..4 {
+                    let one = k.dot(&w, &rows[t], n);
+                    assert_eq!(four[t].to_bits(), one.to_bits(), "{ty} n={n} t={t} {level}");
+                }
+            }
+        }
+    }
+}
