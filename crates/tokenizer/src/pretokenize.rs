@@ -362,7 +362,6 @@ fn whitespace_run(cs: &Chars, pos: usize, end: usize) -> usize {
 }
 
 fn split_gpt2(cs: &Chars, (start, end): Seg, out: &mut Vec<Seg>) {
-    let f = |i: usize| if i < end { cs.flags[i] } else { 0 };
     let mut pos = start;
     while pos < end {
         let n = contraction(cs, pos, end, false);
@@ -370,37 +369,27 @@ fn split_gpt2(cs: &Chars, (start, end): Seg, out: &mut Vec<Seg>) {
             pos = push(out, pos, pos + n);
             continue;
         }
-        // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`
+        // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`: the class of the char after the
+        // optional space decides, and the run continues while chars are in that class.
         let q = if cs.chars[pos] == ' ' { pos + 1 } else { pos };
         if q < end {
-            let fq = f(q);
-            let class = if fq & LETTER != 0 {
-                Some(LETTER)
+            let fq = cs.flags[q];
+            let in_class: Option<&dyn Fn(u8) -> bool> = if fq & LETTER != 0 {
+                Some(&|fl| fl & LETTER != 0)
             } else if fq & NUMBER != 0 {
-                Some(NUMBER)
-            } else if fq & (WHITESPACE | LETTER | NUMBER) == 0 {
-                None
+                Some(&|fl| fl & NUMBER != 0)
+            } else if fq & WHITESPACE == 0 {
+                Some(&|fl| fl & (WHITESPACE | LETTER | NUMBER) == 0)
             } else {
-                Some(0)
+                None
             };
-            match class {
-                Some(0) => {}
-                Some(bit) => {
-                    let mut p = q + 1;
-                    while f(p) & bit != 0 {
-                        p += 1;
-                    }
-                    pos = push(out, pos, p);
-                    continue;
+            if let Some(in_class) = in_class {
+                let mut p = q + 1;
+                while p < end && in_class(cs.flags[p]) {
+                    p += 1;
                 }
-                None => {
-                    let mut p = q + 1;
-                    while p < end && f(p) & (WHITESPACE | LETTER | NUMBER) == 0 {
-                        p += 1;
-                    }
-                    pos = push(out, pos, p);
-                    continue;
-                }
+                pos = push(out, pos, p);
+                continue;
             }
         }
         pos = push(out, pos, whitespace_run(cs, pos, end));
