@@ -550,19 +550,26 @@ impl Activations {
             _ => unreachable!("only Q8_0/Q8_1 rows are prepared"),
         };
         let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
-        for (b, blk) in self.bytes.chunks_exact(block).enumerate() {
-            self.d[b] = f16(blk);
-            self.s[b] = if act == GgmlType::Q8_1 {
+        let blocks = self.bytes.chunks_exact(block);
+        let dst = self
+            .qs
+            .chunks_exact_mut(32)
+            .zip(self.nq.chunks_exact_mut(32))
+            .zip(self.d.iter_mut().zip(self.s.iter_mut()));
+        for (blk, ((qs, nq), (d, s))) in blocks.zip(dst) {
+            *d = f16(blk);
+            *s = if act == GgmlType::Q8_1 {
                 f16(&blk[2..])
             } else {
                 0.0
             };
-            let qs = &blk[qs_off..qs_off + 32];
-            for (j, &q) in qs.iter().enumerate() {
-                self.qs[32 * b + j] = q as i8;
+            // Fixed-size zips: the compiler turns these into a few vector moves.
+            let src = &blk[qs_off..qs_off + 32];
+            for ((q, n), &b) in qs.iter_mut().zip(nq.iter_mut()).zip(src) {
+                *q = b as i8;
                 // Quants are in -127..=127 (quantizer output), so negation cannot overflow;
                 // wrapping keeps arbitrary caller bytes from panicking.
-                self.nq[32 * b + j] = (q as i8).wrapping_neg();
+                *n = (b as i8).wrapping_neg();
             }
         }
     }
