@@ -7,7 +7,13 @@ use gguf::{Gguf, GgufWriter, Value};
 use libfuzzer_sys::fuzz_target;
 
 fn touch(v: &Value) -> usize {
-    let _ = (v.as_u64(), v.as_i64(), v.as_f32(), v.as_bool(), v.type_name());
+    let _ = (
+        v.as_u64(),
+        v.as_i64(),
+        v.as_f32(),
+        v.as_bool(),
+        v.type_name(),
+    );
     match v {
         Value::String(s) => s.len(),
         Value::Array(a) => a.iter().map(touch).sum::<usize>() + 1,
@@ -22,7 +28,8 @@ fn rewrite(g: &Gguf) -> Option<Vec<u8>> {
     }
     for t in g.tensors() {
         // Fails only for names llama.cpp would reject as too long; the reader tolerates them.
-        w.add_tensor(&t.name, &t.dims, t.ty, g.tensor_data(t).to_vec()).ok()?;
+        w.add_tensor(&t.name, &t.dims, t.ty, g.tensor_data(t).to_vec())
+            .ok()?;
     }
     Some(w.to_bytes())
 }
