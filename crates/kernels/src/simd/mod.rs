@@ -399,6 +399,8 @@ impl QuantKernel {
 /// `vpdpbusd` subtract a weight type's zero point exactly in integers), and the block scales as
 /// f32 (`d`, and `s` for Q8_1). Empty side arrays mean "not prepared".
 #[derive(Clone, Copy, Debug)]
+// Only the x86 kernels read the side arrays so far.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub struct ActRow<'a> {
     pub bytes: &'a [u8],
     qs: &'a [i8],
