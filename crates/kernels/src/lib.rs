@@ -2,7 +2,7 @@
 //!
 //! - [`formats`]: block layouts of every supported ggml type, the scalar reference dequantizers,
 //!   activation quantization (Q8_0, Q8_1, Q8_K) and the scalar reference dot products.
-//! - [`Matrix`] views a weight tensor's bytes as rows; [`matmul`] multiplies it by a batch of f32
+//! - [`Matrix`] views a weight tensor's bytes as rows; [`matmul()`] multiplies it by a batch of f32
 //!   activations, quantizing them once and running the best dot kernel for this CPU across the
 //!   [`ThreadPool`].
 //! - [`simd`]: run-time instruction-set selection ([`simd::Level`]: AVX-512 VNNI, AVX2+FMA+F16C,

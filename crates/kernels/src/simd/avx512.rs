@@ -1,10 +1,12 @@
 //! AVX-512 (F, BW, VL, VNNI) kernels, for Ice Lake / Zen 4 and newer.
 //!
-//! The integer kernels stay 256 bits wide (Zen 4 splits 512-bit integer ops into two halves, so
-//! zmm buys no throughput there) and gain from VNNI: `vpdpbusd` does u8 x i8 -> i32 in one
-//! instruction without the i16 saturation of `maddubs`, and `vpdpwssd` fuses the K-quant scale
-//! multiply-add. AVX-512BW mask registers expand the Q5 high bits in one instruction. Float dots
-//! use zmm FMAs. Types not listed here use the AVX2 kernels (every AVX-512 level CPU has AVX2).
+//! VNNI: `vpdpbusd` does u8 x i8 -> i32 in one instruction without the i16 saturation of
+//! `maddubs`, and `vpdpwssd` fuses the K-quant scale multiply-add. The 32-element block types
+//! process two blocks per zmm instruction (Zen 4 executes a zmm op as two 256-bit halves, so the
+//! gain is in instructions per block, which is what limits these kernels) against prepared
+//! activations ([`super::ActRow`]); the K-quants stay 256 bits wide. AVX-512BW mask registers
+//! expand the Q5 high bits in one instruction. Float dots use zmm FMAs. Types not listed here use
+//! the AVX2 kernels (every AVX-512 level CPU has AVX2).
 //!
 //! Like [`super::avx2`], each kernel is a safe `#[target_feature]` function that bounds-checks its
 //! slices; the dispatcher only hands it out when the features are present.

@@ -1,15 +1,20 @@
 //! Run-time selection of the SIMD kernels.
 //!
 //! The best instruction set is detected once ([`detected_level`]); [`active_level`] is what
-//! [`crate::matmul`] uses and can be lowered with [`set_level`] (for benchmarks and A/B runs).
+//! [`crate::matmul()`] uses and can be lowered with [`set_level`] (for benchmarks and A/B runs).
 //! Tests should not change the process-wide level (tests run in parallel); they pass a [`Level`]
 //! explicitly to [`DotKernel::new`] / [`QuantKernel::new`] / [`crate::matmul::matmul_at`].
 //!
 //! | level | needs | kernels |
 //! |---|---|---|
-//! | [`Level::Avx512`] | AVX-512 F/BW/VL/VNNI + AVX2/FMA/F16C | `avx512.rs` (VNNI `vpdpbusd`/`vpdpwssd`, zmm floats), the rest from `avx2.rs` |
-//! | [`Level::Avx2`] | AVX2, FMA, F16C | `avx2.rs` (`maddubs`/`madd`) |
+//! | [`Level::Avx512`] | AVX-512 F/BW/VL/VNNI + AVX2/FMA/F16C | `avx512.rs`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL (two blocks per zmm `vpdpbusd`, prepared activations), Q4_K, Q6_K (`vpdpwssd`), F32/F16/BF16 (zmm FMA); 4-token variants of all the quantized ones; the other types from `avx2.rs` |
+//! | [`Level::Avx2`] | AVX2, FMA, F16C | `avx2.rs`: every supported type (`maddubs`/`madd`), Q8_0/Q8_1/Q8_K quantizers (also used at the AVX-512 level) |
 //! | [`Level::Scalar`] | - | [`crate::formats::vec_dot`] and [`crate::formats::quantize_activations`] |
+//!
+//! The dot kernels take an [`ActRow`]: a token's activations in the standard layout, plus for the
+//! AVX-512 32-element kernels side arrays built once per matmul by [`Activations`] (see
+//! [`ActRow`]). [`DotKernel::dot4`] dots one weight row with 4 tokens, unpacking the weights once
+//! (prompt processing).
 //!
 //! Non-x86 targets build only the scalar level; a NEON level would slot in as another variant.
 
@@ -118,7 +123,7 @@ pub fn detected_level() -> Level {
 const NO_OVERRIDE: u8 = u8::MAX;
 static OVERRIDE: AtomicU8 = AtomicU8::new(NO_OVERRIDE);
 
-/// The level [`crate::matmul`] uses: the detected one unless lowered with [`set_level`].
+/// The level [`crate::matmul()`] uses: the detected one unless lowered with [`set_level`].
 pub fn active_level() -> Level {
     match OVERRIDE.load(Ordering::Relaxed) {
         NO_OVERRIDE => detected_level(),
