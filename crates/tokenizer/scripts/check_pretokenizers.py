@@ -25,6 +25,8 @@ PRES = {
   "qwen35": [qwen35], "seed-coder": [seed], "tekken": [tekken], "gpt-4o": [gpt4o],
   "default": [r"[\p{P}\$\+<=>\^~\|]+", gpt2, r"\p{N}+", r"[0-9][0-9][0-9]"],
   "falcon": [r"[\p{P}\$\+<=>\^~\|`]+", gpt2, r"[0-9][0-9][0-9]"],
+  "minicpm5": [r"\p{N}{1,3}", C + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}+| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"],
+  "gemma4": [r"[^\n]+|[\n]+"],
 }
 def split(text, rxs):
     segs = [text]

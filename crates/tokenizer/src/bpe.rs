@@ -104,43 +104,73 @@ impl Bpe {
         out: &mut Vec<u32>,
         scratch: &mut Scratch,
     ) {
-        for r in self.cfg.pre.split(text) {
-            self.encode_word(strings, &text.as_bytes()[r], out, scratch);
+        if self.cfg.spm_style {
+            let escaped = text.replace(' ', "▁");
+            for r in self.cfg.pre.split(&escaped) {
+                self.encode_word(strings, &escaped[r], out, scratch);
+            }
+        } else {
+            for r in self.cfg.pre.split(text) {
+                self.encode_word(strings, &text[r], out, scratch);
+            }
         }
     }
 
-    fn encode_word(&self, strings: &Strings, word: &[u8], out: &mut Vec<u32>, sc: &mut Scratch) {
+    fn encode_word(&self, strings: &Strings, word: &str, out: &mut Vec<u32>, sc: &mut Scratch) {
         let n_vocab = strings.n_vocab as u32;
-        if self.cfg.ignore_merges {
-            sc.mapped.clear();
-            sc.mapped
-                .extend(word.iter().map(|&b| BYTE_TO_CHAR[b as usize]));
-            if let Some(id) = strings.lookup(sc.mapped.as_bytes()) {
+        let bytes = word.as_bytes();
+        let spm = self.cfg.spm_style;
+        if self.cfg.ignore_merges || (self.cfg.newline_words && bytes.iter().all(|&b| b == b'\n')) {
+            let key = if spm {
+                bytes
+            } else {
+                sc.mapped.clear();
+                sc.mapped
+                    .extend(bytes.iter().map(|&b| BYTE_TO_CHAR[b as usize]));
+                sc.mapped.as_bytes()
+            };
+            if let Some(id) = strings.lookup(key) {
                 out.push(id);
                 return;
             }
         }
-        if word.len() == 1 {
-            let id = self.byte_sym[word[0] as usize];
+        if !spm && bytes.len() == 1 {
+            let id = self.byte_sym[bytes[0] as usize];
             if id < n_vocab {
                 out.push(id);
             } else {
-                fallback(strings, word, out);
+                self.fallback(strings, bytes, out);
             }
             return;
         }
+        // Initial symbols: one per byte (GPT-2 byte characters) or per UTF-8 character.
         let syms = &mut sc.syms;
         syms.clear();
-        let n = word.len();
-        for (i, &b) in word.iter().enumerate() {
+        let push_sym = |syms: &mut Vec<Sym>, start: usize, end: usize, id: u32| {
+            let i = syms.len() as i32;
             syms.push(Sym {
-                id: self.byte_sym[b as usize],
-                start: i as u32,
-                end: i as u32 + 1,
-                prev: i as i32 - 1,
-                next: if i + 1 == n { -1 } else { i as i32 + 1 },
+                id,
+                start: start as u32,
+                end: end as u32,
+                prev: i - 1,
+                next: i + 1,
                 alive: true,
             });
+        };
+        if spm {
+            for (i, c) in word.char_indices() {
+                let end = i + c.len_utf8();
+                let id = strings.lookup_any(&bytes[i..end]).unwrap_or(NONE);
+                push_sym(syms, i, end, id);
+            }
+        } else {
+            for (i, &b) in bytes.iter().enumerate() {
+                push_sym(syms, i, i + 1, self.byte_sym[b as usize]);
+            }
+        }
+        let n = syms.len();
+        if let Some(last) = syms.last_mut() {
+            last.next = -1;
         }
         let heap = &mut sc.heap;
         heap.clear();
@@ -186,20 +216,24 @@ impl Bpe {
             if s.id < n_vocab {
                 out.push(s.id);
             } else {
-                fallback(strings, &word[s.start as usize..s.end as usize], out);
+                self.fallback(strings, &bytes[s.start as usize..s.end as usize], out);
             }
         }
     }
-}
 
-/// A final symbol that is not a token: llama.cpp emits the single-byte tokens for the bytes of
-/// its (GPT-2 mapped) text that have one, and drops the rest.
-fn fallback(strings: &Strings, bytes: &[u8], out: &mut Vec<u32>) {
-    for &b in bytes {
-        let c = BYTE_TO_CHAR[b as usize];
-        if c.is_ascii() {
-            if let Some(id) = strings.lookup(&[c as u8]) {
-                out.push(id);
+    /// A final symbol that is not a token. Byte-level vocabularies: llama.cpp emits the
+    /// single-byte tokens for the bytes of its (GPT-2 mapped) text that have one and drops the
+    /// rest. SentencePiece-style ones: each byte's `<0xXX>` token, where there is one.
+    fn fallback(&self, strings: &Strings, bytes: &[u8], out: &mut Vec<u32>) {
+        for &b in bytes {
+            if self.cfg.spm_style {
+                let hex = format!("<0x{b:02X}>");
+                out.extend(strings.lookup(hex.as_bytes()));
+            } else {
+                let c = BYTE_TO_CHAR[b as usize];
+                if c.is_ascii() {
+                    out.extend(strings.lookup(&[c as u8]));
+                }
             }
         }
     }

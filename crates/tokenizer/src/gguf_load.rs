@@ -74,7 +74,7 @@ pub(crate) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
     let model = get_str(g, "tokenizer.ggml.model")?.ok_or(TokenizerError::MissingKey {
         key: "tokenizer.ggml.model",
     })?;
-    if !matches!(model, "gpt2" | "llama") {
+    if !matches!(model, "gpt2" | "llama" | "gemma4") {
         return Err(TokenizerError::UnsupportedModel {
             model: model.to_string(),
         });
@@ -82,7 +82,7 @@ pub(crate) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
     let tokens = get_array(g, TOKENS)?.ok_or(TokenizerError::MissingKey { key: TOKENS })?;
     check_strings(tokens, TOKENS)?;
 
-    let merges: &[Value] = if model == "gpt2" {
+    let merges: &[Value] = if model != "llama" {
         let m = get_array(g, MERGES)?.ok_or(TokenizerError::MissingKey { key: MERGES })?;
         check_strings(m, MERGES)?;
         m

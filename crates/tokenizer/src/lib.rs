@@ -8,7 +8,8 @@
 //!   with the pre-tokenizer chosen by `tokenizer.ggml.pre` (see [`PreTokenizer`]), GPT-2's
 //!   byte -> character mapping and merge ranks from `tokenizer.ggml.merges`;
 //! * SentencePiece-style BPE (`tokenizer.ggml.model = llama`: Llama 1/2, Gemma, Mistral v1, ...),
-//!   with `▁` whitespace escaping, score-ordered merges and `<0xXX>` byte fallback.
+//!   with `▁` whitespace escaping, score-ordered merges and `<0xXX>` byte fallback;
+//! * Gemma 4's rank-merged SentencePiece-style BPE (`tokenizer.ggml.model = gemma4`).
 //!
 //! Before normal tokenization the text is split on the texts of special tokens
 //! (CONTROL, USER_DEFINED and UNKNOWN types; only USER_DEFINED ones when `parse_special` is
@@ -96,7 +97,7 @@ pub enum TokenizerError {
         found: &'static str,
     },
     /// `tokenizer.ggml.model` names a vocabulary type this crate does not implement.
-    #[error("unsupported tokenizer model `{model}` (key `tokenizer.ggml.model`); supported: gpt2, llama")]
+    #[error("unsupported tokenizer model `{model}` (key `tokenizer.ggml.model`); supported: gpt2, llama, gemma4")]
     UnsupportedModel { model: String },
     /// `tokenizer.ggml.pre` names a pre-tokenizer this crate does not implement.
     #[error("unknown pre-tokenizer `{pre}` (key `tokenizer.ggml.pre`); supported: {}", supported.join(", "))]
@@ -149,7 +150,8 @@ pub struct SpecialIds {
 /// The parts a [`Tokenizer`] is built from: the `tokenizer.ggml.*` metadata as plain values.
 #[derive(Clone, Debug, Default)]
 pub struct Vocab {
-    /// `tokenizer.ggml.model`: `"gpt2"` (byte-level BPE) or `"llama"` (SentencePiece).
+    /// `tokenizer.ggml.model`: `"gpt2"` (byte-level BPE), `"llama"` (SentencePiece) or
+    /// `"gemma4"` (SentencePiece-style BPE with merge ranks).
     pub model: String,
     /// `tokenizer.ggml.pre` (BPE only); `None` means llama.cpp's `default`.
     pub pre: Option<String>,
@@ -269,9 +271,10 @@ impl Tokenizer {
         n_merges: usize,
         merges: impl Iterator<Item = &'a str>,
     ) -> Result<Tokenizer, TokenizerError> {
-        let is_bpe = match v.model.as_str() {
-            "gpt2" => true,
-            "llama" => false,
+        let (is_bpe, gemma4) = match v.model.as_str() {
+            "gpt2" => (true, false),
+            "gemma4" => (true, true),
+            "llama" => (false, false),
             other => {
                 return Err(TokenizerError::UnsupportedModel {
                     model: other.to_string(),
@@ -279,7 +282,12 @@ impl Tokenizer {
             }
         };
         let pre_cfg = if is_bpe {
-            let name = v.pre.as_deref().unwrap_or("default");
+            // llama.cpp forces the pre-tokenizer of the `gemma4` vocabulary type.
+            let name = if gemma4 {
+                "gemma4"
+            } else {
+                v.pre.as_deref().unwrap_or("default")
+            };
             Some(pretokenize::PreConfig::from_name(name).ok_or_else(|| {
                 TokenizerError::UnknownPreTokenizer {
                     pre: name.to_string(),
@@ -323,12 +331,19 @@ impl Tokenizer {
             n_vocab: n,
         };
 
+        if !v.scores.is_empty() && v.scores.len() < n {
+            return Err(TokenizerError::LengthMismatch {
+                key: "tokenizer.ggml.scores",
+                expected: n,
+                found: v.scores.len(),
+            });
+        }
         let mut scores = v.scores.clone();
         scores.resize(n, 0.0);
 
         let mut attrs = vec![attr::NORMAL; n];
         if !v.token_types.is_empty() {
-            if v.token_types.len() != n {
+            if v.token_types.len() < n {
                 return Err(TokenizerError::LengthMismatch {
                     key: "tokenizer.ggml.token_type",
                     expected: n,
@@ -350,7 +365,9 @@ impl Tokenizer {
 
         // llama.cpp's defaults per vocabulary type, then the file's values.
         let valid = |id: u32| Some(id).filter(|&i| (i as usize) < n);
-        let (mut bos, mut eos, mut unk) = if is_bpe {
+        let (mut bos, mut eos, mut unk) = if gemma4 {
+            (None, None, None)
+        } else if is_bpe {
             (valid(11), valid(11), None)
         } else {
             (valid(1), valid(2), valid(0))
@@ -378,6 +395,9 @@ impl Tokenizer {
         let mut fim_mid = pick(None, ids.fim_mid);
         if let Some(b) = v.add_bos {
             add_bos = b;
+        }
+        if pre_cfg.is_some_and(|c| c.force_add_bos) {
+            add_bos = true;
         }
         let add_eos = v.add_eos.unwrap_or(false);
         if let Some(b) = v.add_space_prefix {
@@ -477,6 +497,7 @@ impl Tokenizer {
             "<|calls|>",
             "<end_of_turn>",
             "<|endoftext|>",
+            "</s>",
             "<|eom_id|>",
             "<EOT>",
             "_<EOT>",
@@ -484,6 +505,11 @@ impl Tokenizer {
             "[EOS]",
             "<|end_of_text|>",
             "<end_of_utterance>",
+            "<eos>",
+            "<turn|>",
+            "<|tool_response>",
+            "<｜end▁of▁sentence｜>",
+            "[e~[",
         ] {
             if let Some(id) = strings.lookup(t.as_bytes()) {
                 eog.push(id);
@@ -509,6 +535,14 @@ impl Tokenizer {
                     attrs[end as usize] = attr::USER_DEFINED;
                 }
             }
+            // Gemma 4 and PLaMo have an ordinary `</s>` token.
+            let has = |t: &str| eog.iter().any(|&id| strings.table.get(id) == t.as_bytes());
+            if (has("<|tool_response>") || has("<|plamo:eos|>")) && has("</s>") {
+                if let Some(s) = strings.lookup(b"</s>") {
+                    eog.retain(|&id| id != s);
+                    attrs[s as usize] = attr::NORMAL;
+                }
+            }
         }
 
         // Special tokens split out of raw text before tokenization.
@@ -521,12 +555,17 @@ impl Tokenizer {
         // Piece cache (llama.cpp renders it before the per-model attributes below).
         let mut pieces = StrTable::with_capacity(n, n * 6);
         let mut buf = Vec::new();
+        let style = match &pre_cfg {
+            Some(c) if c.spm_style => PieceStyle::SpmBpe,
+            Some(_) => PieceStyle::ByteLevel,
+            None => PieceStyle::Spm,
+        };
         for id in 0..n as u32 {
             buf.clear();
             render_piece(
                 strings.table.get_str(id),
                 attrs[id as usize],
-                is_bpe,
+                style,
                 &mut buf,
             );
             pieces.push(&buf).ok_or(TokenizerError::TooLarge)?;
@@ -809,29 +848,34 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PieceStyle {
+    /// Byte-level BPE: token texts are GPT-2 byte characters.
+    ByteLevel,
+    /// SentencePiece-style BPE (Gemma 4): `▁` for spaces, `<0xXX>` byte tokens.
+    SpmBpe,
+    /// SentencePiece: `▁` for spaces, `<0xXX>` byte tokens.
+    Spm,
+}
+
 /// llama.cpp's `token_to_piece(special = true)`.
-fn render_piece(text: &str, a: u16, is_bpe: bool, out: &mut Vec<u8>) {
+fn render_piece(text: &str, a: u16, style: PieceStyle, out: &mut Vec<u8>) {
     if a & (attr::UNKNOWN | attr::CONTROL | attr::USER_DEFINED) != 0 {
         out.extend_from_slice(text.as_bytes());
     } else if a & attr::NORMAL != 0 {
-        if is_bpe {
-            for c in text.chars() {
-                match unicode::char_to_byte(c) {
+        let mut buf = [0; 4];
+        for c in text.chars() {
+            match style {
+                PieceStyle::ByteLevel => match unicode::char_to_byte(c) {
                     Some(b) => out.push(b),
                     // Not a GPT-2 byte character: keep it as it is.
-                    None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
-                }
-            }
-        } else {
-            for c in text.chars() {
-                if c == '▁' {
-                    out.push(b' ');
-                } else {
-                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
-                }
+                    None => out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()),
+                },
+                _ if c == '▁' => out.push(b' '),
+                _ => out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()),
             }
         }
-    } else if a & attr::BYTE != 0 && !is_bpe {
+    } else if a & attr::BYTE != 0 {
         let hex = text.get(3..5).unwrap_or("");
         out.push(u8::from_str_radix(hex, 16).unwrap_or(0));
     }

@@ -36,6 +36,11 @@ pub enum PreTokenizer {
     /// GPT-4o / Llama 4 / MiniMax-M2: [`PreTokenizer::Tekken`]'s words with an optional
     /// contraction suffix, and `\p{N}{1,3}`.
     Gpt4o,
+    /// MiniCPM 5: `\p{N}{1,3}`, then [`PreTokenizer::Llama3`] with `\p{N}+`.
+    MiniCpm5,
+    /// Gemma 4 (SentencePiece-style BPE): only runs of `\n` and runs of other characters are
+    /// split apart (`[^\n]+|[\n]+`).
+    Newlines,
     /// llama.cpp's default: `[\p{P}$+<=>^~|]+`, then GPT-2, then `\p{N}+`, then `[0-9][0-9][0-9]`.
     Default,
     /// Falcon: ``[\p{P}$+<=>^~|`]+``, then GPT-2, then `[0-9][0-9][0-9]`.
@@ -52,10 +57,19 @@ pub(crate) struct PreConfig {
     pub add_bos: bool,
     /// llama.cpp drops the default BOS id for this tokenizer (`glm4`).
     pub no_default_bos: bool,
+    /// SentencePiece-style BPE (Gemma 4): spaces become `▁` before splitting, symbols are raw
+    /// UTF-8 characters rather than GPT-2 byte characters, bytes fall back to `<0xXX>` tokens.
+    pub spm_style: bool,
+    /// A run of newlines that is a token is emitted whole (Gemma 4).
+    pub newline_words: bool,
+    /// `add_bos` is forced on even when the file says false (Gemma 4).
+    pub force_add_bos: bool,
 }
 
-const PRE_NAMES: &[(&[&str], PreTokenizer, bool, bool)] = &[
-    // (names, splitter, ignore_merges, add_bos)
+/// `(names, splitter, ignore_merges, add_bos)`
+type NameRow = (&'static [&'static str], PreTokenizer, bool, bool);
+
+const PRE_NAMES: &[NameRow] = &[
     (
         &[
             "llama3",
@@ -66,11 +80,13 @@ const PRE_NAMES: &[(&[&str], PreTokenizer, bool, bool)] = &[
             "pixtral",
             "midm-2.0",
             "lfm2",
+            "jina-v5-nano",
         ],
         PreTokenizer::Llama3,
         true,
         true,
     ),
+    (&["glm5"], PreTokenizer::Llama3, true, false),
     (
         &["dbrx", "smaug-bpe", "glm4", "chatglm-bpe"],
         PreTokenizer::Llama3,
@@ -82,6 +98,7 @@ const PRE_NAMES: &[(&[&str], PreTokenizer, bool, bool)] = &[
             "qwen2",
             "deepseek-r1-qwen",
             "kormo",
+            "f2llmv2",
             "megrez",
             "stablelm2",
             "hunyuan",
@@ -97,9 +114,10 @@ const PRE_NAMES: &[(&[&str], PreTokenizer, bool, bool)] = &[
     ),
     (&["qwen35"], PreTokenizer::Qwen35, false, false),
     (&["seed-coder"], PreTokenizer::SeedCoder, false, false),
+    (&["minicpm5"], PreTokenizer::MiniCpm5, true, false),
     (&["tekken"], PreTokenizer::Tekken, true, true),
     (
-        &["gpt-4o", "llama4", "minimax-m2"],
+        &["gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2"],
         PreTokenizer::Gpt4o,
         false,
         false,
@@ -113,6 +131,7 @@ const PRE_NAMES: &[(&[&str], PreTokenizer, bool, bool)] = &[
             "codeshell",
             "exaone",
             "minerva-7b",
+            "mellum2",
         ],
         PreTokenizer::DigitsThenGpt2,
         false,
@@ -144,6 +163,12 @@ const PRE_NAMES: &[(&[&str], PreTokenizer, bool, bool)] = &[
         false,
         false,
     ),
+    (
+        &["gemma4", "granite-embed-multi-311m", "sarvam-moe"],
+        PreTokenizer::Newlines,
+        false,
+        false,
+    ),
     (&["default"], PreTokenizer::Default, false, false),
     (&["falcon"], PreTokenizer::Falcon, false, false),
 ];
@@ -153,11 +178,17 @@ impl PreConfig {
         PRE_NAMES
             .iter()
             .find(|(names, ..)| names.contains(&name))
-            .map(|&(_, pre, ignore_merges, add_bos)| PreConfig {
-                pre,
-                ignore_merges,
-                add_bos,
-                no_default_bos: matches!(name, "glm4" | "chatglm-bpe"),
+            .map(|&(_, pre, ignore_merges, add_bos)| {
+                let gemma4 = matches!(name, "gemma4" | "granite-embed-multi-311m");
+                PreConfig {
+                    pre,
+                    ignore_merges,
+                    add_bos,
+                    no_default_bos: matches!(name, "glm4" | "chatglm-bpe" | "glm5"),
+                    spm_style: pre == PreTokenizer::Newlines,
+                    newline_words: gemma4,
+                    force_add_bos: gemma4,
+                }
             })
     }
 
@@ -234,6 +265,23 @@ impl PreTokenizer {
             }
             PreTokenizer::Tekken => {
                 segs = apply(&cs, &segs, |cs, s, out| split_cased(cs, s, out, 1, false))
+            }
+            PreTokenizer::MiniCpm5 => {
+                segs = apply(&cs, &segs, split_number_triples);
+                segs = apply(&cs, &segs, |cs, s, out| MINICPM5.split(cs, s, out));
+            }
+            PreTokenizer::Newlines => {
+                segs = apply(&cs, &segs, |cs, (start, end), out| {
+                    let mut i = start;
+                    while i < end {
+                        let nl = cs.chars[i] == '\n';
+                        let mut j = i + 1;
+                        while j < end && (cs.chars[j] == '\n') == nl {
+                            j += 1;
+                        }
+                        i = push(out, i, j);
+                    }
+                })
             }
             PreTokenizer::Gpt4o => {
                 segs = apply(&cs, &segs, |cs, s, out| split_cased(cs, s, out, 3, true))
@@ -321,6 +369,26 @@ fn split_ascii_digit_triples(cs: &Chars, (start, end): Seg, out: &mut Vec<Seg>) 
             push(out, prev, i);
             prev = push(out, i, i + 3);
             i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    push(out, prev, end);
+}
+
+/// `\p{N}{1,3}`: runs of numbers in groups of (up to) three; the text between is a piece.
+fn split_number_triples(cs: &Chars, (start, end): Seg, out: &mut Vec<Seg>) {
+    let mut i = start;
+    let mut prev = start;
+    while i < end {
+        if cs.flags[i] & NUMBER != 0 {
+            let mut j = i + 1;
+            while j < end && j - i < 3 && cs.flags[j] & NUMBER != 0 {
+                j += 1;
+            }
+            push(out, prev, i);
+            prev = push(out, i, j);
+            i = j;
         } else {
             i += 1;
         }
@@ -419,6 +487,11 @@ const QWEN2: Llama3Family = Llama3Family {
 const QWEN35: Llama3Family = Llama3Family {
     max_digits: 1,
     marks: true,
+    punct_newlines: true,
+};
+const MINICPM5: Llama3Family = Llama3Family {
+    max_digits: usize::MAX,
+    marks: false,
     punct_newlines: true,
 };
 const SEED_CODER: Llama3Family = Llama3Family {
@@ -674,6 +747,8 @@ mod tests {
             PreTokenizer::SeedCoder,
             PreTokenizer::Tekken,
             PreTokenizer::Gpt4o,
+            PreTokenizer::MiniCpm5,
+            PreTokenizer::Newlines,
         ] {
             let r = pre.split(text);
             assert_eq!(r.first().unwrap().start, 0);

@@ -445,3 +445,76 @@ fn tokenizer_is_shareable_across_threads() {
         assert_eq!(tok.decode(&ids), format!("hello {i}"));
     }
 }
+
+/// Gemma 4's vocabulary type: SentencePiece-style text (`▁`), merge ranks, `<0xXX>` fallback.
+fn gemma4_vocab() -> Vocab {
+    let mut tokens: Vec<String> = [
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<unk>",
+        "<|tool_response>",
+        "</s>",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut types = vec![3, 3, 3, 2, 3, 1];
+    for b in 0..=255u32 {
+        tokens.push(format!("<0x{b:02X}>"));
+        types.push(6);
+    }
+    for t in ["▁", "h", "i", "▁h", "▁hi", "\n", "\n\n", "x"] {
+        tokens.push(t.to_string());
+        types.push(1);
+    }
+    Vocab {
+        model: "gemma4".into(),
+        tokens,
+        token_types: types,
+        merges: vec!["▁ h".into(), "▁h i".into()],
+        special_ids: tokenizer::SpecialIds {
+            bos: Some(2),
+            eos: Some(1),
+            ..Default::default()
+        },
+        add_bos: Some(false),
+        ..Vocab::default()
+    }
+}
+
+#[test]
+fn gemma4_style_bpe() {
+    let tok = Tokenizer::from_parts(gemma4_vocab()).unwrap();
+    assert_eq!(tok.pre_tokenizer(), Some(PreTokenizer::Newlines));
+    assert!(tok.add_bos(), "llama.cpp forces BOS on for Gemma 4");
+    let ids = tok.encode("x hi\n\nhé", true, false);
+    assert_eq!(
+        texts(&tok, &ids),
+        ["<bos>", "x", "▁hi", "\n\n", "h", "<0xC3>", "<0xA9>"]
+    );
+    assert_eq!(tok.decode(&ids), "x hi\n\nhé");
+    // Three newlines: not a token, so split into merged pieces ("\n" "\n" "\n": no merges).
+    assert_eq!(
+        texts(&tok, &tok.encode("\n\n\n", false, false)),
+        ["\n", "\n", "\n"]
+    );
+    // `</s>` is an ordinary token here (the vocabulary has `<|tool_response>`).
+    let s = tok.find_token("</s>").unwrap();
+    assert!(!tok.is_eog(s));
+    assert!(tok.is_eog(tok.find_token("<|tool_response>").unwrap()));
+    assert!(tok.is_eog(1));
+}
+
+#[test]
+fn end_of_sequence_tag_is_eog_elsewhere() {
+    // llama.cpp treats a `</s>` token as end-of-generation (and control) unless the vocabulary
+    // is Gemma 4 / PLaMo style, even when it is typed user-defined (Gemma 3's HTML `</s>`).
+    let v = bpe_vocab("gpt-2", &[], &[("</s>", 4)]);
+    let tok = Tokenizer::from_parts(v).unwrap();
+    let s = tok.find_token("</s>").unwrap();
+    assert!(tok.is_eog(s));
+    assert!(tok.is_control(s));
+    assert_eq!(tok.encode("a</s>", false, true), [b'a' as u32, s]);
+    assert_ne!(tok.encode("a</s>", false, false), [b'a' as u32, s]);
+}
