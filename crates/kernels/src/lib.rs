@@ -4,7 +4,8 @@
 //!   activation quantization (Q8_0, Q8_1, Q8_K) and the scalar reference dot products.
 //! - [`Matrix`] views a weight tensor's bytes as rows; [`matmul()`] multiplies it by a batch of f32
 //!   activations, quantizing them once and running the best dot kernel for this CPU across the
-//!   [`ThreadPool`].
+//!   [`ThreadPool`]; [`matmul_multi`] does several matrices that share their input (Q/K/V,
+//!   gate/up) with one quantization and one pool dispatch.
 //! - [`simd`]: run-time instruction-set selection ([`simd::Level`]: AVX-512 VNNI, AVX2+FMA+F16C,
 //!   or scalar) and the per-type dot kernels ([`simd::DotKernel`]) and activation quantizers
 //!   ([`simd::QuantKernel`]); [`cpu_features`] names the level in use.
@@ -18,7 +19,7 @@ pub mod pool;
 pub mod simd;
 
 pub use error::KernelError;
-pub use matmul::{matmul, Matrix};
+pub use matmul::{matmul, matmul_multi, Matrix};
 pub use pool::ThreadPool;
 
 /// The instruction set the kernels use on this machine (`avx512vnni`, `avx2` or `scalar`), for

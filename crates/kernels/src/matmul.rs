@@ -16,6 +16,7 @@ use crate::simd::{self, ActRow, Activations, DotKernel, Level};
 use crate::KernelError;
 use gguf::GgmlType;
 use std::cell::RefCell;
+use std::ops::Range;
 
 /// A row-major weight matrix viewed in place: `rows` rows of `cols` elements of type `ty`
 /// (`cols` is GGUF's `ne[0]`, the contiguous dimension).
@@ -172,8 +173,7 @@ fn chunk_rows(rows: usize, row_bytes: usize, n_threads: usize, n_tokens: usize) 
     c
 }
 
-/// The dot loop over row chunks: per chunk, tokens in groups of 4 (one pass over the chunk's
-/// rows per group, each weight row unpacked once per group), then the remaining tokens.
+/// The dot loop over row chunks of one matrix.
 fn run_rows<'a>(
     pool: &ThreadPool,
     w: &Matrix,
@@ -182,35 +182,182 @@ fn run_rows<'a>(
     n_tokens: usize,
     out: &mut [f32],
 ) {
-    let (rows, cols) = (w.rows, w.cols);
     let dst = SharedMut(out.as_mut_ptr());
-    // SAFETY (for the writes below): `out` holds n_tokens * rows elements (checked by the caller)
-    // and each (t, r) is written by exactly one chunk; `out` outlives the pool call.
-    let chunk = chunk_rows(rows, w.row_bytes(), pool.n_threads(), n_tokens);
-    pool.for_each_chunk(rows, chunk, &|rs| {
-        let mut t = 0;
-        if kernel.has_dot4() {
-            while t + 4 <= n_tokens {
-                let a = [act(t), act(t + 1), act(t + 2), act(t + 3)];
-                for r in rs.clone() {
-                    let v = kernel.dot4(w.row(r), [&a[0], &a[1], &a[2], &a[3]], cols);
-                    for (k, v) in v.into_iter().enumerate() {
-                        // SAFETY: see above.
-                        unsafe { dst.at((t + k) * rows + r).write(v) };
-                    }
-                }
-                t += 4;
-            }
-        }
-        for t in t..n_tokens {
-            let a = act(t);
+    let chunk = chunk_rows(w.rows, w.row_bytes(), pool.n_threads(), n_tokens);
+    pool.for_each_chunk(w.rows, chunk, &|rs| {
+        // SAFETY: `out` holds n_tokens * rows elements (checked by the caller), chunks are
+        // disjoint, and `out` outlives the pool call.
+        unsafe { run_chunk(w, kernel, act, n_tokens, rs, dst) }
+    });
+}
+
+/// Rows `rs` of `w` for every token: tokens in groups of 4 (one pass over the rows per group,
+/// each weight row unpacked once per group), then the remaining tokens one by one.
+///
+/// # Safety
+/// `dst` must point to `n_tokens * w.rows` writable f32 that no other thread writes at the
+/// indices `t * w.rows + r` for `r` in `rs`.
+unsafe fn run_chunk<'a>(
+    w: &Matrix,
+    kernel: &DotKernel,
+    act: &(dyn Fn(usize) -> ActRow<'a> + Sync),
+    n_tokens: usize,
+    rs: Range<usize>,
+    dst: SharedMut<f32>,
+) {
+    let (rows, cols) = (w.rows, w.cols);
+    let mut t = 0;
+    if kernel.has_dot4() {
+        while t + 4 <= n_tokens {
+            let a = [act(t), act(t + 1), act(t + 2), act(t + 3)];
             for r in rs.clone() {
-                let v = kernel.dot(w.row(r), &a, cols);
-                // SAFETY: see above.
-                unsafe { dst.at(t * rows + r).write(v) };
+                let v = kernel.dot4(w.row(r), [&a[0], &a[1], &a[2], &a[3]], cols);
+                for (k, v) in v.into_iter().enumerate() {
+                    // SAFETY: (t + k, r) is ours per the contract.
+                    unsafe { dst.at((t + k) * rows + r).write(v) };
+                }
             }
+            t += 4;
+        }
+    }
+    for t in t..n_tokens {
+        let a = act(t);
+        for r in rs.clone() {
+            let v = kernel.dot(w.row(r), &a, cols);
+            // SAFETY: (t, r) is ours per the contract.
+            unsafe { dst.at(t * rows + r).write(v) };
+        }
+    }
+}
+
+thread_local! {
+    /// Quantized activations of the last [`matmul_multi`] call, one per activation layout.
+    static MULTI_SCRATCH: RefCell<Vec<Activations>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Several matrices applied to the same activations (e.g. the Q, K and V projections, or the
+/// gate and up projections): `outs[i][t * ws[i].rows + r] = dot(ws[i].row(r), x[t])`.
+///
+/// Equivalent to one [`matmul`] per matrix, but the activations are quantized once per
+/// activation layout (not once per matrix) and all the rows run in one pool dispatch, which
+/// balances small matrices better and synchronizes once. Every matrix must have the same `cols`.
+///
+/// # Panics
+/// If `ws` and `outs` differ in length, the `cols` differ, or `x` / an output is too short.
+pub fn matmul_multi(
+    pool: &ThreadPool,
+    ws: &[Matrix],
+    x: &[f32],
+    n_tokens: usize,
+    outs: &mut [&mut [f32]],
+) {
+    matmul_multi_at(simd::active_level(), pool, ws, x, n_tokens, outs)
+}
+
+/// [`matmul_multi`] at an explicit instruction-set level.
+///
+/// # Panics
+/// As [`matmul_multi`], or if `level` is not available on this CPU.
+pub fn matmul_multi_at(
+    level: Level,
+    pool: &ThreadPool,
+    ws: &[Matrix],
+    x: &[f32],
+    n_tokens: usize,
+    outs: &mut [&mut [f32]],
+) {
+    assert_eq!(ws.len(), outs.len(), "matmul_multi: one output per matrix");
+    let Some(cols) = ws.first().map(|w| w.cols) else {
+        return;
+    };
+    assert!(
+        ws.iter().all(|w| w.cols == cols),
+        "matmul_multi: matrices must share cols"
+    );
+    assert!(
+        x.len() >= n_tokens * cols,
+        "matmul_multi: {} activations for {n_tokens} tokens of {cols}",
+        x.len()
+    );
+    for (w, o) in ws.iter().zip(outs.iter()) {
+        assert!(
+            o.len() >= n_tokens * w.rows,
+            "matmul_multi: output of {} for {n_tokens} tokens of {}",
+            o.len(),
+            w.rows
+        );
+    }
+    if n_tokens == 0 {
+        return;
+    }
+    let kernels: Vec<DotKernel> = ws.iter().map(|w| DotKernel::new(level, w.ty)).collect();
+    // Distinct activation layouts (type, prepared); `which[i]` is matrix i's layout.
+    let mut layouts: Vec<(GgmlType, bool, usize)> = Vec::new();
+    let which: Vec<usize> = kernels
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let act = formats::activation_type(k.weight_type()).expect("Matrix::new checked");
+            let key = (act, k.wants_prepared());
+            match layouts.iter().position(|l| (l.0, l.1) == key) {
+                Some(p) => p,
+                None => {
+                    layouts.push((key.0, key.1, i));
+                    layouts.len() - 1
+                }
+            }
+        })
+        .collect();
+    let raw_f32 = |l: usize| layouts[l].0 == GgmlType::F32 && cfg!(target_endian = "little");
+
+    let mut scratch = MULTI_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    scratch.resize_with(scratch.len().max(layouts.len()), Activations::new);
+    for (l, acts) in scratch.iter_mut().enumerate().take(layouts.len()) {
+        if !raw_f32(l) {
+            acts.quantize(&kernels[layouts[l].2], x, cols, n_tokens, pool);
+        }
+    }
+    // SAFETY: any f32 bit pattern is valid bytes; u8 has no alignment requirement.
+    let x_bytes =
+        unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), n_tokens * cols * 4) };
+    let scratch_ref = &scratch;
+    let act_row = |l: usize, t: usize| {
+        if raw_f32(l) {
+            ActRow::plain(&x_bytes[t * cols * 4..(t + 1) * cols * 4])
+        } else {
+            scratch_ref[l].row(t)
+        }
+    };
+
+    let n_threads = pool.n_threads();
+    let mut tasks: Vec<(usize, Range<usize>)> = Vec::new();
+    for (m, w) in ws.iter().enumerate() {
+        let chunk = chunk_rows(w.rows, w.row_bytes(), n_threads, n_tokens).max(1);
+        tasks.extend(
+            (0..w.rows)
+                .step_by(chunk)
+                .map(|s| (m, s..(s + chunk).min(w.rows))),
+        );
+    }
+    let dsts: Vec<SharedMut<f32>> = outs.iter_mut().map(|o| SharedMut(o.as_mut_ptr())).collect();
+    pool.for_each_chunk(tasks.len(), 1, &|ts| {
+        for (m, rs) in &tasks[ts] {
+            let l = which[*m];
+            // SAFETY: output m holds n_tokens * rows elements (checked above), the tasks of a
+            // matrix are disjoint row ranges, and the outputs outlive the pool call.
+            unsafe {
+                run_chunk(
+                    &ws[*m],
+                    &kernels[*m],
+                    &|t| act_row(l, t),
+                    n_tokens,
+                    rs.clone(),
+                    dsts[*m],
+                )
+            };
         }
     });
+    MULTI_SCRATCH.with(|s| *s.borrow_mut() = scratch);
 }
 
 #[cfg(test)]
@@ -412,6 +559,54 @@ mod tests {
         matmul(&ThreadPool::new(2), &w, &x, n_tokens, &mut two);
         // Same kernels, same activations, each output computed by one dot: bit-identical.
         assert_eq!(one, two);
+    }
+
+    /// matmul_multi runs the same kernels on the same activations as one matmul per matrix, so
+    /// the outputs must be bit-identical, with mixed activation layouts (Q8_1 prepared, Q8_0
+    /// prepared, Q8_K, f32) in one call.
+    #[test]
+    fn matmul_multi_equals_separate_matmuls() {
+        let mut rng = Rng(11);
+        let cols = 512;
+        let specs = [
+            (GgmlType::Q4_1, 40),
+            (GgmlType::Q5_0, 24),
+            (GgmlType::Q4_1, 8),
+            (GgmlType::Q6_K, 33),
+            (GgmlType::F16, 5),
+        ];
+        let datas: Vec<Vec<u8>> = specs
+            .iter()
+            .map(|&(ty, rows)| random_matrix(ty, rows, cols, &mut rng))
+            .collect();
+        let ws: Vec<Matrix> = specs
+            .iter()
+            .zip(&datas)
+            .map(|(&(ty, rows), d)| Matrix::new(ty, rows, cols, d).unwrap())
+            .collect();
+        for n_tokens in [1usize, 6] {
+            let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.f32()).collect();
+            for level in available_levels() {
+                for threads in [1, 2] {
+                    let pool = ThreadPool::new(threads);
+                    let mut want: Vec<Vec<f32>> = Vec::new();
+                    for w in &ws {
+                        let mut o = vec![0f32; n_tokens * w.rows];
+                        matmul_at(level, &pool, w, &x, n_tokens, &mut o);
+                        want.push(o);
+                    }
+                    let mut got: Vec<Vec<f32>> = ws
+                        .iter()
+                        .map(|w| vec![f32::NAN; n_tokens * w.rows])
+                        .collect();
+                    let mut outs: Vec<&mut [f32]> = got.iter_mut().map(|v| &mut v[..]).collect();
+                    matmul_multi_at(level, &pool, &ws, &x, n_tokens, &mut outs);
+                    assert_eq!(got, want, "{level} {threads} threads, {n_tokens} tokens");
+                }
+            }
+        }
+        // Degenerate calls do nothing.
+        matmul_multi(&ThreadPool::new(2), &[], &[], 1, &mut []);
     }
 
     #[test]
