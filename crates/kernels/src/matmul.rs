@@ -4,11 +4,16 @@
 //!
 //! 1. The activations are quantized once per call to the weight type's activation type
 //!    ([`formats::activation_type`]: Q8_0, Q8_1, Q8_K, or kept as f32 for float weights), in parallel
-//!    when there are many tokens, into a scratch buffer reused across calls.
+//!    when there are many tokens, into a scratch buffer reused across calls, and laid out for the
+//!    chosen kernel ([`Activations`]).
 //! 2. The weight rows are cut into chunks that the pool's threads claim atomically (so a thread
-//!    slowed down by the other tenants of a small VM just takes fewer chunks). A chunk runs every
-//!    token over its rows: the chunk's weights stay in L1/L2 while the tokens stream past, and
-//!    a single token's quantized activations (a few KiB) stay in L1.
+//!    slowed down by the other tenants of a small VM just takes fewer chunks, and one that is not
+//!    scheduled at all is not waited for). A chunk runs every token over its rows, 4 tokens per
+//!    pass where the kernel has a 4-token variant ([`DotKernel::dot4`]): the chunk's weights stay
+//!    in L2 (at most ~128 KiB for batches) while the tokens stream past, and a token's quantized
+//!    activations (a few KiB) stay in L1.
+//!
+//! [`matmul_multi`] does the same for several matrices with the same input in one dispatch.
 
 use crate::formats;
 use crate::pool::{SharedMut, ThreadPool};
