@@ -55,7 +55,7 @@ use index::{StrIndex, StrTable};
 use special::{Frag, Specials};
 
 pub use pretokenize::PreTokenizer;
-pub use stream::StreamDecoder;
+pub use stream::{lossy_utf8, StreamDecoder};
 /// The Unicode version of the character classes the pre-tokenizers use.
 pub use unicode_table::UNICODE_VERSION;
 
@@ -742,11 +742,13 @@ impl Tokenizer {
     }
 
     /// Decodes `ids` to text: the tokens' bytes concatenated, then converted to UTF-8 with
-    /// invalid sequences (only possible where the ids end mid-character, or for odd byte
-    /// tokens) replaced by U+FFFD. Control tokens render as nothing. The leading space an SPM
-    /// vocabulary with `add_space_prefix` adds when encoding is kept (`" Hello"`).
+    /// each byte that is not part of a valid character (only possible where the ids end
+    /// mid-character, or for odd byte tokens) replaced by U+FFFD, one per byte, as in
+    /// llama.cpp's reference outputs (see [`lossy_utf8`]). Control tokens render as nothing.
+    /// The leading space an SPM vocabulary with `add_space_prefix` adds when encoding is kept
+    /// (`" Hello"`).
     pub fn decode(&self, ids: &[u32]) -> String {
-        String::from_utf8_lossy(&self.decode_bytes(ids)).into_owned()
+        lossy_utf8(&self.decode_bytes(ids))
     }
 
     /// Number of tokens in the vocabulary.

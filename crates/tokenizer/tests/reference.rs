@@ -332,3 +332,66 @@ fn load_times() {
         );
     }
 }
+
+/// Decoding the greedy continuations gives llama.cpp's `greedy_text` exactly, including how
+/// bytes of characters split across tokens are replaced, both with `decode` and streaming.
+#[test]
+fn greedy_text_matches_reference_decoding() {
+    let mut files: Vec<(PathBuf, PathBuf)> = REAL_MODELS
+        .iter()
+        .map(|m| {
+            (
+                repo_root()
+                    .join("testdata/reference")
+                    .join(m)
+                    .join("generate.jsonl"),
+                model_path(m),
+            )
+        })
+        .collect();
+    files.extend(synthetic_files());
+    let mut checked = 0;
+    for (jsonl, model) in files {
+        let tok = load(&model);
+        let text = std::fs::read_to_string(&jsonl).unwrap();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let Some(steps) = v["greedy"].as_array() else {
+                continue;
+            };
+            let ids: Vec<u32> = steps
+                .iter()
+                .map(|s| s[0].as_u64().unwrap() as u32)
+                .collect();
+            let want = v["greedy_text"].as_str().unwrap();
+            // Each token's bytes are what llama.cpp reports.
+            for (s, &id) in steps.iter().zip(&ids) {
+                let hex: String = tok
+                    .token_bytes(id)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                assert_eq!(
+                    hex,
+                    s[3].as_str().unwrap(),
+                    "{}: token {id}",
+                    jsonl.display()
+                );
+                assert_eq!(
+                    tokenizer::lossy_utf8(tok.token_bytes(id)),
+                    s[2].as_str().unwrap()
+                );
+            }
+            assert_eq!(tok.decode(&ids), want, "{}", jsonl.display());
+            let mut d = StreamDecoder::new();
+            let mut streamed = String::new();
+            for &id in &ids {
+                streamed.push_str(&d.push(tok.token_bytes(id)));
+            }
+            streamed.push_str(&d.finish());
+            assert_eq!(streamed, want, "{} (streamed)", jsonl.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 300, "{checked}");
+}
