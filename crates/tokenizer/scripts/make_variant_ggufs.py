@@ -40,12 +40,12 @@ def write(path, src, arch, skip=(), extra=()):
 
 syn = GGUFReader(f"{ROOT}/testdata/reference/synthetic/llama3-synthetic.gguf")
 for pre in ["default", "gpt-2", "tekken", "gpt-4o", "falcon", "starcoder", "qwen35", "seed-coder",
-            "minicpm5", "bailingmoe", "llama-bpe", "glm4"]:
+            "minicpm5", "bailingmoe", "llama-bpe", "glm4", "deepseek-v3"]:
     write(f"{OUT}/bpe-{pre}.gguf", syn, "llama", {"tokenizer.ggml.pre", "tokenizer.ggml.add_bos_token"},
           [("tokenizer.ggml.pre", pre)])
 
 qwen = GGUFReader(f"{MODELS}/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
-for pre in ["tekken", "gpt-4o", "default", "llama-bpe", "qwen35", "minicpm5"]:
+for pre in ["tekken", "gpt-4o", "default", "llama-bpe", "qwen35", "minicpm5", "deepseek-v3"]:
     write(f"{OUT}/qwen-pre-{pre}.gguf", qwen, "qwen2", {"tokenizer.ggml.pre"}, [("tokenizer.ggml.pre", pre)])
 
 gemma = GGUFReader(f"{MODELS}/gemma-3-270m-q4_k_m.gguf")

@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use crate::unicode::{char_flags, LETTER, MARK, NUMBER, PUNCT, WHITESPACE};
+use crate::unicode::{char_flags, LETTER, MARK, NUMBER, PUNCT, SYMBOL, WHITESPACE};
 
 /// The regex family a BPE vocabulary splits its input with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,6 +41,10 @@ pub enum PreTokenizer {
     /// Gemma 4 (SentencePiece-style BPE): only runs of `\n` and runs of other characters are
     /// split apart (`[^\n]+|[\n]+`).
     Newlines,
+    /// DeepSeek V3 / Hunyuan dense / JoyAI: `\p{N}{1,3}`, then runs of CJK ideographs and kana,
+    /// then ``[!-/:-@\[-`{-~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|
+    /// \s*[\r\n]+|\s+(?!\S)|\s+`` (text matching none of these stays together as one piece).
+    DeepSeekV3,
     /// llama.cpp's default: `[\p{P}$+<=>^~|]+`, then GPT-2, then `\p{N}+`, then `[0-9][0-9][0-9]`.
     Default,
     /// Falcon: ``[\p{P}$+<=>^~|`]+``, then GPT-2, then `[0-9][0-9][0-9]`.
@@ -169,6 +173,12 @@ const PRE_NAMES: &[NameRow] = &[
         false,
         false,
     ),
+    (
+        &["deepseek-v3", "hunyuan-dense", "joyai-llm", "hy_v4"],
+        PreTokenizer::DeepSeekV3,
+        false,
+        false,
+    ),
     (&["default"], PreTokenizer::Default, false, false),
     (&["falcon"], PreTokenizer::Falcon, false, false),
 ];
@@ -269,6 +279,18 @@ impl PreTokenizer {
             PreTokenizer::MiniCpm5 => {
                 segs = apply(&cs, &segs, split_number_triples);
                 segs = apply(&cs, &segs, |cs, s, out| MINICPM5.split(cs, s, out));
+            }
+            PreTokenizer::DeepSeekV3 => {
+                segs = apply(&cs, &segs, split_number_triples);
+                segs = apply(&cs, &segs, |cs, s, out| {
+                    split_runs(
+                        cs,
+                        s,
+                        out,
+                        |c, _| matches!(c, '\u{4E00}'..='\u{9FA5}' | '\u{3040}'..='\u{309F}' | '\u{30A0}'..='\u{30FF}'),
+                    )
+                });
+                segs = apply(&cs, &segs, split_deepseek_v3);
             }
             PreTokenizer::Newlines => {
                 segs = apply(&cs, &segs, |cs, (start, end), out| {
@@ -394,6 +416,60 @@ fn split_number_triples(cs: &Chars, (start, end): Seg, out: &mut Vec<Seg>) {
         }
     }
     push(out, prev, end);
+}
+
+/// The last DeepSeek V3 expression, with regex-search semantics: text that no alternative
+/// matches accumulates into one piece up to the next match.
+fn split_deepseek_v3(cs: &Chars, (start, end): Seg, out: &mut Vec<Seg>) {
+    let f = |i: usize| if i < end { cs.flags[i] } else { 0 };
+    let c = |i: usize| if i < end { cs.chars[i] } else { '\0' };
+    let word = |i: usize| f(i) & (LETTER | MARK) != 0;
+    let punct_sym = |i: usize| f(i) & (PUNCT | SYMBOL) != 0;
+    let is_nl = |i: usize| matches!(c(i), '\r' | '\n');
+    let mut gap = start;
+    let mut pos = start;
+    while pos < end {
+        let m_end = if c(pos).is_ascii_punctuation() && c(pos + 1).is_ascii_alphabetic() {
+            // `[!-/:-@\[-`{-~][A-Za-z]+`
+            let mut p = pos + 1;
+            while c(p).is_ascii_alphabetic() {
+                p += 1;
+            }
+            Some(p)
+        } else if word(pos)
+            || (!is_nl(pos) && f(pos) & (LETTER | PUNCT | SYMBOL) == 0 && word(pos + 1))
+        {
+            // `[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+`
+            let mut p = pos + 1;
+            while word(p) {
+                p += 1;
+            }
+            Some(p)
+        } else if punct_sym(pos) || (c(pos) == ' ' && punct_sym(pos + 1)) {
+            // ` ?[\p{P}\p{S}]+[\r\n]*`
+            let mut p = if c(pos) == ' ' { pos + 2 } else { pos + 1 };
+            while punct_sym(p) {
+                p += 1;
+            }
+            while is_nl(p) {
+                p += 1;
+            }
+            Some(p)
+        } else if f(pos) & WHITESPACE != 0 {
+            Some(newline_or_whitespace(cs, pos, end))
+        } else {
+            None
+        };
+        match m_end {
+            Some(e) => {
+                push(out, gap, pos);
+                pos = push(out, pos, e);
+                gap = pos;
+            }
+            None => pos += 1,
+        }
+    }
+    push(out, gap, end);
 }
 
 /// Length of the contraction (`'s`, `'t`, `'re`, `'ve`, `'m`, `'ll`, `'d`) starting at `pos`, or 0.
@@ -728,6 +804,18 @@ mod tests {
     }
 
     #[test]
+    fn deepseek_v3_groups() {
+        let p = PreTokenizer::DeepSeekV3;
+        assert_eq!(
+            pieces(p, "x.Foo 12345 日本語です한국"),
+            ["x", ".Foo", " ", "123", "45", " ", "日本語です", "한국"]
+        );
+        // Digits are left alone by the last expression: they stay one piece with what follows
+        // no alternative.
+        assert_eq!(pieces(p, "a\u{200b}1"), ["a", "\u{200b}", "1"]);
+    }
+
+    #[test]
     fn default_passes() {
         let p = PreTokenizer::Default;
         assert_eq!(pieces(p, "a+b 12345"), ["a", "+", "b", " ", "123", "45"]);
@@ -749,6 +837,7 @@ mod tests {
             PreTokenizer::Gpt4o,
             PreTokenizer::MiniCpm5,
             PreTokenizer::Newlines,
+            PreTokenizer::DeepSeekV3,
         ] {
             let r = pre.split(text);
             assert_eq!(r.first().unwrap().start, 0);
