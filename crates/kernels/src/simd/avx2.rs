@@ -183,6 +183,16 @@ pub(super) unsafe fn k4_scales_mins(s: *const u8) -> (u64, u64) {
     )
 }
 
+/// 16 i16 lanes all holding byte `j` (zero-extended) of each 128-bit half of `bytes`: a
+/// per-sub-block scale ready for `madd`, with one shuffle instead of a scalar extract and
+/// broadcast.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn splat_byte16(bytes: __m256i, j: usize) -> __m256i {
+    // Shuffle control per i16 lane: low byte <- byte j, high byte <- 0 (index with bit 7 set).
+    _mm256_shuffle_epi8(bytes, _mm256_set1_epi16((0x8000 | j) as u16 as i16))
+}
+
 /// The 16 signed 6-bit scales of a Q3_K block (already minus 32) from its 12 packed bytes.
 ///
 /// # Safety
@@ -453,6 +463,7 @@ pub(crate) fn dot_q4_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
             let da = f32_ptr(ap);
             let dm = _mm_mul_ps(f16x2_ptr(wp), _mm_set1_ps(da)); // [d*da, dmin*da]
             let (sc, mins) = k4_scales_mins(wp.add(4));
+            let sv = _mm256_broadcastsi128_si256(_mm_cvtsi64_si128(sc as i64));
             // In bounds: bsums are 32 bytes at 260 of a 292-byte block.
             let bsums = load32(ap.add(Q8K_BSUMS));
             let pair = _mm256_madd_epi16(bsums, _mm256_set1_epi16(1));
@@ -477,8 +488,8 @@ pub(crate) fn dot_q4_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
                 // Codes <= 15: pair sums <= 2 * 15 * 127; times a 6-bit scale in madd.
                 let p0 = _mm256_maddubs_epi16(lo, y0);
                 let p1 = _mm256_maddubs_epi16(hi, y1);
-                let s0 = _mm256_set1_epi16(((sc >> (16 * c)) & 0xFF) as i16);
-                let s1 = _mm256_set1_epi16(((sc >> (16 * c + 8)) & 0xFF) as i16);
+                let s0 = splat_byte16(sv, 2 * c);
+                let s1 = splat_byte16(sv, 2 * c + 1);
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, s0));
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, s1));
             }
@@ -508,6 +519,7 @@ pub(crate) fn dot_q5_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
             let da = f32_ptr(ap);
             let dm = _mm_mul_ps(f16x2_ptr(wp), _mm_set1_ps(da));
             let (sc, mins) = k4_scales_mins(wp.add(4));
+            let sv = _mm256_broadcastsi128_si256(_mm_cvtsi64_si128(sc as i64));
             // In bounds: bsums at 260 (32 bytes), qh at 16 (32 bytes).
             let (bsums, mut qh) = (load32(ap.add(Q8K_BSUMS)), load32(wp.add(16)));
             let pair = _mm256_madd_epi16(bsums, _mm256_set1_epi16(1));
@@ -539,8 +551,8 @@ pub(crate) fn dot_q5_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
                 // Codes <= 31: pair sums <= 2 * 31 * 127.
                 let p0 = _mm256_maddubs_epi16(lo, y0);
                 let p1 = _mm256_maddubs_epi16(hi, y1);
-                let s0 = _mm256_set1_epi16(((sc >> (16 * c)) & 0xFF) as i16);
-                let s1 = _mm256_set1_epi16(((sc >> (16 * c + 8)) & 0xFF) as i16);
+                let s0 = splat_byte16(sv, 2 * c);
+                let s1 = splat_byte16(sv, 2 * c + 1);
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, s0));
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, s1));
             }

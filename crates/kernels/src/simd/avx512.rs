@@ -13,7 +13,7 @@
 
 use super::avx2::{
     blocks, f16_at, f16_bcast, f16x2_ptr, f32_at, f32_ptr, float_lens, hsum_ps, k4_scales_mins,
-    load16, load32, q6k_codes, scale_pair, u32_ptr,
+    load16, load32, q6k_codes, scale_pair, splat_byte16, u32_ptr,
 };
 use super::layout::*;
 use super::ActRow;
@@ -375,6 +375,7 @@ fn q4_k<const T: usize>(w: &[u8], acts: [&ActRow<'_>; T], n: usize) -> [f32; T] 
             let wp = w.as_ptr().add(i * Q4_K_W);
             let dmw = f16x2_ptr(wp); // [d, dmin]
             let (sc, mins) = k4_scales_mins(wp.add(4));
+            let sv = _mm256_broadcastsi128_si256(_mm_cvtsi64_si128(sc as i64));
             // Each min multiplies two adjacent group sums: duplicate it into an i16 pair.
             let m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(
                 _mm_cvtsi64_si128(mins as i64),
@@ -386,8 +387,8 @@ fn q4_k<const T: usize>(w: &[u8], acts: [&ActRow<'_>; T], n: usize) -> [f32; T] 
                 let q = load32(wp.add(16 + 32 * c));
                 codes[2 * c] = _mm256_and_si256(q, low4);
                 codes[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
-                scales[2 * c] = _mm256_set1_epi16(((sc >> (16 * c)) & 0xFF) as i16);
-                scales[2 * c + 1] = _mm256_set1_epi16(((sc >> (16 * c + 8)) & 0xFF) as i16);
+                scales[2 * c] = splat_byte16(sv, 2 * c);
+                scales[2 * c + 1] = splat_byte16(sv, 2 * c + 1);
             }
             for t in 0..T {
                 let ap = aps[t].add(i * Q8_K_A);
@@ -454,13 +455,8 @@ fn q6_k<const T: usize>(w: &[u8], acts: [&ActRow<'_>; T], n: usize) -> [f32; T] 
     std::array::from_fn(|t| hsum_ps(acc[t]))
 }
 
-/// Q4_K weights x Q8_K activations.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn dot_q4_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
-    q4_k::<1>(w, [act], n)[0]
-}
-
-/// [`dot_q4_k`] for 4 tokens at once.
+/// Q4_K weights x Q8_K activations for 4 tokens at once (the single-token kernel is the AVX2
+/// one, which measured faster).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) fn dot4_q4_k(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
     q4_k::<4>(w, acts, n)
