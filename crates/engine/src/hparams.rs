@@ -89,14 +89,18 @@ fn get_u64(g: &Gguf, k: &str) -> Result<Option<u64>, EngineError> {
             } else {
                 Err(EngineError::BadMetadata {
                     key: k.to_string(),
-                    expected: "an unsigned integer (per-layer values that differ are not supported)",
+                    expected:
+                        "an unsigned integer (per-layer values that differ are not supported)",
                 })
             }
         }
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| EngineError::BadMetadata {
-            key: k.to_string(),
-            expected: "an unsigned integer",
-        }),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| EngineError::BadMetadata {
+                key: k.to_string(),
+                expected: "an unsigned integer",
+            }),
     }
 }
 
@@ -110,10 +114,13 @@ fn need_u64(g: &Gguf, k: &str) -> Result<u64, EngineError> {
 fn get_f32(g: &Gguf, k: &str) -> Result<Option<f32>, EngineError> {
     match g.get(k) {
         None => Ok(None),
-        Some(v) => v.as_f32().map(Some).ok_or_else(|| EngineError::BadMetadata {
-            key: k.to_string(),
-            expected: "a number",
-        }),
+        Some(v) => v
+            .as_f32()
+            .map(Some)
+            .ok_or_else(|| EngineError::BadMetadata {
+                key: k.to_string(),
+                expected: "a number",
+            }),
     }
 }
 
@@ -187,17 +194,17 @@ impl HParams {
             .unwrap_or("none");
         let factor = get_f32(g, &key(a, "rope.scaling.factor"))?
             .or(get_f32(g, &key(a, "rope.scale_linear"))?);
-        let rope_freq_scale = match (scaling_type, factor) {
-            ("none", None) | (_, None) => 1.0,
-            ("linear", Some(f)) | ("none", Some(f)) if f > 0.0 => 1.0 / f,
-            ("linear" | "none", Some(_)) => 1.0,
-            (other, Some(_)) => {
-                return Err(EngineError::BadMetadata {
+        let rope_freq_scale =
+            match (scaling_type, factor) {
+                ("none", None) | (_, None) => 1.0,
+                ("linear", Some(f)) | ("none", Some(f)) if f > 0.0 => 1.0 / f,
+                ("linear" | "none", Some(_)) => 1.0,
+                (other, Some(_)) => return Err(EngineError::BadMetadata {
                     key: format!("{a}.rope.scaling.type = {other}"),
-                    expected: "`none` or `linear` RoPE scaling (YaRN and LongRoPE are not supported yet)",
-                })
-            }
-        };
+                    expected:
+                        "`none` or `linear` RoPE scaling (YaRN and LongRoPE are not supported yet)",
+                }),
+            };
         let n_ctx_train = get_u64(g, &key(a, "context_length"))?.unwrap_or(4096) as usize;
 
         let mut n_swa = 0;
@@ -221,8 +228,8 @@ impl HParams {
                 }
             }
         }
-        let attn_scale = get_f32(g, &key(a, "attention.scale"))?
-            .unwrap_or(1.0 / (head_dim as f32).sqrt());
+        let attn_scale =
+            get_f32(g, &key(a, "attention.scale"))?.unwrap_or(1.0 / (head_dim as f32).sqrt());
         let final_logit_softcap = get_f32(g, &key(a, "final_logit_softcapping"))?;
         Ok(HParams {
             arch,

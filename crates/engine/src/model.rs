@@ -72,10 +72,10 @@ impl Model {
         for l in &w.layers {
             let mut add = |x: &Linear| total += x.info.n_bytes;
             match &l.attn {
-                Attention::Separate { q, k, v } => {
-                    add(q);
-                    add(k);
-                    add(v)
+                Attention::Separate(qkv) => {
+                    add(&qkv.q);
+                    add(&qkv.k);
+                    add(&qkv.v)
                 }
                 Attention::Fused(f) => add(f),
             }
@@ -152,10 +152,10 @@ impl Model {
         for (il, layer) in w.layers.iter().enumerate() {
             rms_norm_into(&x, &layer.attn_norm, hp.rms_eps, &mut h);
             let (mut q, mut k, v) = match &layer.attn {
-                Attention::Separate { q, k, v } => (
-                    self.matmul(q, &h, n),
-                    self.matmul(k, &h, n),
-                    self.matmul(v, &h, n),
+                Attention::Separate(qkv) => (
+                    self.matmul(&qkv.q, &h, n),
+                    self.matmul(&qkv.k, &h, n),
+                    self.matmul(&qkv.v, &h, n),
                 ),
                 Attention::Fused(f) => {
                     let qkv = self.matmul(f, &h, n);
@@ -277,39 +277,47 @@ impl Model {
             }
             let (lo, hi) = (ti * total / nt, (ti + 1) * total / nt);
             let mut out = vec![0f32; (hi - lo) * hd];
-            let mut scores = Vec::new();
-            let mut krow = vec![0f32; hd];
+            let mut q16 = vec![0f32; hd];
+            let mut acc = vec![0f32; hd];
             for idx in lo..hi {
                 let (t, head) = (idx / nh, idx % nh);
                 let p = pos + t;
-                let start = if window > 0 { (p + 1).saturating_sub(window) } else { 0 };
-                let qh = &q[idx * hd..(idx + 1) * hd];
+                let start = if window > 0 {
+                    (p + 1).saturating_sub(window)
+                } else {
+                    0
+                };
+                q16.iter_mut()
+                    .zip(&q[idx * hd..(idx + 1) * hd])
+                    .for_each(|(d, &x)| *d = round_f16(x));
                 let koff = (head / group) * hd;
-                scores.clear();
-                let mut max = f32::NEG_INFINITY;
+                // Online softmax over the keys in order, with the weighted sum of values kept in
+                // f16 as llama.cpp's CPU flash attention keeps it.
+                let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+                acc.fill(0.0);
                 for j in start..=p {
-                    let kr = &kc[j * kv_dim + koff..j * kv_dim + koff + hd];
-                    krow.iter_mut()
-                        .zip(kr)
-                        .for_each(|(a, &b)| *a = f16::from_bits(b).to_f32());
-                    let s = qh.iter().zip(&krow).map(|(a, b)| a * b).sum::<f32>() * hp.attn_scale;
-                    max = max.max(s);
-                    scores.push(s);
+                    let row = j * kv_dim + koff;
+                    let kr = &kc[row..row + hd];
+                    let s = dot_f16(&q16, kr) * hp.attn_scale;
+                    let (mut ms, mut vs) = (1f32, 1f32);
+                    if s > max {
+                        ms = (max - s).exp();
+                        max = s;
+                        acc.iter_mut().for_each(|a| *a = round_f16(*a * ms));
+                    } else {
+                        vs = (s - max).exp();
+                    }
+                    let vr = &vc[row..row + hd];
+                    acc.iter_mut().zip(vr).for_each(|(a, &b)| {
+                        *a = round_f16(f16::from_bits(b).to_f32().mul_add(vs, *a))
+                    });
+                    sum = sum * ms + vs;
                 }
-                let mut sum = 0f32;
-                for s in scores.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                let o = &mut out[(idx - lo) * hd..(idx - lo + 1) * hd];
-                for (jj, &wgt) in scores.iter().enumerate() {
-                    let j = start + jj;
-                    let vr = &vc[j * kv_dim + koff..j * kv_dim + koff + hd];
-                    let wgt = wgt / sum;
-                    o.iter_mut()
-                        .zip(vr)
-                        .for_each(|(a, &b)| *a += wgt * f16::from_bits(b).to_f32());
-                }
+                let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+                out[(idx - lo) * hd..(idx - lo + 1) * hd]
+                    .iter_mut()
+                    .zip(&acc)
+                    .for_each(|(o, a)| *o = a * inv);
             }
             parts.lock().unwrap().push((lo * hd, out));
         });
@@ -319,4 +327,42 @@ impl Model {
         }
         result
     }
+}
+
+/// `q · k` for an f16 key row, summed in the order llama.cpp's AVX-512 `ggml_vec_dot_f16` uses:
+/// 64 fused multiply-add lanes, folded pairwise, the tail added in f64. Gemma-class models amplify
+/// last-bit differences here into visible logit differences.
+fn dot_f16(q: &[f32], k: &[u16]) -> f32 {
+    const LANES: usize = 64;
+    let body = q.len() - q.len() % LANES;
+    let mut acc = [0f32; LANES];
+    for (qc, kc) in q[..body]
+        .chunks_exact(LANES)
+        .zip(k[..body].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            acc[l] = qc[l].mul_add(f16::from_bits(kc[l]).to_f32(), acc[l]);
+        }
+    }
+    // Four 16-lane registers: r0 += r2, r1 += r3, r0 += r1, then a halving tree inside r0.
+    let mut r = [0f32; 16];
+    for l in 0..16 {
+        r[l] = (acc[l] + acc[32 + l]) + (acc[16 + l] + acc[48 + l]);
+    }
+    let mut width = 8;
+    while width >= 1 {
+        for l in 0..width {
+            r[l] += r[l + width];
+        }
+        width /= 2;
+    }
+    let mut sum = r[0] as f64;
+    for (a, &b) in q[body..].iter().zip(&k[body..]) {
+        sum += (a * f16::from_bits(b).to_f32()) as f64;
+    }
+    sum as f32
+}
+
+fn round_f16(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
 }

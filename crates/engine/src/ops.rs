@@ -68,7 +68,11 @@ pub fn rope_angles(
 pub fn rope_apply(head: &mut [f32], angles: &[(f32, f32)], neox: bool) {
     let half = angles.len();
     for (i, &(c, s)) in angles.iter().enumerate() {
-        let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+        let (a, b) = if neox {
+            (i, i + half)
+        } else {
+            (2 * i, 2 * i + 1)
+        };
         let x0 = head[a];
         let x1 = head[b];
         head[a] = x0 * c - x1 * s;

@@ -188,7 +188,9 @@ mod tests {
         let logits: Vec<f32> = (0..50).map(|i| (i % 7) as f32 * 0.3).collect();
         let draw = |seed| {
             let mut s = Sampler::new(SamplerConfig { seed, ..cfg(1.0) });
-            (0..40).map(|_| s.sample(&mut logits.clone())).collect::<Vec<_>>()
+            (0..40)
+                .map(|_| s.sample(&mut logits.clone()))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));

@@ -15,19 +15,33 @@ pub struct Linear {
 
 impl Linear {
     pub fn matrix<'a>(&self, g: &'a Gguf) -> Matrix<'a> {
-        Matrix::new(self.info.ty, self.rows, self.cols, g.tensor_data(&self.info))
-            .expect("shape and type were checked at load")
+        Matrix::new(
+            self.info.ty,
+            self.rows,
+            self.cols,
+            g.tensor_data(&self.info),
+        )
+        .expect("shape and type were checked at load")
     }
 }
 
+pub struct Qkv {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+}
+
 pub enum Attention {
-    Separate { q: Linear, k: Linear, v: Linear },
+    Separate(Box<Qkv>),
     /// Phi-3: one matrix producing Q|K|V.
     Fused(Linear),
 }
 
 pub enum FeedForward {
-    Gated { gate: Linear, up: Linear },
+    Gated {
+        gate: Linear,
+        up: Linear,
+    },
     /// Phi-3: one matrix producing gate|up.
     FusedGateUp(Linear),
 }
@@ -142,11 +156,11 @@ impl Weights {
             let p = |s: &str| format!("blk.{i}.{s}");
             let attn = match l.linear_opt(&p("attn_qkv"), d, q_dim + 2 * kv_dim)? {
                 Some(f) => Attention::Fused(f),
-                None => Attention::Separate {
+                None => Attention::Separate(Box::new(Qkv {
                     q: l.linear(&p("attn_q"), d, q_dim)?,
                     k: l.linear(&p("attn_k"), d, kv_dim)?,
                     v: l.linear(&p("attn_v"), d, kv_dim)?,
-                },
+                })),
             };
             let ffn = if hp.arch == Arch::Phi3 {
                 FeedForward::FusedGateUp(l.linear(&p("ffn_up"), d, 2 * hp.n_ff)?)

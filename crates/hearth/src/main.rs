@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "hearth", version, about = "Run open-weight language models on your own machine")]
+#[command(
+    name = "hearth",
+    version,
+    about = "Run open-weight language models on your own machine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -245,7 +245,8 @@ fn interactive(args: &RunArgs, model: &Model, session: &mut Session) -> Result<(
                 }
                 ["?"] | ["help"] => eprintln!("{HELP}"),
                 ["set", "system", ..] => {
-                    let text = cmd.trim_start()["set".len()..].trim_start()["system".len()..].trim();
+                    let text =
+                        cmd.trim_start()["set".len()..].trim_start()["system".len()..].trim();
                     system = Some(text.to_string());
                     history.clear();
                     eprintln!("Set the system message.");

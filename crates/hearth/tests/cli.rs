@@ -1,0 +1,176 @@
+//! The `hearth` binary seen from a user's side: `tokenize`, `run --raw`, `run` with a template,
+//! `show`, and clean errors.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn synthetic(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/reference/synthetic")
+        .join(name)
+}
+
+fn hearth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn first_record(model: &str) -> Value {
+    let text = std::fs::read_to_string(synthetic(model).with_extension("jsonl")).unwrap();
+    serde_json::from_str(text.lines().next().unwrap()).unwrap()
+}
+
+#[test]
+fn tokenize_prints_llama_cpp_ids() {
+    let model = synthetic("llama3-synthetic-q4_0.gguf");
+    let rec = first_record("llama3-synthetic-q4_0.gguf");
+    let out = hearth(&[
+        "tokenize",
+        model.to_str().unwrap(),
+        rec["prompt"].as_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ids, rec["tokens"]);
+}
+
+#[test]
+fn raw_greedy_run_prints_llama_cpp_continuation() {
+    let model = synthetic("qwen3-synthetic.gguf");
+    let text = std::fs::read_to_string(synthetic("qwen3-synthetic.jsonl")).unwrap();
+    for line in text.lines().take(6) {
+        let rec: Value = serde_json::from_str(line).unwrap();
+        let mut want = Vec::new();
+        for step in rec["greedy"].as_array().unwrap() {
+            if step[1].as_f64().unwrap() < 0.1 {
+                break;
+            }
+            let hex = step[3].as_str().unwrap();
+            want.extend(
+                (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()),
+            );
+        }
+        // Compare whole characters only: a cut inside a multi-byte character prints nothing yet.
+        while std::str::from_utf8(&want).is_err() {
+            want.pop();
+        }
+        let prompt = rec["prompt"].as_str().unwrap();
+        let out = hearth(&[
+            "run",
+            model.to_str().unwrap(),
+            "--raw",
+            "--temperature",
+            "0",
+            "--num-predict",
+            "16",
+            "--seed",
+            "1",
+            prompt,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout.starts_with(&want),
+            "{prompt:?}: got {:?}, want prefix {:?}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&want)
+        );
+    }
+}
+
+#[test]
+fn same_seed_gives_same_sampled_answer() {
+    let model = synthetic("llama3-synthetic.gguf");
+    let args = [
+        "run",
+        model.to_str().unwrap(),
+        "--temperature",
+        "1.0",
+        "--num-predict",
+        "24",
+        "--seed",
+        "42",
+        "Tell me a story",
+    ];
+    let a = hearth(&args);
+    let b = hearth(&args);
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn verbose_reports_speeds_on_stderr_only() {
+    let model = synthetic("llama3-synthetic-q8_0.gguf");
+    let out = hearth(&[
+        "run",
+        model.to_str().unwrap(),
+        "--raw",
+        "--temperature",
+        "0",
+        "--num-predict",
+        "4",
+        "--verbose",
+        "Hello",
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("prompt eval:") && err.contains("tokens/s"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("tokens/s"));
+}
+
+#[test]
+fn show_names_architecture_and_template() {
+    let out = hearth(&["show", synthetic("phi3-synthetic.gguf").to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("phi3") && text.contains("Chat template"),
+        "{text}"
+    );
+}
+
+#[test]
+fn prompt_longer_than_context_is_an_error_that_says_by_how_much() {
+    let model = synthetic("llama3-synthetic.gguf");
+    let prompt = "word ".repeat(100);
+    let out = hearth(&[
+        "run",
+        model.to_str().unwrap(),
+        "--raw",
+        "--ctx-size",
+        "16",
+        &prompt,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("shorten the prompt by"), "{err}");
+}
+
+#[test]
+fn broken_file_is_a_clean_error() {
+    let dir = std::env::temp_dir().join(format!("hearth-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("truncated.gguf");
+    let bytes = std::fs::read(synthetic("llama3-synthetic-q4_0.gguf")).unwrap();
+    std::fs::write(&bad, &bytes[..1000]).unwrap();
+    let out = hearth(&["run", bad.to_str().unwrap(), "hi"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: cannot load"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
