@@ -418,23 +418,7 @@ mod tests {
     /// differs (~1e-7 per step, a few hundred steps).
     const SAME_ACT_REL_TOL: f64 = 1e-5;
 
-    const TYPES: [GgmlType; 15] = [
-        GgmlType::F32,
-        GgmlType::F16,
-        GgmlType::BF16,
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q5_0,
-        GgmlType::Q5_1,
-        GgmlType::Q8_0,
-        GgmlType::Q2_K,
-        GgmlType::Q3_K,
-        GgmlType::Q4_K,
-        GgmlType::Q5_K,
-        GgmlType::Q6_K,
-        GgmlType::IQ4_NL,
-        GgmlType::IQ4_XS,
-    ];
+    const TYPES: [GgmlType; 15] = crate::formats::SUPPORTED;
 
     #[test]
     fn matrix_new_validates() {

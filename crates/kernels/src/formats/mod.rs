@@ -104,6 +104,25 @@ pub(crate) fn nearest_int(x: f32) -> i32 {
     x.round_ties_even() as i32
 }
 
+/// Every weight type the kernels can compute with.
+pub const SUPPORTED: [GgmlType; 15] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+];
+
 /// Whether tensors of type `ty` can be computed with (dequantized, dotted, quantized).
 pub fn is_supported(ty: GgmlType) -> bool {
     use GgmlType::*;

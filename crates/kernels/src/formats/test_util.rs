@@ -5,23 +5,7 @@ use super::{dequantize_row, quantize_row};
 use gguf::GgmlType;
 
 /// Every weight type the formats module supports.
-pub const ALL_TYPES: [GgmlType; 15] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-    GgmlType::IQ4_NL,
-    GgmlType::IQ4_XS,
-];
+pub const ALL_TYPES: [GgmlType; 15] = super::SUPPORTED;
 
 /// SplitMix64: small, deterministic, good enough for test data.
 pub struct Rng(u64);

@@ -31,23 +31,7 @@ impl Rng {
     }
 }
 
-const WEIGHT_TYPES: [GgmlType; 15] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-    GgmlType::IQ4_NL,
-    GgmlType::IQ4_XS,
-];
+const WEIGHT_TYPES: [GgmlType; 15] = crate::formats::SUPPORTED;
 
 /// Byte offsets of the f16 scale fields in a block (random bytes there could be NaN/Inf).
 fn f16_fields(ty: GgmlType) -> &'static [usize] {
