@@ -40,8 +40,4 @@ impl KvCache {
     pub fn layer(&self, layer: usize) -> (&[u16], &[u16]) {
         (&self.k[layer], &self.v[layer])
     }
-
-    pub fn bytes(&self) -> usize {
-        2 * self.k.len() * self.n_ctx * self.kv_dim * 2
-    }
 }

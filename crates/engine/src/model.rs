@@ -65,33 +65,6 @@ impl Model {
         KvCache::new(hp.n_layer, n_ctx, hp.n_head_kv * hp.head_dim)
     }
 
-    /// Bytes of weights read per generated token (every matrix once; one embedding row).
-    pub fn weight_bytes_per_token(&self) -> u64 {
-        let w = &self.weights;
-        let mut total = w.output.info.n_bytes;
-        for l in &w.layers {
-            let mut add = |x: &Linear| total += x.info.n_bytes;
-            match &l.attn {
-                Attention::Separate(qkv) => {
-                    add(&qkv.q);
-                    add(&qkv.k);
-                    add(&qkv.v)
-                }
-                Attention::Fused(f) => add(f),
-            }
-            add(&l.out);
-            match &l.ffn {
-                FeedForward::Gated { gate, up } => {
-                    add(gate);
-                    add(up)
-                }
-                FeedForward::FusedGateUp(f) => add(f),
-            }
-            add(&l.down);
-        }
-        total
-    }
-
     fn matmul(&self, w: &Linear, x: &[f32], n: usize) -> Vec<f32> {
         let mut out = vec![0f32; n * w.rows];
         kernels::matmul(&self.pool, &w.matrix(&self.gguf), x, n, &mut out);
