@@ -1,8 +1,9 @@
 //! `hearth`: run open-weight language models on your own machine.
 //!
 //! A thin command line over the library crates: `run` (one answer or an interactive chat),
-//! `tokenize` and `show`. The model store, the server and the rest come in later commands.
+//! `tokenize`, `show` and `bench`. The model store, the server and the rest come in later commands.
 
+mod bench;
 mod run;
 mod show;
 
@@ -39,6 +40,8 @@ enum Command {
         /// Path to a .gguf model file.
         model: PathBuf,
     },
+    /// Measure prompt and generation speed like llama.cpp's llama-bench.
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -51,6 +54,7 @@ fn main() {
             no_special,
         } => tokenize(&model, &text, no_special),
         Command::Show { model } => show::show(&model),
+        Command::Bench(args) => bench::bench(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
