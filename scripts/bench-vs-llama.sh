@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Compare Hearth's speed with llama.cpp's on the three test models: llama-bench and `hearth bench`,
+# same tests (pp512, tg128), same thread count, run back to back per model.
+#
+#   scripts/bench-vs-llama.sh [-t THREADS] [-r REPETITIONS] [-p N_PROMPT] [-n N_GEN] [MODEL...]
+#
+#   MODEL: smollm2, gemma3, qwen2 (default: all three)
+#   env:   THREADS (2), REPETITIONS (3), N_PROMPT (512), N_GEN (128), HEARTH_TEST_MODELS
+#          (~/.cache/hearth/test-models; scripts/fetch-test-models.sh fills it), LLAMA_BENCH (a
+#          llama-bench binary to use instead of building one)
+#
+# llama-bench is built once from the llama-cpp-python 0.3.36 sdist (it vendors llama.cpp) into
+# ~/.cache/hearth/llama.cpp; that needs pip, cmake and a C++ compiler. This is a benchmark, not a
+# test: scripts/test.sh does not run it.
+set -euo pipefail
+
+threads="${THREADS:-2}"
+reps="${REPETITIONS:-3}"
+n_prompt="${N_PROMPT:-512}"
+n_gen="${N_GEN:-128}"
+while getopts "t:r:p:n:h" opt; do
+  case "$opt" in
+    t) threads="$OPTARG" ;;
+    r) reps="$OPTARG" ;;
+    p) n_prompt="$OPTARG" ;;
+    n) n_gen="$OPTARG" ;;
+    *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+want=("$@")
+[ ${#want[@]} -eq 0 ] && want=(smollm2 gemma3 qwen2)
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+models_dir="${HEARTH_TEST_MODELS:-$HOME/.cache/hearth/test-models}"
+cache="$HOME/.cache/hearth/llama.cpp"
+version=0.3.36
+src="$cache/llama_cpp_python-$version/vendor/llama.cpp"
+python="${PYTHON:-python3}"
+
+declare -A files=(
+  [smollm2]=smollm2-135m-instruct-q4_1.gguf
+  [gemma3]=gemma-3-270m-q4_k_m.gguf
+  [qwen2]=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+)
+
+# llama-bench: reuse the cached build, else build it (once, slow on a small machine).
+llama_bench="${LLAMA_BENCH:-$src/build/bin/llama-bench}"
+if [ ! -x "$llama_bench" ]; then
+  echo "building llama-bench from llama-cpp-python==$version into $cache" >&2
+  mkdir -p "$cache"
+  if [ ! -d "$src" ]; then
+    "$python" -m pip install --quiet scikit-build-core
+    "$python" -m pip download --quiet --no-deps --no-build-isolation --no-binary :all: \
+      "llama-cpp-python==$version" -d "$cache"
+    tar -xzf "$cache/llama_cpp_python-$version.tar.gz" -C "$cache"
+  fi
+  cmake -S "$src" -B "$src/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF >&2
+  cmake --build "$src/build" -j"$(nproc)" --target llama-bench >&2
+fi
+
+echo "building hearth (cargo build --release)" >&2
+(cd "$root" && cargo build --release --quiet -p hearth)
+hearth="$root/target/release/hearth"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+for name in "${want[@]}"; do
+  file="${files[$name]:-}"
+  if [ -z "$file" ]; then
+    echo "unknown model '$name' (smollm2, gemma3, qwen2)" >&2
+    exit 2
+  fi
+  model="$models_dir/$file"
+  if [ ! -f "$model" ]; then
+    echo "$model is missing: run scripts/fetch-test-models.sh $name" >&2
+    exit 1
+  fi
+  echo "bench   $file: llama.cpp, then hearth ($threads threads, $reps repetitions)" >&2
+  "$llama_bench" -m "$model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" -o json \
+    >"$work/$name.llama.json" 2>"$work/$name.llama.err" ||
+    { cat "$work/$name.llama.err" >&2; exit 1; }
+  "$hearth" bench "$model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" --json \
+    >"$work/$name.hearth.json"
+done
+
+# One row per model and test; tests are matched by (n_prompt, n_gen), as both tools name them.
+"$python" - "$work" "$threads" "${want[@]}" <<'EOF'
+import json, sys
+
+work, threads, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+
+def tests(path):
+    with open(path) as f:
+        return {(t["n_prompt"], t["n_gen"]): t for t in json.load(f)}
+
+def test_name(key):
+    return f"pp{key[0]}" if key[0] else f"tg{key[1]}"
+
+rows = []
+mem = None
+for name in names:
+    llama = tests(f"{work}/{name}.llama.json")
+    hearth = tests(f"{work}/{name}.hearth.json")
+    for key in sorted(hearth, key=lambda k: (k[0] == 0, k)):
+        h, l = hearth[key], llama.get(key)
+        mem = h.get("memory_read_bandwidth_gbs", mem)
+        speed = lambda t: f"{t['avg_ts']:.2f} ± {t['stddev_ts']:.2f}"
+        bw = h.get("weight_bandwidth_gbs")
+        rows.append([
+            h["model_filename"],
+            test_name(key),
+            speed(l) if l else "-",
+            speed(h),
+            f"{h['avg_ts'] / l['avg_ts']:.2f}" if l else "-",
+            f"{bw:.1f}" if bw is not None else "",
+        ])
+
+header = ["model", "test", "llama.cpp t/s", "hearth t/s", "hearth/llama", "hearth weight GB/s"]
+width = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+left = [True, True, False, False, False, False]
+def line(cells):
+    return "| " + " | ".join(c.ljust(w) if l else c.rjust(w) for c, w, l in zip(cells, width, left)) + " |"
+print(f"{threads} threads; memory read bandwidth measured by hearth: {mem:.1f} GB/s")
+print(line(header))
+print("|" + "|".join("-" * (w + 2) if l else "-" * (w + 1) + ":" for w, l in zip(width, left)) + "|")
+for r in rows:
+    print(line(r))
+EOF
