@@ -284,7 +284,7 @@ impl Model {
                     acc.iter_mut().zip(vr).for_each(|(a, &b)| {
                         *a = round_f16(f16::from_bits(b).to_f32().mul_add(vs, *a))
                     });
-                    sum = sum * ms + vs;
+                    sum = sum.mul_add(ms, vs);
                 }
                 let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
                 out[(idx - lo) * hd..(idx - lo + 1) * hd]

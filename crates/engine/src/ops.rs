@@ -1,13 +1,13 @@
 //! Element-wise and per-row operations of the forward pass, written to match llama.cpp's numerics
-//! (RMSNorm accumulates in f64, GELU goes through f16 as ggml's lookup table does, RoPE angles are
-//! stepped by repeated multiplication).
+//! (RMSNorm accumulates f32 squares in f64, SiLU uses ggml's vector `expf` polynomial, GELU goes
+//! through f16 as ggml's lookup table does, RoPE angles are stepped by repeated multiplication).
 
 use half::f16;
 
 /// `x = x / rms(x) * w`, row by row.
 pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
     for row in x.chunks_exact_mut(w.len()) {
-        let sum: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        let sum: f64 = row.iter().map(|&v| (v * v) as f64).sum();
         let mean = (sum / row.len() as f64) as f32;
         let scale = 1.0 / (mean + eps).sqrt();
         for (v, &g) in row.iter_mut().zip(w) {
@@ -22,8 +22,39 @@ pub fn rms_norm_into(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     rms_norm(out, w, eps);
 }
 
+/// `x * sigmoid(x)`, with `exp` computed as ggml's AVX-512 `ggml_v_expf` does.
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + ggml_expf(-x))
+}
+
+/// ggml's vectorised `expf` (a range reduction to `2^n * e^b` and a degree-5 polynomial for
+/// `e^b`), which llama.cpp's SiLU uses; it differs from a correctly rounded `exp` in the last
+/// bits, and those bits reach the logits.
+fn ggml_expf(x: f32) -> f32 {
+    // The constants, bit for bit (ggml writes them as hex floats).
+    let f = f32::from_bits;
+    let shift = f(0x4b40_0000); // 1.5 * 2^23: adding it rounds to an integer
+    let (log2e, ln2_hi, ln2_lo) = (f(0x3fb8_aa3b), f(0x3f31_7200), f(0x35bf_be8e));
+    let c = [
+        f(0x3f7f_fff6),
+        f(0x3eff_fedb),
+        f(0x3e2a_af33),
+        f(0x3d2b_9f17),
+        f(0x3c07_2010),
+    ];
+    let z = x.mul_add(log2e, shift);
+    let n = z - shift;
+    let b = (-n).mul_add(ln2_lo, (-n).mul_add(ln2_hi, x));
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    let u = b * b;
+    let j = c[4]
+        .mul_add(b, c[3])
+        .mul_add(u, c[2].mul_add(b, c[1]))
+        .mul_add(u, c[0].mul_add(b, 1.0));
+    // `scalef`: one rounding of the exact j * 2^n.
+    (j as f64 * 2f64.powi(n as i32)) as f32
 }
 
 /// GELU (tanh approximation) evaluated the way ggml does by default: on the f16-rounded input,
@@ -75,8 +106,9 @@ pub fn rope_apply(head: &mut [f32], angles: &[(f32, f32)], neox: bool) {
         };
         let x0 = head[a];
         let x1 = head[b];
-        head[a] = x0 * c - x1 * s;
-        head[b] = x0 * s + x1 * c;
+        // The first product fused, as GCC contracts llama.cpp's `x0*cos - x1*sin`.
+        head[a] = x0.mul_add(c, -(x1 * s));
+        head[b] = x0.mul_add(s, x1 * c);
     }
 }
 

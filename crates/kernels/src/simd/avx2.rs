@@ -263,7 +263,7 @@ pub(super) fn blocks(
 pub(crate) fn dot_q8_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
     let a = act.bytes;
     let nb = blocks(w, Q8_0_W, a, Q8_0_A, n, 32);
-    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
         // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
         // checked are in bounds (offsets per the layouts in `formats`).
@@ -276,13 +276,10 @@ pub(crate) fn dot_q8_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
             // `blocks` checked both blocks are in bounds; qs is 32 bytes at offset 2.
             let (x, y) = (load32(wp.add(2)), load32(ap.add(2)));
             let p = _mm256_cvtepi32_ps(dot_i8(x, y));
-            let next = _mm256_fmadd_ps(p, d, acc[1]);
-            // Two accumulators in rotation hide the FMA latency.
-            acc[1] = acc[0];
-            acc[0] = next;
+            acc = _mm256_fmadd_ps(p, d, acc);
         }
     }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    hsum_ps(acc)
 }
 
 /// Q4_0 weights x Q8_0 activations: codes 0..15 minus 8.
@@ -290,7 +287,7 @@ pub(crate) fn dot_q8_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
 pub(crate) fn dot_q4_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
     let a = act.bytes;
     let nb = blocks(w, Q4_0_W, a, Q8_0_A, n, 32);
-    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
         // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
         // checked are in bounds (offsets per the layouts in `formats`).
@@ -304,13 +301,10 @@ pub(crate) fn dot_q4_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
             let (q, y) = (load16(wp.add(2)), load32(ap.add(2)));
             let x = _mm256_sub_epi8(nibbles32(q), _mm256_set1_epi8(8));
             let p = _mm256_cvtepi32_ps(dot_i8(x, y));
-            let next = _mm256_fmadd_ps(p, d, acc[1]);
-            // Two accumulators in rotation hide the FMA latency.
-            acc[1] = acc[0];
-            acc[0] = next;
+            acc = _mm256_fmadd_ps(p, d, acc);
         }
     }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    hsum_ps(acc)
 }
 
 /// Q4_1 weights x Q8_1 activations: `d*da*sum(q*y) + m*s`.
@@ -318,8 +312,8 @@ pub(crate) fn dot_q4_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
 pub(crate) fn dot_q4_1(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
     let a = act.bytes;
     let nb = blocks(w, Q4_1_W, a, Q8_1_A, n, 32);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    let mut acc_m = _mm_setzero_ps();
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0f32;
     for i in 0..nb {
         // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
         // checked are in bounds (offsets per the layouts in `formats`).
@@ -330,18 +324,15 @@ pub(crate) fn dot_q4_1(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
             );
             // Lanes: [d * da, m * s].
             let sc = _mm_mul_ps(f16x2_ptr(wp), f16x2_ptr(ap));
-            acc_m = _mm_add_ps(acc_m, sc);
+            summs += _mm_cvtss_f32(_mm_movehdup_ps(sc));
             // In bounds: 16 qs bytes at 4, 32 activation bytes at 4.
             let (q, y) = (load16(wp.add(4)), load32(ap.add(4)));
             // Codes <= 15: pair sums <= 2 * 15 * 127.
             let p = _mm256_cvtepi32_ps(dot_u8i8(nibbles32(q), y));
-            let next = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(sc), acc[1]);
-            // Two accumulators in rotation hide the FMA latency.
-            acc[1] = acc[0];
-            acc[0] = next;
+            acc = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(sc), acc);
         }
     }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1])) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m))
+    hsum_ps(acc) + summs
 }
 
 /// Q5_0 weights x Q8_0 activations: 5-bit codes minus 16.
@@ -349,7 +340,7 @@ pub(crate) fn dot_q4_1(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
 pub(crate) fn dot_q5_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
     let a = act.bytes;
     let nb = blocks(w, Q5_0_W, a, Q8_0_A, n, 32);
-    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
         // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
         // checked are in bounds (offsets per the layouts in `formats`).
@@ -368,13 +359,10 @@ pub(crate) fn dot_q5_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
                 _mm256_andnot_si256(hb, _mm256_set1_epi8(0xF0u8 as i8)),
             );
             let p = _mm256_cvtepi32_ps(dot_i8(x, y));
-            let next = _mm256_fmadd_ps(p, d, acc[1]);
-            // Two accumulators in rotation hide the FMA latency.
-            acc[1] = acc[0];
-            acc[0] = next;
+            acc = _mm256_fmadd_ps(p, d, acc);
         }
     }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    hsum_ps(acc)
 }
 
 /// Q5_1 weights x Q8_1 activations.
@@ -382,8 +370,8 @@ pub(crate) fn dot_q5_0(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
 pub(crate) fn dot_q5_1(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
     let a = act.bytes;
     let nb = blocks(w, Q5_1_W, a, Q8_1_A, n, 32);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    let mut acc_m = _mm_setzero_ps();
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0f32;
     for i in 0..nb {
         // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
         // checked are in bounds (offsets per the layouts in `formats`).
@@ -393,20 +381,17 @@ pub(crate) fn dot_q5_1(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
                 a.as_ptr().wrapping_add(i * Q8_1_A),
             );
             let sc = _mm_mul_ps(f16x2_ptr(wp), f16x2_ptr(ap));
-            acc_m = _mm_add_ps(acc_m, sc);
+            summs += _mm_cvtss_f32(_mm_movehdup_ps(sc));
             let hb = bytes_from_bits(u32_ptr(wp.add(4)));
             // In bounds: 16 qs bytes at 8, 32 activation bytes at 4.
             let (q, y) = (load16(wp.add(8)), load32(ap.add(4)));
             let x = _mm256_or_si256(nibbles32(q), _mm256_and_si256(hb, _mm256_set1_epi8(0x10)));
             // Codes <= 31: pair sums <= 2 * 31 * 127.
             let p = _mm256_cvtepi32_ps(dot_u8i8(x, y));
-            let next = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(sc), acc[1]);
-            // Two accumulators in rotation hide the FMA latency.
-            acc[1] = acc[0];
-            acc[0] = next;
+            acc = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(sc), acc);
         }
     }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1])) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m))
+    hsum_ps(acc) + summs
 }
 
 /// IQ4_NL weights x Q8_0 activations: nibbles index a 16-entry i8 codebook.
@@ -416,7 +401,7 @@ pub(crate) fn dot_iq4_nl(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
     let nb = blocks(w, IQ4_NL_W, a, Q8_0_A, n, 32);
     // SAFETY: KVALUES is 16 bytes.
     let table = _mm256_broadcastsi128_si256(unsafe { load16(KVALUES.as_ptr().cast()) });
-    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
         // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
         // checked are in bounds (offsets per the layouts in `formats`).
@@ -430,13 +415,10 @@ pub(crate) fn dot_iq4_nl(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
             let (q, y) = (load16(wp.add(2)), load32(ap.add(2)));
             let x = _mm256_shuffle_epi8(table, nibbles32(q));
             let p = _mm256_cvtepi32_ps(dot_i8(x, y));
-            let next = _mm256_fmadd_ps(p, d, acc[1]);
-            // Two accumulators in rotation hide the FMA latency.
-            acc[1] = acc[0];
-            acc[0] = next;
+            acc = _mm256_fmadd_ps(p, d, acc);
         }
     }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    hsum_ps(acc)
 }
 
 // ---------------------------------------------------------------------------------------------

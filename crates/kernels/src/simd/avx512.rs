@@ -142,10 +142,13 @@ struct Prep {
     s: *const f32,
 }
 
-/// Running sums of [`dot32`] for `T` tokens.
+/// Running sums of [`dot32`] for `T` tokens, in llama.cpp's x86 order: one 8-lane accumulator
+/// (lane `j` sums the products of elements `4j..4j + 4` of every block, one block after another)
+/// and the min terms summed one block after another. Gemma-class models amplify last-bit
+/// differences, so matching the order is what lets the logits match the reference.
 struct Acc32<const T: usize> {
-    acc: [[__m512; 2]; T],
-    acc_m: [__m128; T],
+    acc: [__m256; T],
+    summs: [f32; T],
 }
 
 /// Adds blocks `i` and `i + 1` (or, if `TAIL`, only block `i`) of a weight row, dotted with each
@@ -176,12 +179,6 @@ unsafe fn pair32<const KIND: u8, const TAIL: bool, const T: usize>(
         } else {
             f16_pair(w0, w1)
         };
-        // Lane k of a scale product -> the 8 i32 lanes of its block.
-        let spread = if has_min {
-            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2)
-        } else {
-            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
-        };
         for (t, a) in acts.iter().enumerate() {
             let (q, nq, da, sa) = if TAIL {
                 // The lone last block pairs with itself on the weight side and with zeros on
@@ -205,19 +202,30 @@ unsafe fn pair32<const KIND: u8, const TAIL: bool, const T: usize>(
             if zero_point != 0 {
                 p = _mm512_dpbusd_epi32(p, _mm512_set1_epi8(zero_point as i8), nq);
             }
-            let scale = if has_min {
-                // [d0*da0, m0*s0, d1*da1, m1*s1]; the min terms are summed on the side.
+            let pf = _mm512_cvtepi32_ps(p);
+            let (lo, hi) = (
+                _mm512_castps512_ps256(pf),
+                _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(pf))),
+            );
+            if has_min {
+                // [d0*da0, m0*s0, d1*da1, m1*s1].
                 let sc = _mm_mul_ps(wsc, _mm_unpacklo_ps(da, sa));
-                s.acc_m[t] = _mm_add_ps(s.acc_m[t], sc);
-                sc
+                s.acc[t] = _mm256_fmadd_ps(lo, _mm256_broadcastss_ps(sc), s.acc[t]);
+                s.summs[t] += _mm_cvtss_f32(_mm_movehdup_ps(sc));
+                if !TAIL {
+                    let sc1 = _mm_movehl_ps(sc, sc);
+                    s.acc[t] = _mm256_fmadd_ps(hi, _mm256_broadcastss_ps(sc1), s.acc[t]);
+                    s.summs[t] += _mm_cvtss_f32(_mm_movehdup_ps(sc1));
+                }
             } else {
-                _mm_mul_ps(wsc, da)
-            };
-            let dv = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(scale));
-            let next = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), dv, s.acc[t][1]);
-            // Two accumulators in rotation hide the FMA latency.
-            s.acc[t][1] = s.acc[t][0];
-            s.acc[t][0] = next;
+                // [d0*da0, d1*da1].
+                let sc = _mm_mul_ps(wsc, da);
+                s.acc[t] = _mm256_fmadd_ps(lo, _mm256_broadcastss_ps(sc), s.acc[t]);
+                if !TAIL {
+                    let sc1 = _mm_movehdup_ps(sc);
+                    s.acc[t] = _mm256_fmadd_ps(hi, _mm256_broadcastss_ps(sc1), s.acc[t]);
+                }
+            }
         }
     }
 }
@@ -227,7 +235,7 @@ unsafe fn pair32<const KIND: u8, const TAIL: bool, const T: usize>(
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn dot32<const KIND: u8, const T: usize>(w: &[u8], acts: [&ActRow<'_>; T], n: usize) -> [f32; T] {
-    let (wsz, _, _, has_min) = layout32(KIND);
+    let (wsz, _, _, _) = layout32(KIND);
     assert!(
         n.is_multiple_of(32),
         "{n} elements are not whole blocks of 32"
@@ -248,8 +256,8 @@ fn dot32<const KIND: u8, const T: usize>(w: &[u8], acts: [&ActRow<'_>; T], n: us
     });
     let wp = w.as_ptr();
     let mut s = Acc32 {
-        acc: [[_mm512_setzero_ps(); 2]; T],
-        acc_m: [_mm_setzero_ps(); T],
+        acc: [_mm256_setzero_ps(); T],
+        summs: [0.0; T],
     };
     let mut i = 0;
     while i + 2 <= nb {
@@ -262,16 +270,7 @@ fn dot32<const KIND: u8, const T: usize>(w: &[u8], acts: [&ActRow<'_>; T], n: us
         // SAFETY: block i < nb, as above.
         unsafe { pair32::<KIND, true, T>(&mut s, i, wp, &prep) };
     }
-    std::array::from_fn(|t| {
-        let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(s.acc[t][0], s.acc[t][1]));
-        if has_min {
-            // Lanes 1 and 3 hold the min terms.
-            let m = s.acc_m[t];
-            let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-            sum += _mm_cvtss_f32(_mm_movehdup_ps(m));
-        }
-        sum
-    })
+    std::array::from_fn(|t| hsum_ps(s.acc[t]) + s.summs[t])
 }
 
 /// Q4_0 weights x prepared Q8_0 activations (zero point 8).
