@@ -139,7 +139,7 @@ pub fn matmul_at(
     if n_tokens == 0 || rows == 0 {
         return;
     }
-    let kernel = DotKernel::new(level, w.ty);
+    let kernel = DotKernel::for_batch(level, w.ty, n_tokens);
     let act_ty = formats::activation_type(w.ty).expect("Matrix::new checked the type");
 
     if act_ty == GgmlType::F32 && cfg!(target_endian = "little") {
@@ -295,7 +295,10 @@ pub fn matmul_multi_at(
     if n_tokens == 0 {
         return;
     }
-    let kernels: Vec<DotKernel> = ws.iter().map(|w| DotKernel::new(level, w.ty)).collect();
+    let kernels: Vec<DotKernel> = ws
+        .iter()
+        .map(|w| DotKernel::for_batch(level, w.ty, n_tokens))
+        .collect();
     // Distinct activation layouts (type, prepared); `which[i]` is matrix i's layout.
     let mut layouts: Vec<(GgmlType, bool, usize)> = Vec::new();
     let which: Vec<usize> = kernels

@@ -425,60 +425,91 @@ pub(crate) fn dot_iq4_nl(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
 // K-quants (256-element super-blocks) x Q8_K
 // ---------------------------------------------------------------------------------------------
 
-/// Q4_K weights x Q8_K activations:
-/// `d*da * sum_j sc_j * dot(q_j, y_j) - dmin*da * sum_j m_j * (bsum[2j] + bsum[2j+1])`.
+/// Q4_K weights x Q8_K activations for `T` tokens, in the order of llama.cpp's repacked Q4_K
+/// kernels (which it uses on every AVX2 machine): the scaled sub-block dots and the min terms are
+/// summed exactly in integers, then `acc += isum * (d_w * d_a)` and
+/// `acc_min += msum * (dmin_w * d_a)` (fused), and the row's dot is `acc - acc_min`. The integer
+/// sums cover a whole block in the single-token kernel (`gemv`) and each pair of sub-blocks in
+/// the 4-token one (`gemm`), which is what `PAIRS` selects. The codes are unpacked once for all
+/// tokens.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_q4_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
-    let a = act.bytes;
-    let nb = blocks(w, Q4_K_W, a, Q8_K_A, n, 256);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = _mm256_setzero_ps();
+pub(crate) fn dot_q4_k_blocks<const T: usize, const PAIRS: bool>(
+    w: &[u8],
+    acts: [&ActRow<'_>; T],
+    n: usize,
+) -> [f32; T] {
+    let nb = acts
+        .iter()
+        .map(|a| blocks(w, Q4_K_W, a.bytes, Q8_K_A, n, 256))
+        .min()
+        .unwrap_or(0);
+    let mut acc = [0f32; T];
+    let mut acc_m = [0f32; T];
     let low4 = _mm256_set1_epi8(0x0F);
     for i in 0..nb {
-        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
-        // checked are in bounds (offsets per the layouts in `formats`).
+        // SAFETY: every pointer read below lies inside block i of `w` and of each activation
+        // row, which `blocks` checked are in bounds (offsets per the layouts in `formats`).
         unsafe {
-            let (wp, ap) = (
-                w.as_ptr().wrapping_add(i * Q4_K_W),
-                a.as_ptr().wrapping_add(i * Q8_K_A),
-            );
-            let da = f32_ptr(ap);
-            let dm = _mm_mul_ps(f16x2_ptr(wp), _mm_set1_ps(da)); // [d*da, dmin*da]
+            let wp = w.as_ptr().wrapping_add(i * Q4_K_W);
+            let (dw, dmin) = (f16_at(w, i * Q4_K_W), f16_at(w, i * Q4_K_W + 2));
             let (sc, mins) = k4_scales_mins(wp.add(4));
             let sv = _mm256_broadcastsi128_si256(_mm_cvtsi64_si128(sc as i64));
-            // In bounds: bsums are 32 bytes at 260 of a 292-byte block.
-            let bsums = load32(ap.add(Q8K_BSUMS));
-            let pair = _mm256_madd_epi16(bsums, _mm256_set1_epi16(1));
             let m = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(mins as i64));
-            let mprod = _mm256_cvtepi32_ps(_mm256_mullo_epi32(pair, m));
-            acc_m = _mm256_fmadd_ps(
-                mprod,
-                _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dm))),
-                acc_m,
-            );
-
-            let mut sumi = _mm256_setzero_si256();
-            for c in 0..4 {
-                // qs is 128 bytes at 16; activation quants are 256 bytes at 4.
-                let (q, y0, y1) = (
-                    load32(wp.add(16 + 32 * c)),
-                    load32(ap.add(4 + 64 * c)),
-                    load32(ap.add(4 + 64 * c + 32)),
-                );
-                let lo = _mm256_and_si256(q, low4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
-                // Codes <= 15: pair sums <= 2 * 15 * 127; times a 6-bit scale in madd.
-                let p0 = _mm256_maddubs_epi16(lo, y0);
-                let p1 = _mm256_maddubs_epi16(hi, y1);
-                let s0 = splat_byte16(sv, 2 * c);
-                let s1 = splat_byte16(sv, 2 * c + 1);
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, s0));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, s1));
+            // qs is 128 bytes at 16: sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles).
+            let codes: [[__m256i; 2]; 4] = std::array::from_fn(|c| {
+                let q = load32(wp.add(16 + 32 * c));
+                [
+                    _mm256_and_si256(q, low4),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4),
+                ]
+            });
+            for (t, a) in acts.iter().enumerate() {
+                let ap = a.bytes.as_ptr().wrapping_add(i * Q8_K_A);
+                let da = f32_ptr(ap);
+                // bsums are 32 bytes at 260: pairs of 16-sums are the sub-block sums.
+                let pair = _mm256_madd_epi16(load32(ap.add(Q8K_BSUMS)), _mm256_set1_epi16(1));
+                let mprod = _mm256_mullo_epi32(pair, m);
+                let (scale, scale_m) = (dw * da, dmin * da);
+                let mut sumi = _mm256_setzero_si256();
+                for (c, [lo, hi]) in codes.iter().enumerate() {
+                    // Activation quants are 256 bytes at 4. Codes <= 15: pair sums
+                    // <= 2 * 15 * 127; times a 6-bit scale in madd.
+                    let (y0, y1) = (load32(ap.add(4 + 64 * c)), load32(ap.add(4 + 64 * c + 32)));
+                    let p0 = _mm256_maddubs_epi16(*lo, y0);
+                    let p1 = _mm256_maddubs_epi16(*hi, y1);
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, splat_byte16(sv, 2 * c)));
+                    sumi =
+                        _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, splat_byte16(sv, 2 * c + 1)));
+                    if PAIRS {
+                        // Lanes 2c, 2c + 1 of `mprod` are this pair's min terms.
+                        let mut lanes = [0i32; 8];
+                        _mm256_storeu_si256(lanes.as_mut_ptr().cast(), mprod);
+                        let msum = lanes[2 * c] + lanes[2 * c + 1];
+                        acc[t] = (hsum_epi32(sumi) as f32).mul_add(scale, acc[t]);
+                        acc_m[t] = (msum as f32).mul_add(scale_m, acc_m[t]);
+                        sumi = _mm256_setzero_si256();
+                    }
+                }
+                if !PAIRS {
+                    acc[t] = (hsum_epi32(sumi) as f32).mul_add(scale, acc[t]);
+                    acc_m[t] = (hsum_epi32(mprod) as f32).mul_add(scale_m, acc_m[t]);
+                }
             }
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
         }
     }
-    hsum_ps(acc) - hsum_ps(acc_m)
+    std::array::from_fn(|t| acc[t] - acc_m[t])
+}
+
+/// [`dot_q4_k_blocks`] for one token.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot_q4_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    dot_q4_k_blocks::<1, false>(w, [act], n)[0]
+}
+
+/// [`dot_q4_k_blocks`] for four tokens.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot4_q4_k(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
+    dot_q4_k_blocks::<4, true>(w, acts, n)
 }
 
 /// Q5_K weights x Q8_K activations: Q4_K plus a fifth bit from `qh`.
@@ -614,6 +645,68 @@ pub(crate) fn dot_q6_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
         }
     }
     hsum_ps(acc)
+}
+
+/// Q6_K weights x Q8_K activations for `T` tokens in llama.cpp's order for batches of 8 or more
+/// tokens (its tiled path): the block's dot is summed exactly in integers, then
+/// `acc += (isum * d_w) * d_a` (the last step fused) block after block. The codes are unpacked once for all tokens.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot_q6_k_blocks<const T: usize>(
+    w: &[u8],
+    acts: [&ActRow<'_>; T],
+    n: usize,
+) -> [f32; T] {
+    let nb = acts
+        .iter()
+        .map(|a| blocks(w, Q6_K_W, a.bytes, Q8_K_A, n, 256))
+        .min()
+        .unwrap_or(0);
+    let mut acc = [0f32; T];
+    for i in 0..nb {
+        // SAFETY: every pointer read below lies inside block i of `w` and of each activation
+        // row, which `blocks` checked are in bounds (offsets per the layouts in `formats`).
+        unsafe {
+            let wp = w.as_ptr().wrapping_add(i * Q6_K_W);
+            let dw = f16_at(w, i * Q6_K_W + 208);
+            let scales = load16(wp.add(192));
+            let codes: [[__m256i; 4]; 2] = std::array::from_fn(|h| {
+                q6k_codes(
+                    load32(wp.add(64 * h)),
+                    load32(wp.add(64 * h + 32)),
+                    load32(wp.add(128 + 32 * h)),
+                )
+            });
+            for (t, a) in acts.iter().enumerate() {
+                let ap = a.bytes.as_ptr().wrapping_add(i * Q8_K_A);
+                let bias = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), load32(ap.add(Q8K_BSUMS)));
+                let mut sumi = _mm256_setzero_si256();
+                for (h, hc) in codes.iter().enumerate() {
+                    for (g, &q) in hc.iter().enumerate() {
+                        let y = load32(ap.add(4 + 128 * h + 32 * g));
+                        let p = _mm256_maddubs_epi16(q, y);
+                        let s = scale_pair(scales, (4 * h + g) as i8);
+                        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+                    }
+                }
+                sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(bias));
+                // GCC contracts llama.cpp's `buf + result * d_a` into one FMA.
+                acc[t] = (hsum_epi32(sumi) as f32 * dw).mul_add(f32_ptr(ap), acc[t]);
+            }
+        }
+    }
+    acc
+}
+
+/// [`dot_q6_k_blocks`] for one token.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot_q6_k_tiled(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    dot_q6_k_blocks::<1>(w, [act], n)[0]
+}
+
+/// [`dot_q6_k_blocks`] for four tokens.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot4_q6_k_tiled(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
+    dot_q6_k_blocks::<4>(w, acts, n)
 }
 
 /// Q2_K weights x Q8_K activations: 2-bit codes with 4-bit scales and mins per 16 elements.

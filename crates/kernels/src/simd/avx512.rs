@@ -11,10 +11,7 @@
 //! Like [`super::avx2`], each kernel is a safe `#[target_feature]` function that bounds-checks its
 //! slices; the dispatcher only hands it out when the features are present.
 
-use super::avx2::{
-    blocks, f16_at, f16_bcast, f16x2_ptr, f32_at, f32_ptr, float_lens, hsum_ps, k4_scales_mins,
-    load16, load32, q6k_codes, scale_pair, splat_byte16, u32_ptr,
-};
+use super::avx2::{f16_at, f32_at, float_lens, hsum_ps, load16, load32, u32_ptr};
 use super::layout::*;
 use super::ActRow;
 use std::arch::x86_64::*;
@@ -343,134 +340,6 @@ pub(crate) fn dot4_q8_0(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) fn dot4_iq4_nl(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
     dot32::<K_IQ4_NL, 4>(w, acts, n)
-}
-
-/// Checks `T` Q8_K activation rows cover `n` elements; returns their block pointers' base.
-#[inline]
-fn q8k_rows<const T: usize>(acts: [&ActRow<'_>; T], n: usize) -> [*const u8; T] {
-    acts.map(|a| {
-        assert!(
-            a.bytes.len() >= n / 256 * Q8_K_A,
-            "activation row too short"
-        );
-        a.bytes.as_ptr()
-    })
-}
-
-/// Q4_K weights x Q8_K activations for `T` tokens (see the AVX2 twin for the algebra):
-/// `vpdpwssd` applies the sub-block scales; the unpacked codes and scales are shared by the tokens.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn q4_k<const T: usize>(w: &[u8], acts: [&ActRow<'_>; T], n: usize) -> [f32; T] {
-    let nb = blocks(w, Q4_K_W, &[], 0, n, 256);
-    let aps = q8k_rows(acts, n);
-    let mut acc = [_mm256_setzero_ps(); T];
-    let mut acc_m = [_mm256_setzero_ps(); T];
-    let low4 = _mm256_set1_epi8(0x0F);
-    for i in 0..nb {
-        // SAFETY: every pointer read below lies inside block i of `w` and of each activation
-        // row, which `blocks` / `q8k_rows` checked are in bounds (offsets per `formats`).
-        unsafe {
-            let wp = w.as_ptr().add(i * Q4_K_W);
-            let dmw = f16x2_ptr(wp); // [d, dmin]
-            let (sc, mins) = k4_scales_mins(wp.add(4));
-            let sv = _mm256_broadcastsi128_si256(_mm_cvtsi64_si128(sc as i64));
-            // Each min multiplies two adjacent group sums: duplicate it into an i16 pair.
-            let m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(
-                _mm_cvtsi64_si128(mins as i64),
-                _mm_cvtsi64_si128(mins as i64),
-            ));
-            let mut codes = [_mm256_setzero_si256(); 8];
-            let mut scales = [_mm256_setzero_si256(); 8];
-            for c in 0..4 {
-                let q = load32(wp.add(16 + 32 * c));
-                codes[2 * c] = _mm256_and_si256(q, low4);
-                codes[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
-                scales[2 * c] = splat_byte16(sv, 2 * c);
-                scales[2 * c + 1] = splat_byte16(sv, 2 * c + 1);
-            }
-            for t in 0..T {
-                let ap = aps[t].add(i * Q8_K_A);
-                let dm = _mm_mul_ps(dmw, _mm_set1_ps(f32_ptr(ap))); // [d*da, dmin*da]
-                let mprod = _mm256_cvtepi32_ps(_mm256_madd_epi16(load32(ap.add(Q8K_BSUMS)), m16));
-                let dmin = _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dm)));
-                acc_m[t] = _mm256_fmadd_ps(mprod, dmin, acc_m[t]);
-                let mut sumi = _mm256_setzero_si256();
-                for j in 0..8 {
-                    // Codes <= 15: maddubs pair sums <= 2 * 15 * 127, no saturation.
-                    let p = _mm256_maddubs_epi16(codes[j], load32(ap.add(4 + 32 * j)));
-                    sumi = _mm256_dpwssd_epi32(sumi, p, scales[j]);
-                }
-                acc[t] =
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc[t]);
-            }
-        }
-    }
-    std::array::from_fn(|t| hsum_ps(acc[t]) - hsum_ps(acc_m[t]))
-}
-
-/// Q6_K weights x Q8_K activations for `T` tokens (see the AVX2 twin); `vpdpwssd` applies the
-/// scales; the unpacked codes and scale pairs are shared by the tokens.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn q6_k<const T: usize>(w: &[u8], acts: [&ActRow<'_>; T], n: usize) -> [f32; T] {
-    let nb = blocks(w, Q6_K_W, &[], 0, n, 256);
-    let aps = q8k_rows(acts, n);
-    let mut acc = [_mm256_setzero_ps(); T];
-    for i in 0..nb {
-        // SAFETY: every pointer read below lies inside block i of `w` and of each activation
-        // row, which `blocks` / `q8k_rows` checked are in bounds (offsets per `formats`).
-        unsafe {
-            let wp = w.as_ptr().add(i * Q6_K_W);
-            let d = f16_bcast(wp.add(208));
-            let scales = load16(wp.add(192));
-            let sc16 = _mm256_cvtepi8_epi16(scales);
-            let mut codes = [_mm256_setzero_si256(); 8];
-            for h in 0..2 {
-                let c = q6k_codes(
-                    load32(wp.add(64 * h)),
-                    load32(wp.add(64 * h + 32)),
-                    load32(wp.add(128 + 32 * h)),
-                );
-                codes[4 * h..4 * h + 4].copy_from_slice(&c);
-            }
-            let pairs: [__m256i; 8] = std::array::from_fn(|k| scale_pair(scales, k as i8));
-            for t in 0..T {
-                let ap = aps[t].add(i * Q8_K_A);
-                // Bias term: sum_s sc_s * bsum_s, times 32 below.
-                let bias = _mm256_madd_epi16(sc16, load32(ap.add(Q8K_BSUMS)));
-                let mut sumi = _mm256_setzero_si256();
-                for k in 0..8 {
-                    // Codes <= 63: maddubs pair sums <= 2 * 63 * 127 < 2^15.
-                    let p = _mm256_maddubs_epi16(codes[k], load32(ap.add(4 + 32 * k)));
-                    sumi = _mm256_dpwssd_epi32(sumi, p, pairs[k]);
-                }
-                sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(bias));
-                let dd = _mm256_mul_ps(d, _mm256_set1_ps(f32_ptr(ap)));
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), dd, acc[t]);
-            }
-        }
-    }
-    std::array::from_fn(|t| hsum_ps(acc[t]))
-}
-
-/// Q4_K weights x Q8_K activations for 4 tokens at once (the single-token kernel is the AVX2
-/// one, which measured faster).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn dot4_q4_k(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
-    q4_k::<4>(w, acts, n)
-}
-
-/// Q6_K weights x Q8_K activations.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn dot_q6_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
-    q6_k::<1>(w, [act], n)[0]
-}
-
-/// [`dot_q6_k`] for 4 tokens at once.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn dot4_q6_k(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
-    q6_k::<4>(w, acts, n)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 //!
 //! | level | needs | kernels |
 //! |---|---|---|
-//! | [`Level::Avx512`] | AVX-512 F/BW/VL/VNNI + AVX2/FMA/F16C | `avx512.rs`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL (two blocks per zmm `vpdpbusd`, prepared activations), Q6_K (`vpdpwssd`), F32/F16/BF16 (zmm FMA); 4-token variants of all these and of Q4_K; the other types (and single-token Q4_K) from `avx2.rs` |
+//! | [`Level::Avx512`] | AVX-512 F/BW/VL/VNNI + AVX2/FMA/F16C | `avx512.rs`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL (two blocks per zmm `vpdpbusd`, prepared activations), F32/F16/BF16 (zmm FMA), 4-token variants of the 32-element types; the other types from `avx2.rs` |
 //! | [`Level::Avx2`] | AVX2, FMA, F16C | `avx2.rs`: every supported type (`maddubs`/`madd`), Q8_0/Q8_1/Q8_K quantizers (also used at the AVX-512 level) |
 //! | [`Level::Scalar`] | - | [`crate::formats::vec_dot`] and [`crate::formats::quantize_activations`] |
 //!
@@ -15,6 +15,12 @@
 //! AVX-512 32-element kernels side arrays built once per matmul by [`Activations`] (see
 //! [`ActRow`]). [`DotKernel::dot4`] dots one weight row with 4 tokens, unpacking the weights once
 //! (prompt processing).
+//!
+//! The float sums follow the order of llama.cpp's x86 kernels on an AVX-512 machine (which made the
+//! reference outputs), including where that order depends on the batch size
+//! ([`DotKernel::for_batch`]): the integer parts are exact in any order, and matching the float
+//! parts keeps the logits of even Gemma-class models, which amplify last-bit differences, on the
+//! reference.
 //!
 //! Non-x86 targets build only the scalar level; a NEON level would slot in as another variant.
 
@@ -182,6 +188,10 @@ impl std::fmt::Debug for DotKernel {
     }
 }
 
+/// The batch size from which llama.cpp's CPU backend multiplies K-quant matrices tile by tile
+/// (`ggml_tiled_min_batch`), which changes the order of the float sums.
+pub const TILED_MIN_BATCH: usize = 8;
+
 #[cfg(target_arch = "x86_64")]
 fn simd_dot(level: Level, ty: GgmlType) -> Option<RawDot> {
     use GgmlType::*;
@@ -216,9 +226,6 @@ fn simd_dot(level: Level, ty: GgmlType) -> Option<RawDot> {
                 Q5_0 => Some(avx512::dot_q5_0),
                 Q5_1 => Some(avx512::dot_q5_1),
                 Q8_0 => Some(avx512::dot_q8_0),
-                // Q4_K: the AVX2 kernel measured faster for a single token on Zen 4; the
-                // AVX-512 one is used for 4 tokens (`simd_dot4`).
-                Q6_K => Some(avx512::dot_q6_k),
                 IQ4_NL => Some(avx512::dot_iq4_nl),
                 _ => None,
             };
@@ -230,18 +237,15 @@ fn simd_dot(level: Level, ty: GgmlType) -> Option<RawDot> {
 #[cfg(target_arch = "x86_64")]
 fn simd_dot4(level: Level, ty: GgmlType) -> Option<RawDot4> {
     use GgmlType::*;
-    if level != Level::Avx512 {
-        return None;
-    }
-    match ty {
-        Q4_0 => Some(avx512::dot4_q4_0),
-        Q4_1 => Some(avx512::dot4_q4_1),
-        Q5_0 => Some(avx512::dot4_q5_0),
-        Q5_1 => Some(avx512::dot4_q5_1),
-        Q8_0 => Some(avx512::dot4_q8_0),
-        IQ4_NL => Some(avx512::dot4_iq4_nl),
-        Q4_K => Some(avx512::dot4_q4_k),
-        Q6_K => Some(avx512::dot4_q6_k),
+    match (level, ty) {
+        (Level::Scalar, _) => None,
+        (_, Q4_K) => Some(avx2::dot4_q4_k),
+        (Level::Avx512, Q4_0) => Some(avx512::dot4_q4_0),
+        (Level::Avx512, Q4_1) => Some(avx512::dot4_q4_1),
+        (Level::Avx512, Q5_0) => Some(avx512::dot4_q5_0),
+        (Level::Avx512, Q5_1) => Some(avx512::dot4_q5_1),
+        (Level::Avx512, Q8_0) => Some(avx512::dot4_q8_0),
+        (Level::Avx512, IQ4_NL) => Some(avx512::dot4_iq4_nl),
         _ => None,
     }
 }
@@ -280,6 +284,30 @@ impl DotKernel {
             prepared: uses_prepared(level, ty),
             simd4: simd_dot4(level, ty),
         }
+    }
+
+    /// The kernel for a matrix multiply of `n_tokens` tokens with weights of type `ty` at
+    /// `level`. It differs from [`DotKernel::new`] where llama.cpp sums in another order for
+    /// batches: Q6_K, whose dots llama.cpp sums block by block in integers from
+    /// [`TILED_MIN_BATCH`] tokens on, and lane by lane below that. Following it keeps the logits
+    /// within a few ulps of the reference, which Gemma-class models need.
+    ///
+    /// # Panics
+    /// As [`DotKernel::new`].
+    pub fn for_batch(level: Level, ty: GgmlType, n_tokens: usize) -> DotKernel {
+        let mut k = DotKernel::new(level, ty);
+        #[cfg(target_arch = "x86_64")]
+        if ty == GgmlType::Q6_K && level != Level::Scalar {
+            if n_tokens >= TILED_MIN_BATCH {
+                k.simd = Some(avx2::dot_q6_k_tiled);
+                k.simd4 = Some(avx2::dot4_q6_k_tiled);
+            } else {
+                k.simd = Some(avx2::dot_q6_k);
+                k.simd4 = None;
+            }
+        }
+        let _ = n_tokens;
+        k
     }
 
     /// The kernel for `ty` at [`active_level`].
