@@ -66,6 +66,21 @@ hearth="$root/target/release/hearth"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# Other work on the machine skews both tools' numbers: sample how busy the CPUs are just before
+# starting (from /proc/stat over 2 s) and print it with the results.
+cpu_busy() {
+  local a b
+  a=($(sed -n 's/^cpu  //p' /proc/stat 2>/dev/null)) || true
+  sleep 2
+  b=($(sed -n 's/^cpu  //p' /proc/stat 2>/dev/null)) || true
+  [ ${#a[@]} -ge 5 ] && [ ${#b[@]} -ge 5 ] || { echo "?"; return; }
+  local total=0 idle i
+  for i in "${!b[@]}"; do total=$((total + b[i] - a[i])); done
+  idle=$((b[3] - a[3] + b[4] - a[4]))
+  echo "$(( total > 0 ? 100 * (total - idle) / total : 0 ))%"
+}
+busy=$(cpu_busy)
+
 for name in "${want[@]}"; do
   file="${files[$name]:-}"
   if [ -z "$file" ]; then
@@ -86,10 +101,10 @@ for name in "${want[@]}"; do
 done
 
 # One row per model and test; tests are matched by (n_prompt, n_gen), as both tools name them.
-"$python" - "$work" "$threads" "${want[@]}" <<'EOF'
-import json, sys
+"$python" - "$work" "$threads" "$busy" "${want[@]}" <<'EOF'
+import json, os, sys
 
-work, threads, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+work, threads, busy, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 
 def tests(path):
     with open(path) as f:
@@ -122,7 +137,8 @@ width = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
 left = [True, True, False, False, False, False]
 def line(cells):
     return "| " + " | ".join(c.ljust(w) if l else c.rjust(w) for c, w, l in zip(cells, width, left)) + " |"
-print(f"{threads} threads; memory read bandwidth measured by hearth: {mem:.1f} GB/s")
+print(f"{threads} threads; memory read bandwidth measured by hearth: {mem:.1f} GB/s; "
+      f"CPUs {busy} busy with other work just before the start ({os.cpu_count()} CPUs)")
 print(line(header))
 print("|" + "|".join("-" * (w + 2) if l else "-" * (w + 1) + ":" for w, l in zip(width, left)) + "|")
 for r in rows:
