@@ -218,7 +218,9 @@ impl Model {
         rms_norm(rows, &w.output_norm, hp.rms_eps);
         let mut logits = self.matmul(&w.output, rows, n_out);
         if let Some(c) = hp.final_logit_softcap {
-            logits.iter_mut().for_each(|l| *l = (*l / c).tanh() * c);
+            logits
+                .iter_mut()
+                .for_each(|l| *l = (*l * (1.0 / c)).tanh() * c);
         }
         Ok(logits)
     }
@@ -239,6 +241,12 @@ impl Model {
         let kv_dim = hp.n_head_kv * hd;
         let group = nh / hp.n_head_kv;
         let (kc, vc) = cache.layer(il);
+        // Gemma 3 scales the queries before they are rounded to f16, the others scale the scores.
+        let (q_scale, kq_scale) = if hp.arch == Arch::Gemma3 {
+            (hp.attn_scale, 1.0)
+        } else {
+            (1.0, hp.attn_scale)
+        };
         let total = n * nh;
         let nt = self.pool.n_threads().min(total);
         // Each thread computes a contiguous run of (token, head) rows, which is a contiguous part
@@ -262,7 +270,7 @@ impl Model {
                 };
                 q16.iter_mut()
                     .zip(&q[idx * hd..(idx + 1) * hd])
-                    .for_each(|(d, &x)| *d = round_f16(x));
+                    .for_each(|(d, &x)| *d = round_f16(x * q_scale));
                 let koff = (head / group) * hd;
                 // Online softmax over the keys in order, with the weighted sum of values kept in
                 // f16 as llama.cpp's CPU flash attention keeps it.
@@ -271,7 +279,7 @@ impl Model {
                 for j in start..=p {
                     let row = j * kv_dim + koff;
                     let kr = &kc[row..row + hd];
-                    let s = dot_f16(&q16, kr) * hp.attn_scale;
+                    let s = dot_f16(&q16, kr) * kq_scale;
                     let (mut ms, mut vs) = (1f32, 1f32);
                     if s > max {
                         ms = (max - s).exp();

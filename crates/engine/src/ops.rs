@@ -69,7 +69,8 @@ pub fn gelu(x: f32) -> f32 {
         return x;
     }
     let x = f16::from_f32(x).to_f32();
-    let y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh());
+    // `1 + a*x*x` fused, as GCC contracts ggml's expression.
+    let y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (COEF_A * x).mul_add(x, 1.0)).tanh());
     f16::from_f32(y).to_f32()
 }
 

@@ -678,7 +678,8 @@ pub(crate) fn dot_q6_k_blocks<const T: usize>(
             });
             for (t, a) in acts.iter().enumerate() {
                 let ap = a.bytes.as_ptr().wrapping_add(i * Q8_K_A);
-                let bias = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), load32(ap.add(Q8K_BSUMS)));
+                let bias =
+                    _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), load32(ap.add(Q8K_BSUMS)));
                 let mut sumi = _mm256_setzero_si256();
                 for (h, hc) in codes.iter().enumerate() {
                     for (g, &q) in hc.iter().enumerate() {

@@ -284,7 +284,9 @@ fn bf16_and_f16_helpers_agree_with_half() {
 }
 
 /// `dot4` runs the same per-token arithmetic as `dot` (only the weight unpacking is shared), so
-/// the results must be bit-identical.
+/// the results must be bit-identical; except Q4_K, whose 4-token kernel scales every pair of
+/// sub-blocks as llama.cpp's repacked `gemm` does (its `gemv` scales whole blocks), so the two
+/// differ in the last bits only.
 #[test]
 fn dot4_equals_four_dots() {
     let mut rng = Rng(77);
@@ -306,7 +308,17 @@ fn dot4_equals_four_dots() {
                 let four = k.dot4(&w, [&rows[0], &rows[1], &rows[2], &rows[3]], n);
                 for t in 0..4 {
                     let one = k.dot(&w, &rows[t], n);
-                    assert_eq!(four[t].to_bits(), one.to_bits(), "{ty} n={n} t={t} {level}");
+                    if ty == GgmlType::Q4_K && k.has_dot4() {
+                        // Block vs sub-block-pair rounding of `acc - acc_min`, which cancel.
+                        let tol = 1e-4 * one.abs().max(1.0);
+                        assert!(
+                            (four[t] - one).abs() <= tol,
+                            "{ty} n={n} t={t} {level}: {} vs {one}",
+                            four[t]
+                        );
+                    } else {
+                        assert_eq!(four[t].to_bits(), one.to_bits(), "{ty} n={n} t={t} {level}");
+                    }
                 }
             }
         }
