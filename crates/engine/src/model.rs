@@ -7,7 +7,7 @@ use crate::weights::{Attention, FeedForward, Linear, Weights};
 use crate::{EngineError, HParams};
 use chat::ChatTemplate;
 use gguf::Gguf;
-use half::f16;
+use kernels::attention::{dot_f16, mad_f16, round_f16, scale_f16};
 use kernels::ThreadPool;
 use std::path::Path;
 use std::sync::Mutex;
@@ -284,14 +284,12 @@ impl Model {
                     if s > max {
                         ms = (max - s).exp();
                         max = s;
-                        acc.iter_mut().for_each(|a| *a = round_f16(*a * ms));
+                        scale_f16(&mut acc, ms);
                     } else {
                         vs = (s - max).exp();
                     }
                     let vr = &vc[row..row + hd];
-                    acc.iter_mut().zip(vr).for_each(|(a, &b)| {
-                        *a = round_f16(f16::from_bits(b).to_f32().mul_add(vs, *a))
-                    });
+                    mad_f16(&mut acc, vr, vs);
                     sum = sum.mul_add(ms, vs);
                 }
                 let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
@@ -308,42 +306,4 @@ impl Model {
         }
         result
     }
-}
-
-/// `q · k` for an f16 key row, summed in the order llama.cpp's AVX-512 `ggml_vec_dot_f16` uses:
-/// 64 fused multiply-add lanes, folded pairwise, the tail added in f64. Gemma-class models amplify
-/// last-bit differences here into visible logit differences.
-fn dot_f16(q: &[f32], k: &[u16]) -> f32 {
-    const LANES: usize = 64;
-    let body = q.len() - q.len() % LANES;
-    let mut acc = [0f32; LANES];
-    for (qc, kc) in q[..body]
-        .chunks_exact(LANES)
-        .zip(k[..body].chunks_exact(LANES))
-    {
-        for l in 0..LANES {
-            acc[l] = qc[l].mul_add(f16::from_bits(kc[l]).to_f32(), acc[l]);
-        }
-    }
-    // Four 16-lane registers: r0 += r2, r1 += r3, r0 += r1, then a halving tree inside r0.
-    let mut r = [0f32; 16];
-    for l in 0..16 {
-        r[l] = (acc[l] + acc[32 + l]) + (acc[16 + l] + acc[48 + l]);
-    }
-    let mut width = 8;
-    while width >= 1 {
-        for l in 0..width {
-            r[l] += r[l + width];
-        }
-        width /= 2;
-    }
-    let mut sum = r[0] as f64;
-    for (a, &b) in q[body..].iter().zip(&k[body..]) {
-        sum += (a * f16::from_bits(b).to_f32()) as f64;
-    }
-    sum as f32
-}
-
-fn round_f16(x: f32) -> f32 {
-    f16::from_f32(x).to_f32()
 }

@@ -9,9 +9,12 @@
 //! - [`simd`]: run-time instruction-set selection ([`simd::Level`]: AVX-512 VNNI, AVX2+FMA+F16C,
 //!   or scalar) and the per-type dot kernels ([`simd::DotKernel`]) and activation quantizers
 //!   ([`simd::QuantKernel`]); [`cpu_features`] names the level in use.
+//! - [`attention`]: the f16 dot, multiply-add and scale steps of attention over the f16 KV cache,
+//!   in llama.cpp's flash-attention order.
 //! - [`ThreadPool`]: persistent workers with a spin-then-park barrier; [`ThreadPool::run`] and
 //!   [`ThreadPool::for_each_chunk`] (atomic work stealing).
 
+pub mod attention;
 mod error;
 pub mod formats;
 pub mod matmul;
