@@ -66,14 +66,27 @@ impl Model {
     }
 
     fn matmul(&self, w: &Linear, x: &[f32], n: usize) -> Vec<f32> {
-        let mut out = vec![0f32; n * w.rows];
-        kernels::matmul(&self.pool, &w.matrix(&self.gguf), x, n, &mut out);
-        if let Some(b) = &w.bias {
-            for row in out.chunks_exact_mut(w.rows) {
-                row.iter_mut().zip(b).for_each(|(o, b)| *o += b);
+        let [out] = self.matmuls([w], x, n);
+        out
+    }
+
+    /// Several projections of the same input (Q/K/V, gate/up) in one pool dispatch, with the
+    /// activations quantized once per activation type.
+    fn matmuls<const M: usize>(&self, ws: [&Linear; M], x: &[f32], n: usize) -> [Vec<f32>; M] {
+        let mut outs = ws.map(|w| vec![0f32; n * w.rows]);
+        let mats = ws.map(|w| w.matrix(&self.gguf));
+        {
+            let mut slices: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+            kernels::matmul_multi(&self.pool, &mats, x, n, &mut slices);
+        }
+        for (out, w) in outs.iter_mut().zip(ws) {
+            if let Some(b) = &w.bias {
+                for row in out.chunks_exact_mut(w.rows) {
+                    row.iter_mut().zip(b).for_each(|(o, b)| *o += b);
+                }
             }
         }
-        out
+        outs
     }
 
     /// Run `tokens` at positions `pos..pos + tokens.len()` through the model, filling the cache.
@@ -125,11 +138,10 @@ impl Model {
         for (il, layer) in w.layers.iter().enumerate() {
             rms_norm_into(&x, &layer.attn_norm, hp.rms_eps, &mut h);
             let (mut q, mut k, v) = match &layer.attn {
-                Attention::Separate(qkv) => (
-                    self.matmul(&qkv.q, &h, n),
-                    self.matmul(&qkv.k, &h, n),
-                    self.matmul(&qkv.v, &h, n),
-                ),
+                Attention::Separate(qkv) => {
+                    let [q, k, v] = self.matmuls([&qkv.q, &qkv.k, &qkv.v], &h, n);
+                    (q, k, v)
+                }
                 Attention::Fused(f) => {
                     let qkv = self.matmul(f, &h, n);
                     let mut q = Vec::with_capacity(n * q_dim);
@@ -188,8 +200,7 @@ impl Model {
             let ff = hp.n_ff;
             let gated = match &layer.ffn {
                 FeedForward::Gated { gate, up } => {
-                    let mut g = self.matmul(gate, &h, n);
-                    let u = self.matmul(up, &h, n);
+                    let [mut g, u] = self.matmuls([gate, up], &h, n);
                     g.iter_mut().zip(&u).for_each(|(g, u)| *g = act(*g) * u);
                     g
                 }
