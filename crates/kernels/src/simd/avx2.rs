@@ -469,6 +469,10 @@ pub(crate) fn dot_q4_k_blocks<const T: usize, const PAIRS: bool>(
                 // bsums are 32 bytes at 260: pairs of 16-sums are the sub-block sums.
                 let pair = _mm256_madd_epi16(load32(ap.add(Q8K_BSUMS)), _mm256_set1_epi16(1));
                 let mprod = _mm256_mullo_epi32(pair, m);
+                let mut mins_x_sums = [0i32; 8];
+                if PAIRS {
+                    _mm256_storeu_si256(mins_x_sums.as_mut_ptr().cast(), mprod);
+                }
                 let (scale, scale_m) = (dw * da, dmin * da);
                 let mut sumi = _mm256_setzero_si256();
                 for (c, [lo, hi]) in codes.iter().enumerate() {
@@ -482,9 +486,7 @@ pub(crate) fn dot_q4_k_blocks<const T: usize, const PAIRS: bool>(
                         _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, splat_byte16(sv, 2 * c + 1)));
                     if PAIRS {
                         // Lanes 2c, 2c + 1 of `mprod` are this pair's min terms.
-                        let mut lanes = [0i32; 8];
-                        _mm256_storeu_si256(lanes.as_mut_ptr().cast(), mprod);
-                        let msum = lanes[2 * c] + lanes[2 * c + 1];
+                        let msum = mins_x_sums[2 * c] + mins_x_sums[2 * c + 1];
                         acc[t] = (hsum_epi32(sumi) as f32).mul_add(scale, acc[t]);
                         acc_m[t] = (msum as f32).mul_add(scale_m, acc_m[t]);
                         sumi = _mm256_setzero_si256();
