@@ -2,21 +2,11 @@
 //! clean error for a missing file.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn synthetic(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/reference/synthetic")
-        .join(name)
-}
+mod common;
 
-fn hearth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::{hearth, synthetic};
 
 /// `hearth bench` on the synthetic model with two repetitions; `-p 16 -n 4` unless `extra` sets
 /// them (a repeated flag adds to its list, as in llama-bench).

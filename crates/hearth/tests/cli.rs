@@ -2,21 +2,10 @@
 //! `show`, and clean errors.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn synthetic(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/reference/synthetic")
-        .join(name)
-}
+mod common;
 
-fn hearth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::{hearth, synthetic};
 
 fn first_record(model: &str) -> Value {
     let text = std::fs::read_to_string(synthetic(model).with_extension("jsonl")).unwrap();

@@ -615,38 +615,59 @@ pub(crate) fn dot_q6_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
         // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
         // checked are in bounds (offsets per the layouts in `formats`).
         unsafe {
-            let (wp, ap) = (
-                w.as_ptr().wrapping_add(i * Q6_K_W),
-                a.as_ptr().wrapping_add(i * Q8_K_A),
-            );
+            let wp = w.as_ptr().wrapping_add(i * Q6_K_W);
+            let ap = a.as_ptr().wrapping_add(i * Q8_K_A);
             let d = _mm256_mul_ps(f16_bcast(wp.add(208)), _mm256_set1_ps(f32_ptr(ap)));
-            // In bounds: scales are 16 bytes at 192, bsums 32 bytes at 260.
-            let (scales, bsums) = (load16(wp.add(192)), load32(ap.add(Q8K_BSUMS)));
-            // Bias term: sum_s sc_s * bsum_s (|.| <= 16 * 128 * 2032), times 32 below.
-            let bias = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), bsums);
-            let mut sumi = _mm256_setzero_si256();
-            for h in 0..2 {
-                // ql is 128 bytes at 0, qh 64 bytes at 128.
-                let (ql0, ql1, qh) = (
-                    load32(wp.add(64 * h)),
-                    load32(wp.add(64 * h + 32)),
-                    load32(wp.add(128 + 32 * h)),
-                );
-                let codes = q6k_codes(ql0, ql1, qh);
-                for (g, &q) in codes.iter().enumerate() {
-                    // activation quants are 256 bytes at 4.
-                    let y = load32(ap.add(4 + 128 * h + 32 * g));
-                    // Codes <= 63: pair sums <= 2 * 63 * 127 < 2^15.
-                    let p = _mm256_maddubs_epi16(q, y);
-                    let s = scale_pair(scales, (4 * h + g) as i8);
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
-                }
-            }
-            sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(bias));
+            let sumi = q6k_lanes(&q6k_block_codes(wp), load16(wp.add(192)), ap);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, acc);
         }
     }
     hsum_ps(acc)
+}
+
+/// The 8 codes registers of the Q6_K block at `wp` (two halves of four 32-code groups).
+///
+/// # Safety
+/// A whole Q6_K block must be readable at `wp`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6k_block_codes(wp: *const u8) -> [[__m256i; 4]; 2] {
+    // SAFETY: ql is 128 bytes at 0, qh 64 bytes at 128, inside the block.
+    std::array::from_fn(|h| unsafe {
+        q6k_codes(
+            load32(wp.add(64 * h)),
+            load32(wp.add(64 * h + 32)),
+            load32(wp.add(128 + 32 * h)),
+        )
+    })
+}
+
+/// The 8 i32 lanes of a Q6_K block dotted with the Q8_K block at `ap`, partitioned as
+/// llama.cpp's AVX2 `vec_dot` partitions them: lane `l` holds elements `4l..4l + 4` of every
+/// 32-element group, minus `32 * (sc[2l] * bsum[2l] + sc[2l + 1] * bsum[2l + 1])` (the -32 code
+/// offset folded in through the group sums).
+///
+/// # Safety
+/// A whole Q8_K block must be readable at `ap`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6k_lanes(codes: &[[__m256i; 4]; 2], scales: __m128i, ap: *const u8) -> __m256i {
+    // SAFETY: bsums are 32 bytes at 260, quants 256 bytes at 4, inside the block.
+    unsafe {
+        // Bias term: |.| <= 16 * 128 * 2032, times 32 below.
+        let bias = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), load32(ap.add(Q8K_BSUMS)));
+        let mut sumi = _mm256_setzero_si256();
+        for (h, hc) in codes.iter().enumerate() {
+            for (g, &q) in hc.iter().enumerate() {
+                let y = load32(ap.add(4 + 128 * h + 32 * g));
+                // Codes <= 63: pair sums <= 2 * 63 * 127 < 2^15.
+                let p = _mm256_maddubs_epi16(q, y);
+                let s = scale_pair(scales, (4 * h + g) as i8);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+            }
+        }
+        _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(bias))
+    }
 }
 
 /// Q6_K weights x Q8_K activations for `T` tokens in llama.cpp's order for batches of 8 or more
@@ -671,27 +692,10 @@ pub(crate) fn dot_q6_k_blocks<const T: usize>(
             let wp = w.as_ptr().wrapping_add(i * Q6_K_W);
             let dw = f16_at(w, i * Q6_K_W + 208);
             let scales = load16(wp.add(192));
-            let codes: [[__m256i; 4]; 2] = std::array::from_fn(|h| {
-                q6k_codes(
-                    load32(wp.add(64 * h)),
-                    load32(wp.add(64 * h + 32)),
-                    load32(wp.add(128 + 32 * h)),
-                )
-            });
+            let codes = q6k_block_codes(wp);
             for (t, a) in acts.iter().enumerate() {
                 let ap = a.bytes.as_ptr().wrapping_add(i * Q8_K_A);
-                let bias =
-                    _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), load32(ap.add(Q8K_BSUMS)));
-                let mut sumi = _mm256_setzero_si256();
-                for (h, hc) in codes.iter().enumerate() {
-                    for (g, &q) in hc.iter().enumerate() {
-                        let y = load32(ap.add(4 + 128 * h + 32 * g));
-                        let p = _mm256_maddubs_epi16(q, y);
-                        let s = scale_pair(scales, (4 * h + g) as i8);
-                        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
-                    }
-                }
-                sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32::<5>(bias));
+                let sumi = q6k_lanes(&codes, scales, ap);
                 // GCC contracts llama.cpp's `buf + result * d_a` into one FMA.
                 acc[t] = (hsum_epi32(sumi) as f32 * dw).mul_add(f32_ptr(ap), acc[t]);
             }

@@ -298,14 +298,13 @@ impl DotKernel {
         let mut k = DotKernel::new(level, ty);
         #[cfg(target_arch = "x86_64")]
         if ty == GgmlType::Q6_K && level != Level::Scalar {
+            // `new` gives the lane-order kernel, which has no 4-token variant.
             if n_tokens >= TILED_MIN_BATCH {
                 k.simd = Some(avx2::dot_q6_k_tiled);
                 k.simd4 = Some(avx2::dot4_q6_k_tiled);
-            } else {
-                k.simd = Some(avx2::dot_q6_k);
-                k.simd4 = None;
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
         let _ = n_tokens;
         k
     }

@@ -193,14 +193,27 @@ fn dot_kernels_match_scalar_reference() {
                         DOT_REL_TOL
                     } * magnitude(ty, &w, &x)
                         + 1e-30;
+                    let act4 = act.repeat(4);
                     for level in available_levels() {
-                        let k = DotKernel::new(level, ty);
-                        let acts = Activations::from_quantized(&k, &act, n, 1);
-                        let got = k.dot(&w, &acts.row(0), n) as f64;
-                        assert!(
-                            (got - want).abs() <= tol || (got.is_nan() && want.is_nan()),
-                            "{ty} n={n} {kind:?} act#{variant} {level}: {got} vs {want} (tol {tol})"
-                        );
+                        // The single-token kernel and the batch kernels (which differ in order
+                        // for some types), both the one- and four-token entry points.
+                        for k in [
+                            DotKernel::new(level, ty),
+                            DotKernel::for_batch(level, ty, TILED_MIN_BATCH),
+                        ] {
+                            let acts = Activations::from_quantized(&k, &act4, n, 4);
+                            let rows = [acts.row(0), acts.row(1), acts.row(2), acts.row(3)];
+                            let one = k.dot(&w, &rows[0], n);
+                            let four = k.dot4(&w, [&rows[0], &rows[1], &rows[2], &rows[3]], n);
+                            for got in std::iter::once(one).chain(four) {
+                                let got = got as f64;
+                                assert!(
+                                    (got - want).abs() <= tol || (got.is_nan() && want.is_nan()),
+                                    "{ty} n={n} {kind:?} act#{variant} {level} {k:?}: {got} vs \
+                                     {want} (tol {tol})"
+                                );
+                            }
+                        }
                     }
                 }
             }
