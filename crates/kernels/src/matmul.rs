@@ -17,7 +17,7 @@
 
 use crate::formats;
 use crate::pool::{SharedMut, ThreadPool};
-use crate::simd::{self, ActRow, Activations, DotKernel, Level};
+use crate::simd::{self, ActRow, Activations, DotKernel, Level, GEMM_ROWS, GEMM_TOKENS};
 use crate::KernelError;
 use gguf::GgmlType;
 use std::cell::RefCell;
@@ -148,8 +148,7 @@ pub fn matmul_at(
         // SAFETY: any f32 bit pattern is valid bytes; u8 has no alignment requirement.
         let bytes =
             unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), n_tokens * cols * 4) };
-        let row = |t: usize| ActRow::plain(&bytes[t * cols * 4..(t + 1) * cols * 4]);
-        run_rows(pool, w, &kernel, &row, n_tokens, out);
+        run_rows(pool, w, &kernel, Source::Raw(bytes, cols), n_tokens, out);
         return;
     }
 
@@ -157,7 +156,7 @@ pub fn matmul_at(
     // its own instead of a RefCell panic.
     let mut acts = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     acts.quantize(&kernel, x, cols, n_tokens, pool);
-    run_rows(pool, w, &kernel, &|t| acts.row(t), n_tokens, out);
+    run_rows(pool, w, &kernel, Source::Quantized(&acts), n_tokens, out);
     SCRATCH.with(|s| *s.borrow_mut() = acts);
 }
 
@@ -178,12 +177,30 @@ fn chunk_rows(rows: usize, row_bytes: usize, n_threads: usize, n_tokens: usize) 
     c
 }
 
+/// Where a matmul's activation rows come from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// f32 activations as their bytes, `cols` per token (float weights).
+    Raw(&'a [u8], usize),
+    /// Quantized (and maybe prepared) activations.
+    Quantized(&'a Activations),
+}
+
+impl<'a> Source<'a> {
+    fn row(self, t: usize) -> ActRow<'a> {
+        match self {
+            Source::Raw(bytes, cols) => ActRow::plain(&bytes[t * cols * 4..(t + 1) * cols * 4]),
+            Source::Quantized(a) => a.row(t),
+        }
+    }
+}
+
 /// The dot loop over row chunks of one matrix.
-fn run_rows<'a>(
+fn run_rows(
     pool: &ThreadPool,
     w: &Matrix,
     kernel: &DotKernel,
-    act: &(dyn Fn(usize) -> ActRow<'a> + Sync),
+    act: Source<'_>,
     n_tokens: usize,
     out: &mut [f32],
 ) {
@@ -196,22 +213,41 @@ fn run_rows<'a>(
     });
 }
 
-/// Rows `rs` of `w` for every token: tokens in groups of 4 (one pass over the rows per group,
-/// each weight row unpacked once per group), then the remaining tokens one by one.
+/// Rows `rs` of `w` for every token: tokens in tiles of [`GEMM_TOKENS`] x [`GEMM_ROWS`] rows
+/// where the kernel has a tile kernel, then in groups of 4 (one pass over the rows per group,
+/// each weight row unpacked once per group), then one by one.
 ///
 /// # Safety
 /// `dst` must point to `n_tokens * w.rows` writable f32 that no other thread writes at the
 /// indices `t * w.rows + r` for `r` in `rs`.
-unsafe fn run_chunk<'a>(
+unsafe fn run_chunk(
     w: &Matrix,
     kernel: &DotKernel,
-    act: &(dyn Fn(usize) -> ActRow<'a> + Sync),
+    src: Source<'_>,
     n_tokens: usize,
     rs: Range<usize>,
     dst: SharedMut<f32>,
 ) {
     let (rows, cols) = (w.rows, w.cols);
+    let act = |t: usize| src.row(t);
     let mut t = 0;
+    if let (true, Source::Quantized(acts)) = (kernel.has_gemm(), src) {
+        while t + GEMM_TOKENS <= n_tokens {
+            let tile = acts.tile(t / GEMM_TOKENS);
+            for r0 in rs.clone().step_by(GEMM_ROWS) {
+                // A last odd row is paired with itself.
+                let rr: [usize; GEMM_ROWS] = std::array::from_fn(|k| (r0 + k).min(rs.end - 1));
+                let v = kernel.gemm(rr.map(|r| w.row(r)), &tile, cols);
+                for (k, vr) in v.iter().enumerate().take(rs.end - r0) {
+                    for (j, &x) in vr.iter().enumerate() {
+                        // SAFETY: (t + j, r0 + k) is ours per the contract.
+                        unsafe { dst.at((t + j) * rows + r0 + k).write(x) };
+                    }
+                }
+            }
+            t += GEMM_TOKENS;
+        }
+    }
     if kernel.has_dot4() {
         while t + 4 <= n_tokens {
             let a = [act(t), act(t + 1), act(t + 2), act(t + 3)];
@@ -329,11 +365,11 @@ pub fn matmul_multi_at(
     let x_bytes =
         unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), n_tokens * cols * 4) };
     let scratch_ref = &scratch;
-    let act_row = |l: usize, t: usize| {
+    let source = |l: usize| {
         if raw_f32(l) {
-            ActRow::plain(&x_bytes[t * cols * 4..(t + 1) * cols * 4])
+            Source::Raw(x_bytes, cols)
         } else {
-            scratch_ref[l].row(t)
+            Source::Quantized(&scratch_ref[l])
         }
     };
 
@@ -357,7 +393,7 @@ pub fn matmul_multi_at(
                 run_chunk(
                     &ws[*m],
                     &kernels[*m],
-                    &|t| act_row(l, t),
+                    source(l),
                     n_tokens,
                     rs.clone(),
                     dsts[*m],

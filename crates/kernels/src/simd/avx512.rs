@@ -11,9 +11,11 @@
 //! Like [`super::avx2`], each kernel is a safe `#[target_feature]` function that bounds-checks its
 //! slices; the dispatcher only hands it out when the features are present.
 
-use super::avx2::{f16_at, f32_at, float_lens, hsum_ps, load16, load32, u32_ptr};
+use super::avx2::{
+    f16_at, f16_bcast, f32_at, float_lens, hsum_ps, load16, load32, nibbles32, u32_ptr,
+};
 use super::layout::*;
-use super::ActRow;
+use super::{ActRow, ActTile};
 use std::arch::x86_64::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -340,6 +342,151 @@ pub(crate) fn dot4_q8_0(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) fn dot4_iq4_nl(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
     dot32::<K_IQ4_NL, 4>(w, acts, n)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 32-element block types: tiles of 2 weight rows x 8 tokens (prompt processing)
+// ---------------------------------------------------------------------------------------------
+//
+// Each output keeps its own 8-lane accumulator, summed block after block exactly as in
+// [`dot32`], so a tile gives the single-token kernels' bits. What the tile saves is everything
+// around the per-output multiply-adds: a weight block is unpacked once for 8 tokens, the
+// zero-point correction once per token for both rows, and the 16 block scales are 2 vector
+// products of the rows' scales with the 8 tokens' (laid out block-major by `Activations`).
+
+/// The 32 unsigned codes of one block at `w` (element order).
+///
+/// # Safety
+/// One whole block of the `KIND` type must be readable at `w`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn codes32<const KIND: u8>(w: *const u8) -> __m256i {
+    let (_, qs, _, _) = layout32(KIND);
+    // SAFETY: all offsets are inside the block per the layouts.
+    unsafe {
+        match KIND {
+            K_Q8_0 => _mm256_xor_si256(load32(w.add(qs)), _mm256_set1_epi8(0x80u8 as i8)),
+            K_IQ4_NL => {
+                let t = _mm_xor_si128(load16(KVALUES.as_ptr().cast()), _mm_set1_epi8(0x80u8 as i8));
+                _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(t), nibbles32(load16(w.add(qs))))
+            }
+            K_Q5_0 | K_Q5_1 => {
+                let hb = if KIND == K_Q5_0 { 2 } else { 4 };
+                let z = nibbles32(load16(w.add(qs)));
+                _mm256_mask_add_epi8(z, u32_ptr(w.add(hb)), z, _mm256_set1_epi8(16))
+            }
+            _ => nibbles32(load16(w.add(qs))),
+        }
+    }
+}
+
+/// log2 of a 32-element type's zero point (they are all powers of two), the shift that turns an
+/// activation lane sum into the zero point's share of the lane's dot.
+const fn zero_point_shift(kind: u8) -> i32 {
+    let (_, _, zero_point, _) = layout32(kind);
+    zero_point.trailing_zeros() as i32
+}
+
+/// The dots of 2 weight rows (`w[0]`, `w[1]`) of a 32-element type with a tile of 8 tokens'
+/// activations: `out[r][t]`, bit-identical to [`dot32`] of each pair.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn gemm32<const KIND: u8>(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
+    let (wsz, _, zero_point, has_min) = layout32(KIND);
+    assert!(
+        n.is_multiple_of(32),
+        "{n} elements are not whole blocks of 32"
+    );
+    let nb = n / 32;
+    assert!(w.iter().all(|w| w.len() >= nb * wsz), "row too short");
+    assert!(
+        tile.q8.len() >= 256 * nb
+            && tile.ls8.len() >= 64 * nb
+            && tile.d8.len() >= 8 * nb
+            && (!has_min || tile.s8.len() >= 8 * nb),
+        "activation tile not prepared for this kernel"
+    );
+    let (q8, ls8) = (tile.q8.as_ptr(), tile.ls8.as_ptr());
+    let shift = _mm_cvtsi32_si128(zero_point_shift(KIND));
+    // `acc[t][r]`: token t, row r.
+    let mut acc = [[_mm256_setzero_ps(); 2]; 8];
+    let mut summ = [_mm256_setzero_ps(); 2];
+    for b in 0..nb {
+        // SAFETY: block b < nb is inside both weight rows and the tile's arrays (lengths
+        // checked above).
+        unsafe {
+            let wb = w.map(|w| w.as_ptr().add(b * wsz));
+            let codes = wb.map(|p| codes32::<KIND>(p));
+            let dw = wb.map(|p| f16_bcast(p));
+            if has_min {
+                let sa = _mm256_loadu_ps(tile.s8.as_ptr().add(8 * b));
+                for r in 0..2 {
+                    summ[r] = _mm256_add_ps(summ[r], _mm256_mul_ps(f16_bcast(wb[r].add(2)), sa));
+                }
+            }
+            for (t, acc_t) in acc.iter_mut().enumerate() {
+                let q = _mm256_loadu_si256(q8.add(256 * b + 32 * t).cast());
+                // The zero point's share, -zp * (sum of the lane's 4 quants), exact in i32.
+                let init = if zero_point != 0 {
+                    let ls = _mm256_loadu_si256(ls8.add(64 * b + 8 * t).cast());
+                    _mm256_sll_epi32(ls, shift)
+                } else {
+                    _mm256_setzero_si256()
+                };
+                for r in 0..2 {
+                    let p = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(init, codes[r], q));
+                    let s = _mm256_mul_ps(dw[r], _mm256_set1_ps(*tile.d8.get_unchecked(8 * b + t)));
+                    acc_t[r] = _mm256_fmadd_ps(p, s, acc_t[r]);
+                }
+            }
+        }
+    }
+    let mut out = [[0f32; 8]; 2];
+    for r in 0..2 {
+        let mut m = [0f32; 8];
+        // SAFETY: `m` is 8 writable f32.
+        unsafe { _mm256_storeu_ps(m.as_mut_ptr(), summ[r]) };
+        for t in 0..8 {
+            out[r][t] = hsum_ps(acc[t][r]) + m[t];
+        }
+    }
+    out
+}
+
+/// [`dot_q4_0`] of 2 weight rows with 8 tokens.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_q4_0(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
+    gemm32::<K_Q4_0>(w, tile, n)
+}
+
+/// [`dot_q4_1`] of 2 weight rows with 8 tokens.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_q4_1(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
+    gemm32::<K_Q4_1>(w, tile, n)
+}
+
+/// [`dot_q5_0`] of 2 weight rows with 8 tokens.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_q5_0(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
+    gemm32::<K_Q5_0>(w, tile, n)
+}
+
+/// [`dot_q5_1`] of 2 weight rows with 8 tokens.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_q5_1(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
+    gemm32::<K_Q5_1>(w, tile, n)
+}
+
+/// [`dot_q8_0`] of 2 weight rows with 8 tokens.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_q8_0(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
+    gemm32::<K_Q8_0>(w, tile, n)
+}
+
+/// [`dot_iq4_nl`] of 2 weight rows with 8 tokens.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_iq4_nl(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
+    gemm32::<K_IQ4_NL>(w, tile, n)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,14 +7,15 @@
 //!
 //! | level | needs | kernels |
 //! |---|---|---|
-//! | [`Level::Avx512`] | AVX-512 F/BW/VL/VNNI + AVX2/FMA/F16C | `avx512.rs`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL (two blocks per zmm `vpdpbusd`, prepared activations), F32/F16/BF16 (zmm FMA), 4-token variants of the 32-element types; the other types from `avx2.rs` |
+//! | [`Level::Avx512`] | AVX-512 F/BW/VL/VNNI + AVX2/FMA/F16C | `avx512.rs`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL (two blocks per zmm `vpdpbusd`, prepared activations), F32/F16/BF16 (zmm FMA), 4-token variants and 2-row x 8-token tiles of the 32-element types; the other types from `avx2.rs` |
 //! | [`Level::Avx2`] | AVX2, FMA, F16C | `avx2.rs`: every supported type (`maddubs`/`madd`), Q8_0/Q8_1/Q8_K quantizers (also used at the AVX-512 level) |
 //! | [`Level::Scalar`] | - | [`crate::formats::vec_dot`] and [`crate::formats::quantize_activations`] |
 //!
 //! The dot kernels take an [`ActRow`]: a token's activations in the standard layout, plus for the
 //! AVX-512 32-element kernels side arrays built once per matmul by [`Activations`] (see
-//! [`ActRow`]). [`DotKernel::dot4`] dots one weight row with 4 tokens, unpacking the weights once
-//! (prompt processing).
+//! [`ActRow`]). [`DotKernel::dot4`] dots one weight row with 4 tokens, unpacking the weights once, and
+//! [`DotKernel::gemm`] a tile of [`GEMM_ROWS`] rows x [`GEMM_TOKENS`] tokens ([`ActTile`], with the
+//! tokens interleaved block by block) (prompt processing).
 //!
 //! The float sums follow the order of llama.cpp's x86 kernels on an AVX-512 machine (which made the
 //! reference outputs), including where that order depends on the batch size
@@ -161,6 +162,10 @@ pub fn available_levels() -> Vec<Level> {
 type RawDot = unsafe fn(&[u8], &ActRow<'_>, usize) -> f32;
 /// A SIMD dot of one weight row with 4 tokens (same contract as [`RawDot`]).
 type RawDot4 = unsafe fn(&[u8], [&ActRow<'_>; 4], usize) -> [f32; 4];
+/// A SIMD dot of [`GEMM_ROWS`] weight rows with [`GEMM_TOKENS`] tokens (same contract as
+/// [`RawDot`]).
+type RawGemm =
+    unsafe fn([&[u8]; GEMM_ROWS], &ActTile<'_>, usize) -> [[f32; GEMM_TOKENS]; GEMM_ROWS];
 /// A SIMD activation quantizer (same contract as [`RawDot`]).
 type RawQuant = unsafe fn(&[f32], &mut [u8]);
 
@@ -175,6 +180,8 @@ pub struct DotKernel {
     prepared: bool,
     /// A kernel that dots one weight row with 4 tokens, unpacking the weights once.
     simd4: Option<RawDot4>,
+    /// A kernel for tiles of [`GEMM_ROWS`] rows x [`GEMM_TOKENS`] tokens.
+    gemm: Option<RawGemm>,
 }
 
 impl std::fmt::Debug for DotKernel {
@@ -184,6 +191,7 @@ impl std::fmt::Debug for DotKernel {
             .field("level", &self.level)
             .field("simd", &self.simd.is_some())
             .field("simd4", &self.simd4.is_some())
+            .field("gemm", &self.gemm.is_some())
             .finish()
     }
 }
@@ -255,6 +263,25 @@ fn simd_dot4(_level: Level, _ty: GgmlType) -> Option<RawDot4> {
     None
 }
 
+#[cfg(target_arch = "x86_64")]
+fn simd_gemm(level: Level, ty: GgmlType) -> Option<RawGemm> {
+    use GgmlType::*;
+    match (level, ty) {
+        (Level::Avx512, Q4_0) => Some(avx512::gemm_q4_0),
+        (Level::Avx512, Q4_1) => Some(avx512::gemm_q4_1),
+        (Level::Avx512, Q5_0) => Some(avx512::gemm_q5_0),
+        (Level::Avx512, Q5_1) => Some(avx512::gemm_q5_1),
+        (Level::Avx512, Q8_0) => Some(avx512::gemm_q8_0),
+        (Level::Avx512, IQ4_NL) => Some(avx512::gemm_iq4_nl),
+        _ => None,
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn simd_gemm(_level: Level, _ty: GgmlType) -> Option<RawGemm> {
+    None
+}
+
 /// Whether the kernel for `ty` at `level` reads the prepared activation arrays.
 fn uses_prepared(level: Level, ty: GgmlType) -> bool {
     use GgmlType::*;
@@ -283,6 +310,7 @@ impl DotKernel {
             level,
             prepared: uses_prepared(level, ty),
             simd4: simd_dot4(level, ty),
+            gemm: simd_gemm(level, ty),
         }
     }
 
@@ -369,7 +397,42 @@ impl DotKernel {
             None => acts.map(|a| self.dot(w, a, n)),
         }
     }
+
+    /// Whether [`DotKernel::gemm`] has a tile kernel (rather than running [`DotKernel::dot4`]).
+    pub fn has_gemm(&self) -> bool {
+        self.gemm.is_some()
+    }
+
+    /// The dots of [`GEMM_ROWS`] weight rows with the [`GEMM_TOKENS`] tokens of `tile`:
+    /// `out[r][t] = dot(w[r], tile.row(t))`, each bit-identical to [`DotKernel::dot`].
+    ///
+    /// # Panics
+    /// As [`DotKernel::dot`].
+    #[inline]
+    pub fn gemm(
+        &self,
+        w: [&[u8]; GEMM_ROWS],
+        tile: &ActTile<'_>,
+        n: usize,
+    ) -> [[f32; GEMM_TOKENS]; GEMM_ROWS] {
+        match self.gemm {
+            // SAFETY: as in `dot`.
+            Some(f) => unsafe { f(w, tile, n) },
+            None => w.map(|w| {
+                let [a, b] = [0, 4].map(|t| {
+                    let r = &tile.rows;
+                    self.dot4(w, [&r[t], &r[t + 1], &r[t + 2], &r[t + 3]], n)
+                });
+                std::array::from_fn(|t| if t < 4 { a[t] } else { b[t - 4] })
+            }),
+        }
+    }
 }
+
+/// Weight rows per [`DotKernel::gemm`] tile.
+pub const GEMM_ROWS: usize = 2;
+/// Tokens per [`DotKernel::gemm`] tile.
+pub const GEMM_TOKENS: usize = 8;
 
 /// Activation quantization to one activation type at one level.
 #[derive(Clone, Copy)]
@@ -456,6 +519,21 @@ impl<'a> ActRow<'a> {
     }
 }
 
+/// [`GEMM_TOKENS`] consecutive tokens' activations for [`DotKernel::gemm`]: their rows, and
+/// for prepared layouts the tokens interleaved block by block, so a tile kernel walks one
+/// pointer: for block `b` and token `t`, the 32 quants at `q8[256 * b + 32 * t..]`, the negated
+/// sums of each 4 of them (one per `vpdpbusd` lane) at `ls8[64 * b + 8 * t..]` (i32), and the
+/// scales at `d8[8 * b + t]` (`s8` likewise).
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub struct ActTile<'a> {
+    pub rows: [ActRow<'a>; GEMM_TOKENS],
+    q8: &'a [i8],
+    ls8: &'a [i32],
+    d8: &'a [f32],
+    s8: &'a [f32],
+}
+
 /// Quantized activations of a batch of tokens, laid out for one [`DotKernel`]; reusable across
 /// calls (buffers only grow).
 #[derive(Debug, Default)]
@@ -465,6 +543,11 @@ pub struct Activations {
     nq: Vec<i8>,
     d: Vec<f32>,
     s: Vec<f32>,
+    /// Each whole group of [`GEMM_TOKENS`] tokens interleaved block by block ([`ActTile`]).
+    q8: Vec<i8>,
+    ls8: Vec<i32>,
+    d8: Vec<f32>,
+    s8: Vec<f32>,
     row_bytes: usize,
     n: usize,
     n_tokens: usize,
@@ -563,6 +646,37 @@ impl Activations {
         }
     }
 
+    /// Tokens `8g..8g + 8` as a tile.
+    ///
+    /// # Panics
+    /// If the batch has fewer than `8g + 8` tokens.
+    pub fn tile(&self, g: usize) -> ActTile<'_> {
+        let t0 = g * GEMM_TOKENS;
+        assert!(
+            t0 + GEMM_TOKENS <= self.n_tokens,
+            "tile {g} of {} tokens",
+            self.n_tokens
+        );
+        let rows = std::array::from_fn(|t| self.row(t0 + t));
+        if !self.prepared {
+            return ActTile {
+                rows,
+                q8: &[],
+                ls8: &[],
+                d8: &[],
+                s8: &[],
+            };
+        }
+        let per = self.n / 32 * GEMM_TOKENS;
+        ActTile {
+            rows,
+            q8: &self.q8[g * per * 32..(g + 1) * per * 32],
+            ls8: &self.ls8[g * per * 8..(g + 1) * per * 8],
+            d8: &self.d8[g * per..(g + 1) * per],
+            s8: &self.s8[g * per..(g + 1) * per],
+        }
+    }
+
     fn reset(&mut self, act: GgmlType, n: usize, n_tokens: usize, prepared: bool) {
         self.row_bytes = formats::activation_row_bytes(act, n);
         self.n = n;
@@ -574,6 +688,11 @@ impl Activations {
             self.nq.resize(n * n_tokens, 0);
             self.d.resize(n / 32 * n_tokens, 0.0);
             self.s.resize(n / 32 * n_tokens, 0.0);
+            let whole = n_tokens - n_tokens % GEMM_TOKENS;
+            self.q8.resize(n * whole, 0);
+            self.ls8.resize(n / 4 * whole, 0);
+            self.d8.resize(n / 32 * whole, 0.0);
+            self.s8.resize(n / 32 * whole, 0.0);
         }
     }
 
@@ -605,6 +724,25 @@ impl Activations {
                 // Quants are in -127..=127 (quantizer output), so negation cannot overflow;
                 // wrapping keeps arbitrary caller bytes from panicking.
                 *n = (b as i8).wrapping_neg();
+            }
+        }
+        // The tile layout: whole groups of tokens interleaved block by block.
+        let nb = self.n / 32;
+        let whole = self.d8.len() / nb.max(1);
+        for t in 0..whole {
+            let (g, k) = (t / GEMM_TOKENS, t % GEMM_TOKENS);
+            for b in 0..nb {
+                let slot = (g * nb + b) * GEMM_TOKENS + k;
+                let src = &self.qs[(t * nb + b) * 32..][..32];
+                self.q8[slot * 32..][..32].copy_from_slice(src);
+                for (ls, q4) in self.ls8[slot * 8..][..8]
+                    .iter_mut()
+                    .zip(src.chunks_exact(4))
+                {
+                    *ls = -q4.iter().map(|&q| q as i32).sum::<i32>();
+                }
+                self.d8[slot] = self.d[t * nb + b];
+                self.s8[slot] = self.s[t * nb + b];
             }
         }
     }

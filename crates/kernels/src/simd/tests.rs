@@ -337,3 +337,49 @@ fn dot4_equals_four_dots() {
         }
     }
 }
+
+/// A tile kernel sums each of its 16 outputs in the same order as the 4-token kernel (which for
+/// the tiled types is the single-token order), so the results must be bit-identical; odd block
+/// counts and every activation variant included.
+#[test]
+fn gemm_equals_dot4() {
+    let mut rng = Rng(99);
+    for ty in WEIGHT_TYPES {
+        let act_ty = formats::activation_type(ty).unwrap();
+        let unit = act_ty.block_size().max(ty.block_size()).max(32);
+        for n in [unit, 3 * unit, 8 * unit] {
+            let w: [Vec<u8>; GEMM_ROWS] =
+                std::array::from_fn(|_| weight_row(ty, n, WeightKind::Quantized, &mut rng));
+            let rb = formats::activation_row_bytes(act_ty, n);
+            // Two tiles, so the second one's block-major scales are checked too.
+            let n_tokens = 2 * GEMM_TOKENS + 3;
+            let mut bytes = vec![0u8; n_tokens * rb];
+            for t in 0..n_tokens {
+                let x = activations(n, t % 4, &mut rng);
+                formats::quantize_activations(act_ty, &x, &mut bytes[t * rb..(t + 1) * rb]);
+            }
+            for level in available_levels() {
+                let k = DotKernel::for_batch(level, ty, n_tokens);
+                let acts = Activations::from_quantized(&k, &bytes, n, n_tokens);
+                for g in 0..2 {
+                    let tile = acts.tile(g);
+                    let got = k.gemm([&w[0], &w[1]], &tile, n);
+                    for (r, wr) in w.iter().enumerate() {
+                        for t in 0..GEMM_TOKENS {
+                            let t0 = t - t % 4;
+                            let rows = [t0, t0 + 1, t0 + 2, t0 + 3].map(|i| tile.rows[i]);
+                            let want = k.dot4(wr, [&rows[0], &rows[1], &rows[2], &rows[3]], n);
+                            assert_eq!(
+                                got[r][t].to_bits(),
+                                want[t % 4].to_bits(),
+                                "{ty} n={n} tile {g} row {r} token {t} {level}: {} vs {}",
+                                got[r][t],
+                                want[t % 4]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
