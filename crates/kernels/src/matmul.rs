@@ -234,14 +234,25 @@ unsafe fn run_chunk(
     if let (true, Source::Quantized(acts)) = (kernel.has_gemm(), src) {
         while t + GEMM_TOKENS <= n_tokens {
             let tile = acts.tile(t / GEMM_TOKENS);
-            for r0 in rs.clone().step_by(GEMM_ROWS) {
-                // A last odd row is paired with itself.
-                let rr: [usize; GEMM_ROWS] = std::array::from_fn(|k| (r0 + k).min(rs.end - 1));
-                let v = kernel.gemm(rr.map(|r| w.row(r)), &tile, cols);
-                for (k, vr) in v.iter().enumerate().take(rs.end - r0) {
-                    for (j, &x) in vr.iter().enumerate() {
+            let full = rs.start + (rs.len() - rs.len() % GEMM_ROWS);
+            for r0 in (rs.start..full).step_by(GEMM_ROWS) {
+                let v = kernel.gemm(std::array::from_fn(|k| w.row(r0 + k)), &tile, cols);
+                for (j, vt) in v.iter().enumerate() {
+                    for (k, &x) in vt.iter().enumerate() {
                         // SAFETY: (t + j, r0 + k) is ours per the contract.
                         unsafe { dst.at((t + j) * rows + r0 + k).write(x) };
+                    }
+                }
+            }
+            // The last rows that make no whole tile, 4 tokens at a time (same bits).
+            let a = &tile.rows;
+            for r in full..rs.end {
+                for t0 in [0, 4] {
+                    let v =
+                        kernel.dot4(w.row(r), [&a[t0], &a[t0 + 1], &a[t0 + 2], &a[t0 + 3]], cols);
+                    for (j, x) in v.into_iter().enumerate() {
+                        // SAFETY: as above.
+                        unsafe { dst.at((t + t0 + j) * rows + r).write(x) };
                     }
                 }
             }
@@ -335,18 +346,18 @@ pub fn matmul_multi_at(
         .iter()
         .map(|w| DotKernel::for_batch(level, w.ty, n_tokens))
         .collect();
-    // Distinct activation layouts (type, prepared); `which[i]` is matrix i's layout.
-    let mut layouts: Vec<(GgmlType, bool, usize)> = Vec::new();
+    // Distinct activation layouts (type, prepared, tiled); `which[i]` is matrix i's layout.
+    let mut layouts: Vec<(GgmlType, bool, bool, usize)> = Vec::new();
     let which: Vec<usize> = kernels
         .iter()
         .enumerate()
         .map(|(i, k)| {
             let act = formats::activation_type(k.weight_type()).expect("Matrix::new checked");
-            let key = (act, k.wants_prepared());
-            match layouts.iter().position(|l| (l.0, l.1) == key) {
+            let key = (act, k.wants_prepared(), k.has_gemm());
+            match layouts.iter().position(|l| (l.0, l.1, l.2) == key) {
                 Some(p) => p,
                 None => {
-                    layouts.push((key.0, key.1, i));
+                    layouts.push((key.0, key.1, key.2, i));
                     layouts.len() - 1
                 }
             }
@@ -358,7 +369,7 @@ pub fn matmul_multi_at(
     scratch.resize_with(scratch.len().max(layouts.len()), Activations::new);
     for (l, acts) in scratch.iter_mut().enumerate().take(layouts.len()) {
         if !raw_f32(l) {
-            acts.quantize(&kernels[layouts[l].2], x, cols, n_tokens, pool);
+            acts.quantize(&kernels[layouts[l].3], x, cols, n_tokens, pool);
         }
     }
     // SAFETY: any f32 bit pattern is valid bytes; u8 has no alignment requirement.

@@ -12,7 +12,8 @@
 //! slices; the dispatcher only hands it out when the features are present.
 
 use super::avx2::{
-    f16_at, f16_bcast, f32_at, float_lens, hsum_ps, load16, load32, nibbles32, u32_ptr,
+    f16_at, f16_bcast, f32_at, f32_ptr, float_lens, hsum_ps, k4_scales_mins, load16, load32,
+    nibbles32, u32_ptr,
 };
 use super::layout::*;
 use super::{ActRow, ActTile};
@@ -453,40 +454,322 @@ fn gemm32<const KIND: u8>(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32;
     out
 }
 
-/// [`dot_q4_0`] of 2 weight rows with 8 tokens.
+/// [`gemm32`] over 8 rows, two at a time: `out[t][r]`.
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_q4_0(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
-    gemm32::<K_Q4_0>(w, tile, n)
+fn gemm32_rows<const KIND: u8>(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    let mut out = [[0f32; 8]; 8];
+    for p in 0..4 {
+        let v = gemm32::<KIND>([w[2 * p], w[2 * p + 1]], tile, n);
+        for (t, o) in out.iter_mut().enumerate() {
+            o[2 * p] = v[0][t];
+            o[2 * p + 1] = v[1][t];
+        }
+    }
+    out
 }
 
-/// [`dot_q4_1`] of 2 weight rows with 8 tokens.
+/// [`dot_q4_0`] of 8 weight rows with 8 tokens: `out[t][r]`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_q4_1(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
-    gemm32::<K_Q4_1>(w, tile, n)
+pub(crate) fn gemm_q4_0(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    gemm32_rows::<K_Q4_0>(w, tile, n)
 }
 
-/// [`dot_q5_0`] of 2 weight rows with 8 tokens.
+/// [`dot_q4_1`] of 8 weight rows with 8 tokens: `out[t][r]`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_q5_0(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
-    gemm32::<K_Q5_0>(w, tile, n)
+pub(crate) fn gemm_q4_1(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    gemm32_rows::<K_Q4_1>(w, tile, n)
 }
 
-/// [`dot_q5_1`] of 2 weight rows with 8 tokens.
+/// [`dot_q5_0`] of 8 weight rows with 8 tokens: `out[t][r]`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_q5_1(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
-    gemm32::<K_Q5_1>(w, tile, n)
+pub(crate) fn gemm_q5_0(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    gemm32_rows::<K_Q5_0>(w, tile, n)
 }
 
-/// [`dot_q8_0`] of 2 weight rows with 8 tokens.
+/// [`dot_q5_1`] of 8 weight rows with 8 tokens: `out[t][r]`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_q8_0(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
-    gemm32::<K_Q8_0>(w, tile, n)
+pub(crate) fn gemm_q5_1(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    gemm32_rows::<K_Q5_1>(w, tile, n)
 }
 
-/// [`dot_iq4_nl`] of 2 weight rows with 8 tokens.
+/// [`dot_q8_0`] of 8 weight rows with 8 tokens: `out[t][r]`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_iq4_nl(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
-    gemm32::<K_IQ4_NL>(w, tile, n)
+pub(crate) fn gemm_q8_0(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    gemm32_rows::<K_Q8_0>(w, tile, n)
+}
+
+/// [`dot_iq4_nl`] of 8 weight rows with 8 tokens: `out[t][r]`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_iq4_nl(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    gemm32_rows::<K_IQ4_NL>(w, tile, n)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q4_K: tiles of 8 weight rows x 8 tokens (prompt processing)
+// ---------------------------------------------------------------------------------------------
+//
+// Q4_K's float order (see [`super::avx2::dot_q4_k_blocks`], pairs of sub-blocks) works on whole
+// integer sums, so a tile can put the 8 rows in the lanes: the rows' codes are transposed once
+// per tile (lane `r` of vector `k` holds row `r`'s codes `4k..4k + 4` of a sub-block) and each
+// `vpdpbusd` multiplies them with 4 quants of one token broadcast from memory. Every lane then
+// does, in the same order, the scalar steps of the 4-token kernel for its row.
+
+/// The 8x8 transpose of 32-bit lanes: lane `r` of output `k` is lane `k` of input `r`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn transpose8_epi32(r: [__m256i; 8]) -> [__m256i; 8] {
+    let t = [
+        _mm256_unpacklo_epi32(r[0], r[1]),
+        _mm256_unpackhi_epi32(r[0], r[1]),
+        _mm256_unpacklo_epi32(r[2], r[3]),
+        _mm256_unpackhi_epi32(r[2], r[3]),
+        _mm256_unpacklo_epi32(r[4], r[5]),
+        _mm256_unpackhi_epi32(r[4], r[5]),
+        _mm256_unpacklo_epi32(r[6], r[7]),
+        _mm256_unpackhi_epi32(r[6], r[7]),
+    ];
+    let u = [
+        _mm256_unpacklo_epi64(t[0], t[2]),
+        _mm256_unpackhi_epi64(t[0], t[2]),
+        _mm256_unpacklo_epi64(t[1], t[3]),
+        _mm256_unpackhi_epi64(t[1], t[3]),
+        _mm256_unpacklo_epi64(t[4], t[6]),
+        _mm256_unpackhi_epi64(t[4], t[6]),
+        _mm256_unpacklo_epi64(t[5], t[7]),
+        _mm256_unpackhi_epi64(t[5], t[7]),
+    ];
+    [
+        _mm256_permute2x128_si256::<0x20>(u[0], u[4]),
+        _mm256_permute2x128_si256::<0x20>(u[1], u[5]),
+        _mm256_permute2x128_si256::<0x20>(u[2], u[6]),
+        _mm256_permute2x128_si256::<0x20>(u[3], u[7]),
+        _mm256_permute2x128_si256::<0x31>(u[0], u[4]),
+        _mm256_permute2x128_si256::<0x31>(u[1], u[5]),
+        _mm256_permute2x128_si256::<0x31>(u[2], u[6]),
+        _mm256_permute2x128_si256::<0x31>(u[3], u[7]),
+    ]
+}
+
+/// The f16 at `p[r] + off` of each of 8 rows, as f32 lanes.
+///
+/// # Safety
+/// 2 bytes at each `p[r] + off` must be readable.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn f16_rows(p: &[*const u8; 8], off: usize) -> __m256 {
+    // SAFETY: per the contract.
+    let h: [u16; 8] = std::array::from_fn(|r| unsafe {
+        u16::from_le(p[r].add(off).cast::<u16>().read_unaligned())
+    });
+    // SAFETY: `h` is 16 readable bytes.
+    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(h.as_ptr().cast()) })
+}
+
+/// Byte `j` of each of 8 u64 (the rows' packed 6-bit scales or mins) as i32 lanes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn byte_of_rows(v: __m512i, j: u32) -> __m256i {
+    let s = _mm512_srl_epi64(v, _mm_cvtsi32_si128(8 * j as i32));
+    _mm256_and_si256(_mm512_cvtepi64_epi32(s), _mm256_set1_epi32(0xFF))
+}
+
+/// The i32 at `p` in all 8 lanes.
+///
+/// # Safety
+/// 4 bytes at `p` must be readable.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn bcast_i32(p: *const u8) -> __m256i {
+    // SAFETY: per the contract.
+    _mm256_set1_epi32(unsafe { p.cast::<i32>().read_unaligned() })
+}
+
+/// The dots of 8 Q4_K weight rows with a tile of 8 tokens' Q8_K activations: `out[t][r]`,
+/// bit-identical to [`super::avx2::dot4_q4_k`] of each pair.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_q4_k(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    assert!(
+        n.is_multiple_of(256),
+        "{n} elements are not whole blocks of 256"
+    );
+    let nb = n / 256;
+    assert!(w.iter().all(|w| w.len() >= nb * Q4_K_W), "row too short");
+    assert!(
+        tile.k8.len() >= 8 * nb * Q8_K_A && tile.ksub8.len() >= 64 * nb,
+        "activation tile not prepared for this kernel"
+    );
+    let low4 = _mm256_set1_epi8(0x0F);
+    // Per token, lanes = rows.
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut acc_m = [_mm256_setzero_ps(); 8];
+    for i in 0..nb {
+        // SAFETY: block i < nb of every row and of every token of the tile is in bounds
+        // (lengths checked above); the offsets are inside the blocks per the layouts.
+        unsafe {
+            let wp: [*const u8; 8] = std::array::from_fn(|r| w[r].as_ptr().add(i * Q4_K_W));
+            let (dw, dmin) = (f16_rows(&wp, 0), f16_rows(&wp, 2));
+            let packed: [(u64, u64); 8] = std::array::from_fn(|r| k4_scales_mins(wp[r].add(4)));
+            let scales = _mm512_loadu_si512(packed.map(|p| p.0).as_ptr().cast());
+            let mins = _mm512_loadu_si512(packed.map(|p| p.1).as_ptr().cast());
+            // Token t's block: d (f32) at 0, quants at 4.
+            let ab = tile.k8.as_ptr().add(i * 8 * Q8_K_A);
+            let sub = tile.ksub8.as_ptr().add(i * 64);
+            let m: [__m256i; 8] = std::array::from_fn(|s| byte_of_rows(mins, s as u32));
+            for (t, acc_m) in acc_m.iter_mut().enumerate() {
+                let scale_m = _mm256_mul_ps(dmin, _mm256_set1_ps(f32_ptr(ab.add(t * Q8_K_A))));
+                let bs = sub.add(8 * t);
+                for c in 0..4 {
+                    let msum = _mm256_add_epi32(
+                        _mm256_mullo_epi32(m[2 * c], _mm256_set1_epi32(*bs.add(2 * c))),
+                        _mm256_mullo_epi32(m[2 * c + 1], _mm256_set1_epi32(*bs.add(2 * c + 1))),
+                    );
+                    *acc_m = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), scale_m, *acc_m);
+                }
+            }
+            for c in 0..4 {
+                // qs is 128 bytes at 16: sub-blocks 2c (low nibbles) and 2c + 1 (high).
+                let raw = transpose8_epi32(wp.map(|p| load32(p.add(16 + 32 * c))));
+                let lo = raw.map(|v| _mm256_and_si256(v, low4));
+                let hi = raw.map(|v| _mm256_and_si256(_mm256_srli_epi16::<4>(v), low4));
+                let (sc_lo, sc_hi) = (
+                    byte_of_rows(scales, 2 * c as u32),
+                    byte_of_rows(scales, 2 * c as u32 + 1),
+                );
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let a = ab.add(t * Q8_K_A);
+                    let y = a.add(4 + 64 * c);
+                    let (mut s_lo, mut s_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    for k in 0..8 {
+                        s_lo = _mm256_dpbusd_epi32(s_lo, lo[k], bcast_i32(y.add(4 * k)));
+                        s_hi = _mm256_dpbusd_epi32(s_hi, hi[k], bcast_i32(y.add(32 + 4 * k)));
+                    }
+                    let isum = _mm256_add_epi32(
+                        _mm256_mullo_epi32(s_lo, sc_lo),
+                        _mm256_mullo_epi32(s_hi, sc_hi),
+                    );
+                    let scale = _mm256_mul_ps(dw, _mm256_set1_ps(f32_ptr(a)));
+                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, *acc);
+                }
+            }
+        }
+    }
+    let mut out = [[0f32; 8]; 8];
+    for (o, (a, m)) in out.iter_mut().zip(acc.iter().zip(&acc_m)) {
+        // SAFETY: `o` is 8 writable f32.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm256_sub_ps(*a, *m)) };
+    }
+    out
+}
+
+/// Byte `j` of each of 8 u64, sign-extended to i32 lanes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn sbyte_of_rows(v: __m512i, j: u32) -> __m256i {
+    let up = _mm512_sll_epi64(v, _mm_cvtsi32_si128(56 - 8 * j as i32));
+    _mm512_cvtepi64_epi32(_mm512_srai_epi64::<56>(up))
+}
+
+/// The little-endian u64 at `p`.
+///
+/// # Safety
+/// 8 bytes at `p` must be readable.
+#[inline]
+unsafe fn u64_ptr(p: *const u8) -> u64 {
+    // SAFETY: per the contract.
+    u64::from_le(unsafe { p.cast::<u64>().read_unaligned() })
+}
+
+/// Codes `32j..32j + 32` (0..63) of the Q6_K block at `wp`.
+///
+/// # Safety
+/// A whole Q6_K block must be readable at `wp`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn q6k_group(wp: *const u8, j: usize) -> __m256i {
+    let (h, g) = (j / 4, j % 4);
+    // SAFETY: ql is 128 bytes at 0, qh 64 bytes at 128, inside the block.
+    let (ql, qh) = unsafe {
+        (
+            load32(wp.add(64 * h + 32 * (g % 2))),
+            load32(wp.add(128 + 32 * h)),
+        )
+    };
+    let low4 = _mm256_set1_epi8(0x0F);
+    let lo = if g < 2 {
+        _mm256_and_si256(ql, low4)
+    } else {
+        _mm256_and_si256(_mm256_srli_epi16::<4>(ql), low4)
+    };
+    let hi = _mm256_and_si256(
+        _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g as i32)),
+        _mm256_set1_epi8(3),
+    );
+    _mm256_or_si256(lo, _mm256_slli_epi16::<4>(hi))
+}
+
+/// The dots of 8 Q6_K weight rows with a tile of 8 tokens' Q8_K activations: `out[t][r]`,
+/// bit-identical to [`super::avx2::dot4_q6_k_tiled`] of each pair (llama.cpp's order for
+/// batches: whole-block integer sums, then `acc += (isum * d_w) * d_a`, the last step fused).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_q6_k(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    assert!(
+        n.is_multiple_of(256),
+        "{n} elements are not whole blocks of 256"
+    );
+    let nb = n / 256;
+    assert!(w.iter().all(|w| w.len() >= nb * Q6_K_W), "row too short");
+    assert!(
+        tile.k8.len() >= 8 * nb * Q8_K_A && tile.kbias16.len() >= 128 * nb,
+        "activation tile not prepared for this kernel"
+    );
+    let mut acc = [_mm256_setzero_ps(); 8];
+    for i in 0..nb {
+        // SAFETY: block i < nb of every row and of every token of the tile is in bounds
+        // (lengths checked above); the offsets are inside the blocks per the layouts.
+        unsafe {
+            let wp: [*const u8; 8] = std::array::from_fn(|r| w[r].as_ptr().add(i * Q6_K_W));
+            let dw = f16_rows(&wp, 208);
+            let ab = tile.k8.as_ptr().add(i * 8 * Q8_K_A);
+            let bias = tile.kbias16.as_ptr().add(i * 128);
+            // The 16 scales (i8) of each row, sub-blocks 0..8 and 8..16 as u64 per row.
+            let sc_lo = _mm512_loadu_si512(wp.map(|p| u64_ptr(p.add(192))).as_ptr().cast());
+            let sc_hi = _mm512_loadu_si512(wp.map(|p| u64_ptr(p.add(200))).as_ptr().cast());
+            let mut isum = [_mm256_setzero_si256(); 8];
+            for j in 0..8 {
+                let codes = transpose8_epi32(wp.map(|p| q6k_group(p, j)));
+                let half = if j < 4 { sc_lo } else { sc_hi };
+                let sc = [2 * (j % 4), 2 * (j % 4) + 1].map(|s| sbyte_of_rows(half, s as u32));
+                for (t, isum) in isum.iter_mut().enumerate() {
+                    let y = ab.add(t * Q8_K_A + 4 + 32 * j);
+                    let bt = bias.add(16 * t + 2 * j);
+                    // Each chain starts at -32 * (the sub-block's quant sum): the codes' offset.
+                    let (mut s0, mut s1) = (_mm256_set1_epi32(*bt), _mm256_set1_epi32(*bt.add(1)));
+                    for k in 0..4 {
+                        s0 = _mm256_dpbusd_epi32(s0, codes[k], bcast_i32(y.add(4 * k)));
+                        s1 = _mm256_dpbusd_epi32(s1, codes[4 + k], bcast_i32(y.add(16 + 4 * k)));
+                    }
+                    *isum = _mm256_add_epi32(
+                        *isum,
+                        _mm256_add_epi32(
+                            _mm256_mullo_epi32(s0, sc[0]),
+                            _mm256_mullo_epi32(s1, sc[1]),
+                        ),
+                    );
+                }
+            }
+            for (t, (acc, isum)) in acc.iter_mut().zip(&isum).enumerate() {
+                let da = _mm256_set1_ps(f32_ptr(ab.add(t * Q8_K_A)));
+                *acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(*isum), dw), da, *acc);
+            }
+        }
+    }
+    let mut out = [[0f32; 8]; 8];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        // SAFETY: `o` is 8 writable f32.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) };
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------

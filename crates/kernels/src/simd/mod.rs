@@ -32,6 +32,7 @@ mod avx512;
 
 use crate::formats;
 use gguf::GgmlType;
+use layout::{Q8K_BSUMS, Q8_K_A};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
@@ -165,7 +166,7 @@ type RawDot4 = unsafe fn(&[u8], [&ActRow<'_>; 4], usize) -> [f32; 4];
 /// A SIMD dot of [`GEMM_ROWS`] weight rows with [`GEMM_TOKENS`] tokens (same contract as
 /// [`RawDot`]).
 type RawGemm =
-    unsafe fn([&[u8]; GEMM_ROWS], &ActTile<'_>, usize) -> [[f32; GEMM_TOKENS]; GEMM_ROWS];
+    unsafe fn([&[u8]; GEMM_ROWS], &ActTile<'_>, usize) -> [[f32; GEMM_ROWS]; GEMM_TOKENS];
 /// A SIMD activation quantizer (same contract as [`RawDot`]).
 type RawQuant = unsafe fn(&[f32], &mut [u8]);
 
@@ -273,6 +274,7 @@ fn simd_gemm(level: Level, ty: GgmlType) -> Option<RawGemm> {
         (Level::Avx512, Q5_1) => Some(avx512::gemm_q5_1),
         (Level::Avx512, Q8_0) => Some(avx512::gemm_q8_0),
         (Level::Avx512, IQ4_NL) => Some(avx512::gemm_iq4_nl),
+        (Level::Avx512, Q4_K) => Some(avx512::gemm_q4_k),
         _ => None,
     }
 }
@@ -330,6 +332,9 @@ impl DotKernel {
             if n_tokens >= TILED_MIN_BATCH {
                 k.simd = Some(avx2::dot_q6_k_tiled);
                 k.simd4 = Some(avx2::dot4_q6_k_tiled);
+                if level == Level::Avx512 {
+                    k.gemm = Some(avx512::gemm_q6_k);
+                }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -404,33 +409,39 @@ impl DotKernel {
     }
 
     /// The dots of [`GEMM_ROWS`] weight rows with the [`GEMM_TOKENS`] tokens of `tile`:
-    /// `out[r][t] = dot(w[r], tile.row(t))`, each bit-identical to [`DotKernel::dot`].
+    /// `out[t][r] = dot4(w[r], tile.rows[t])` bit for bit (the 4-token kernel's order).
     ///
     /// # Panics
-    /// As [`DotKernel::dot`].
+    /// As [`DotKernel::dot`], or if `tile` was not made by [`Activations`] for this kernel.
     #[inline]
     pub fn gemm(
         &self,
         w: [&[u8]; GEMM_ROWS],
         tile: &ActTile<'_>,
         n: usize,
-    ) -> [[f32; GEMM_TOKENS]; GEMM_ROWS] {
+    ) -> [[f32; GEMM_ROWS]; GEMM_TOKENS] {
         match self.gemm {
             // SAFETY: as in `dot`.
             Some(f) => unsafe { f(w, tile, n) },
-            None => w.map(|w| {
-                let [a, b] = [0, 4].map(|t| {
-                    let r = &tile.rows;
-                    self.dot4(w, [&r[t], &r[t + 1], &r[t + 2], &r[t + 3]], n)
-                });
-                std::array::from_fn(|t| if t < 4 { a[t] } else { b[t - 4] })
-            }),
+            None => {
+                let mut out = [[0f32; GEMM_ROWS]; GEMM_TOKENS];
+                let r = &tile.rows;
+                for (k, w) in w.iter().enumerate() {
+                    for t0 in [0, 4] {
+                        let v = self.dot4(w, [&r[t0], &r[t0 + 1], &r[t0 + 2], &r[t0 + 3]], n);
+                        for (j, v) in v.into_iter().enumerate() {
+                            out[t0 + j][k] = v;
+                        }
+                    }
+                }
+                out
+            }
         }
     }
 }
 
 /// Weight rows per [`DotKernel::gemm`] tile.
-pub const GEMM_ROWS: usize = 2;
+pub const GEMM_ROWS: usize = 8;
 /// Tokens per [`DotKernel::gemm`] tile.
 pub const GEMM_TOKENS: usize = 8;
 
@@ -520,10 +531,13 @@ impl<'a> ActRow<'a> {
 }
 
 /// [`GEMM_TOKENS`] consecutive tokens' activations for [`DotKernel::gemm`]: their rows, and
-/// for prepared layouts the tokens interleaved block by block, so a tile kernel walks one
-/// pointer: for block `b` and token `t`, the 32 quants at `q8[256 * b + 32 * t..]`, the negated
-/// sums of each 4 of them (one per `vpdpbusd` lane) at `ls8[64 * b + 8 * t..]` (i32), and the
-/// scales at `d8[8 * b + t]` (`s8` likewise).
+/// for the kernels with a tile kernel the tokens interleaved block by block, so the kernel walks
+/// one pointer. Prepared Q8_0/Q8_1: for block `b` and token `t`, the 32 quants at
+/// `q8[256 * b + 32 * t..]`, the negated sums of each 4 of them (one per `vpdpbusd` lane) at
+/// `ls8[64 * b + 8 * t..]` (i32), and the scales at `d8[8 * b + t]` (`s8` likewise). Q8_K: the
+/// block itself at `k8[(8 * b + t) * 292..]` and its 8 sub-block sums (32 quants each) at
+/// `ksub8[64 * b + 8 * t..]`, and -32 times its 16 sums of 16 quants (Q6_K's code offset) at
+/// `kbias16[128 * b + 16 * t..]`.
 #[derive(Clone, Copy, Debug)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub struct ActTile<'a> {
@@ -532,6 +546,9 @@ pub struct ActTile<'a> {
     ls8: &'a [i32],
     d8: &'a [f32],
     s8: &'a [f32],
+    k8: &'a [u8],
+    ksub8: &'a [i32],
+    kbias16: &'a [i32],
 }
 
 /// Quantized activations of a batch of tokens, laid out for one [`DotKernel`]; reusable across
@@ -548,10 +565,15 @@ pub struct Activations {
     ls8: Vec<i32>,
     d8: Vec<f32>,
     s8: Vec<f32>,
+    k8: Vec<u8>,
+    ksub8: Vec<i32>,
+    kbias16: Vec<i32>,
     row_bytes: usize,
     n: usize,
     n_tokens: usize,
     prepared: bool,
+    /// Q8_K rows with the tile layout (`k8`, `ksub8`).
+    tiled_k: bool,
 }
 
 /// Below this many activation elements, quantizing on one thread beats waking the pool.
@@ -584,7 +606,7 @@ impl Activations {
         );
         let act = formats::activation_type(kernel.ty).expect("DotKernel checked the type");
         let quant = QuantKernel::new(kernel.level, act);
-        self.reset(act, n, n_tokens, kernel.prepared);
+        self.reset(act, n, n_tokens, kernel);
         let rb = self.row_bytes;
         let dst = crate::pool::SharedMut(self.bytes.as_mut_ptr());
         let one = |t: usize| {
@@ -598,9 +620,7 @@ impl Activations {
         } else {
             (0..n_tokens).for_each(one);
         }
-        if self.prepared {
-            self.prepare(act);
-        }
+        self.finish(act);
     }
 
     /// Takes already quantized standard-layout rows (`n_tokens` rows of `n` elements of the
@@ -612,12 +632,10 @@ impl Activations {
     pub fn from_quantized(kernel: &DotKernel, bytes: &[u8], n: usize, n_tokens: usize) -> Self {
         let act = formats::activation_type(kernel.ty).expect("DotKernel checked the type");
         let mut a = Activations::new();
-        a.reset(act, n, n_tokens, kernel.prepared);
+        a.reset(act, n, n_tokens, kernel);
         assert_eq!(bytes.len(), a.bytes.len(), "from_quantized: row bytes");
         a.bytes.copy_from_slice(bytes);
-        if a.prepared {
-            a.prepare(act);
-        }
+        a.finish(act);
         a
     }
 
@@ -657,42 +675,88 @@ impl Activations {
             "tile {g} of {} tokens",
             self.n_tokens
         );
-        let rows = std::array::from_fn(|t| self.row(t0 + t));
-        if !self.prepared {
-            return ActTile {
-                rows,
-                q8: &[],
-                ls8: &[],
-                d8: &[],
-                s8: &[],
-            };
+        let mut tile = ActTile {
+            rows: std::array::from_fn(|t| self.row(t0 + t)),
+            q8: &[],
+            ls8: &[],
+            d8: &[],
+            s8: &[],
+            k8: &[],
+            ksub8: &[],
+            kbias16: &[],
+        };
+        if self.prepared {
+            let per = self.n / 32 * GEMM_TOKENS;
+            tile.q8 = &self.q8[g * per * 32..(g + 1) * per * 32];
+            tile.ls8 = &self.ls8[g * per * 8..(g + 1) * per * 8];
+            tile.d8 = &self.d8[g * per..(g + 1) * per];
+            tile.s8 = &self.s8[g * per..(g + 1) * per];
         }
-        let per = self.n / 32 * GEMM_TOKENS;
-        ActTile {
-            rows,
-            q8: &self.q8[g * per * 32..(g + 1) * per * 32],
-            ls8: &self.ls8[g * per * 8..(g + 1) * per * 8],
-            d8: &self.d8[g * per..(g + 1) * per],
-            s8: &self.s8[g * per..(g + 1) * per],
+        if self.tiled_k {
+            let per = self.n / 256 * GEMM_TOKENS;
+            tile.k8 = &self.k8[g * per * Q8_K_A..(g + 1) * per * Q8_K_A];
+            tile.ksub8 = &self.ksub8[g * per * 8..(g + 1) * per * 8];
+            tile.kbias16 = &self.kbias16[g * per * 16..(g + 1) * per * 16];
         }
+        tile
     }
 
-    fn reset(&mut self, act: GgmlType, n: usize, n_tokens: usize, prepared: bool) {
+    fn reset(&mut self, act: GgmlType, n: usize, n_tokens: usize, kernel: &DotKernel) {
         self.row_bytes = formats::activation_row_bytes(act, n);
         self.n = n;
         self.n_tokens = n_tokens;
-        self.prepared = prepared && matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1);
+        self.prepared = kernel.prepared && matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1);
+        self.tiled_k = kernel.has_gemm() && act == GgmlType::Q8_K;
         self.bytes.resize(self.row_bytes * n_tokens, 0);
+        let whole = n_tokens - n_tokens % GEMM_TOKENS;
+        if self.tiled_k {
+            self.k8.resize(n / 256 * whole * Q8_K_A, 0);
+            self.ksub8.resize(n / 32 * whole, 0);
+            self.kbias16.resize(n / 16 * whole, 0);
+        }
         if self.prepared {
             self.qs.resize(n * n_tokens, 0);
             self.nq.resize(n * n_tokens, 0);
             self.d.resize(n / 32 * n_tokens, 0.0);
             self.s.resize(n / 32 * n_tokens, 0.0);
-            let whole = n_tokens - n_tokens % GEMM_TOKENS;
             self.q8.resize(n * whole, 0);
             self.ls8.resize(n / 4 * whole, 0);
             self.d8.resize(n / 32 * whole, 0.0);
             self.s8.resize(n / 32 * whole, 0.0);
+        }
+    }
+
+    /// Builds the side arrays this layout wants from the standard rows.
+    fn finish(&mut self, act: GgmlType) {
+        if self.prepared {
+            self.prepare(act);
+        }
+        if self.tiled_k {
+            self.tile_q8_k();
+        }
+    }
+
+    /// The Q8_K tile layout: whole groups of tokens interleaved block by block, with the sums of
+    /// each 32 quants (from the 16-quant sums the blocks carry) and Q6_K's offset terms.
+    fn tile_q8_k(&mut self) {
+        let nb = self.n / 256;
+        let whole = self.ksub8.len() / (8 * nb).max(1);
+        for t in 0..whole {
+            let (g, k) = (t / GEMM_TOKENS, t % GEMM_TOKENS);
+            for b in 0..nb {
+                let slot = (g * nb + b) * GEMM_TOKENS + k;
+                let src = &self.bytes[(t * nb + b) * Q8_K_A..][..Q8_K_A];
+                self.k8[slot * Q8_K_A..][..Q8_K_A].copy_from_slice(src);
+                let bsum = |j: usize| {
+                    i16::from_le_bytes([src[Q8K_BSUMS + 2 * j], src[Q8K_BSUMS + 2 * j + 1]]) as i32
+                };
+                for (j, sum) in self.ksub8[slot * 8..][..8].iter_mut().enumerate() {
+                    *sum = bsum(2 * j) + bsum(2 * j + 1);
+                }
+                for (j, bias) in self.kbias16[slot * 16..][..16].iter_mut().enumerate() {
+                    *bias = -32 * bsum(j);
+                }
+            }
         }
     }
 

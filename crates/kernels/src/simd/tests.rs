@@ -338,8 +338,8 @@ fn dot4_equals_four_dots() {
     }
 }
 
-/// A tile kernel sums each of its 16 outputs in the same order as the 4-token kernel (which for
-/// the tiled types is the single-token order), so the results must be bit-identical; odd block
+/// A tile kernel sums each of its outputs in the same order as the 4-token kernel (which for the
+/// 32-element types is the single-token order), so the results must be bit-identical; odd block
 /// counts and every activation variant included.
 #[test]
 fn gemm_equals_dot4() {
@@ -351,7 +351,7 @@ fn gemm_equals_dot4() {
             let w: [Vec<u8>; GEMM_ROWS] =
                 std::array::from_fn(|_| weight_row(ty, n, WeightKind::Quantized, &mut rng));
             let rb = formats::activation_row_bytes(act_ty, n);
-            // Two tiles, so the second one's block-major scales are checked too.
+            // Two tiles, so the second one's interleaved layout is checked too.
             let n_tokens = 2 * GEMM_TOKENS + 3;
             let mut bytes = vec![0u8; n_tokens * rb];
             for t in 0..n_tokens {
@@ -363,19 +363,21 @@ fn gemm_equals_dot4() {
                 let acts = Activations::from_quantized(&k, &bytes, n, n_tokens);
                 for g in 0..2 {
                     let tile = acts.tile(g);
-                    let got = k.gemm([&w[0], &w[1]], &tile, n);
+                    let got = k.gemm(std::array::from_fn(|r| &w[r][..]), &tile, n);
                     for (r, wr) in w.iter().enumerate() {
-                        for t in 0..GEMM_TOKENS {
-                            let t0 = t - t % 4;
-                            let rows = [t0, t0 + 1, t0 + 2, t0 + 3].map(|i| tile.rows[i]);
-                            let want = k.dot4(wr, [&rows[0], &rows[1], &rows[2], &rows[3]], n);
-                            assert_eq!(
-                                got[r][t].to_bits(),
-                                want[t % 4].to_bits(),
-                                "{ty} n={n} tile {g} row {r} token {t} {level}: {} vs {}",
-                                got[r][t],
-                                want[t % 4]
-                            );
+                        for t0 in [0, 4] {
+                            let a = &tile.rows;
+                            let want = k.dot4(wr, [&a[t0], &a[t0 + 1], &a[t0 + 2], &a[t0 + 3]], n);
+                            for (j, want) in want.into_iter().enumerate() {
+                                let got = got[t0 + j][r];
+                                assert_eq!(
+                                    got.to_bits(),
+                                    want.to_bits(),
+                                    "{ty} n={n} tile {g} row {r} token {} {level}: {got} vs \
+                                     {want}",
+                                    t0 + j
+                                );
+                            }
                         }
                     }
                 }
