@@ -2,6 +2,7 @@
 //! context (zeroed pages, so memory is committed only as the context fills).
 
 use half::f16;
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 
 pub struct KvCache {
     n_ctx: usize,
@@ -26,13 +27,24 @@ impl KvCache {
         self.n_ctx
     }
 
+    /// Stores the key and value rows of consecutive positions from `pos` (`kv_dim` values per
+    /// position), rounded to f16.
+    ///
+    /// # Panics
+    /// If `k` and `v` differ in length, are not whole rows, or run past the context.
     pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let at = pos * self.kv_dim;
-        for (dst, &x) in self.k[layer][at..at + self.kv_dim].iter_mut().zip(k) {
-            *dst = f16::from_f32(x).to_bits();
-        }
-        for (dst, &x) in self.v[layer][at..at + self.kv_dim].iter_mut().zip(v) {
-            *dst = f16::from_f32(x).to_bits();
+        assert!(
+            k.len() == v.len() && k.len().is_multiple_of(self.kv_dim),
+            "KvCache::store: {} keys, {} values in rows of {}",
+            k.len(),
+            v.len(),
+            self.kv_dim
+        );
+        let at = pos * self.kv_dim..pos * self.kv_dim + k.len();
+        for (cache, src) in [(&mut self.k, k), (&mut self.v, v)] {
+            cache[layer][at.clone()]
+                .reinterpret_cast_mut::<f16>()
+                .convert_from_f32_slice(src);
         }
     }
 

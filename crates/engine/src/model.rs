@@ -2,16 +2,22 @@
 
 use crate::hparams::Arch;
 use crate::kv_cache::KvCache;
-use crate::ops::{gelu, rms_norm, rms_norm_into, rope_angles, rope_apply, silu};
+use crate::ops::{add_residual, rms_norm, rms_norm_into, rope_angles};
 use crate::weights::{Attention, FeedForward, Linear, Weights};
 use crate::{EngineError, HParams};
 use chat::ChatTemplate;
 use gguf::Gguf;
-use kernels::attention::{dot_f16, mad_f16, round_f16, scale_f16};
+use kernels::activation::{gelu_mul, silu_mul};
+use kernels::attention::{attention, AttentionInput};
+use kernels::rope::rope;
+use kernels::rows::for_each_rows;
 use kernels::ThreadPool;
 use std::path::Path;
-use std::sync::Mutex;
 use tokenizer::Tokenizer;
+
+/// Below this many elements a row-wise step runs on the calling thread: a pool dispatch costs
+/// about as much as a few thousand element operations, so decoding stays serial there.
+const PAR_MIN_ELEMS: usize = 16 * 1024;
 
 /// A model ready to run: the mapped file, its hyper-parameters, weights, tokenizer and chat template.
 pub struct Model {
@@ -65,28 +71,51 @@ impl Model {
         KvCache::new(hp.n_layer, n_ctx, hp.n_head_kv * hp.head_dim)
     }
 
-    fn matmul(&self, w: &Linear, x: &[f32], n: usize) -> Vec<f32> {
-        let [out] = self.matmuls([w], x, n);
-        out
+    /// `f(first_row, rows)` over the rows of `data` (`row_len` each), spread over the pool in a
+    /// few chunks per thread when there is enough work, else in one call here.
+    fn for_rows<T: Copy + Send>(
+        &self,
+        data: &mut [T],
+        row_len: usize,
+        f: &(dyn Fn(usize, &mut [T]) + Sync),
+    ) {
+        let rows = data.len() / row_len;
+        let chunk = if data.len() < PAR_MIN_ELEMS {
+            rows
+        } else {
+            rows.div_ceil(4 * self.pool.n_threads())
+        };
+        for_each_rows(&self.pool, data, row_len, chunk, f);
     }
 
     /// Several projections of the same input (Q/K/V, gate/up) in one pool dispatch, with the
-    /// activations quantized once per activation type.
-    fn matmuls<const M: usize>(&self, ws: [&Linear; M], x: &[f32], n: usize) -> [Vec<f32>; M] {
-        let mut outs = ws.map(|w| vec![0f32; n * w.rows]);
+    /// activations quantized once per activation type, into `outs` (resized to fit).
+    fn matmuls<const M: usize>(
+        &self,
+        ws: [&Linear; M],
+        x: &[f32],
+        n: usize,
+        outs: [&mut Vec<f32>; M],
+    ) {
         let mats = ws.map(|w| w.matrix(&self.gguf));
-        {
-            let mut slices: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-            kernels::matmul_multi(&self.pool, &mats, x, n, &mut slices);
-        }
-        for (out, w) in outs.iter_mut().zip(ws) {
+        let mut slices: Vec<&mut [f32]> = outs
+            .into_iter()
+            .zip(ws)
+            .map(|(o, w)| {
+                o.resize(n * w.rows, 0.0);
+                o.as_mut_slice()
+            })
+            .collect();
+        kernels::matmul_multi(&self.pool, &mats, x, n, &mut slices);
+        for (out, w) in slices.into_iter().zip(ws) {
             if let Some(b) = &w.bias {
-                for row in out.chunks_exact_mut(w.rows) {
-                    row.iter_mut().zip(b).for_each(|(o, b)| *o += b);
-                }
+                self.for_rows(out, w.rows, &|_, rows| {
+                    for row in rows.chunks_exact_mut(b.len()) {
+                        row.iter_mut().zip(b).for_each(|(o, b)| *o += b);
+                    }
+                });
             }
         }
-        outs
     }
 
     /// Run `tokens` at positions `pos..pos + tokens.len()` through the model, filling the cache.
@@ -115,109 +144,152 @@ impl Model {
         let d = hp.n_embd;
         let (hd, nh, nkv) = (hp.head_dim, hp.n_head, hp.n_head_kv);
         let (q_dim, kv_dim) = (nh * hd, nkv * hd);
+        let eps = hp.rms_eps;
         let w = &self.weights;
         let embd = w.token_embd.matrix(&self.gguf);
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= embd.rows) {
+            return Err(EngineError::BadToken {
+                id,
+                vocab: embd.rows,
+            });
+        }
 
         let mut x = vec![0f32; n * d];
-        for (t, &tok) in tokens.iter().enumerate() {
-            if tok as usize >= embd.rows {
-                return Err(EngineError::BadToken {
-                    id: tok,
-                    vocab: embd.rows,
+        let embd_scale = (hp.arch == Arch::Gemma3).then(|| (d as f32).sqrt());
+        self.for_rows(&mut x, d, &|t0, rows| {
+            for (row, &tok) in rows.chunks_exact_mut(d).zip(&tokens[t0..]) {
+                embd.dequantize_row(tok as usize, row);
+                if let Some(s) = embd_scale {
+                    row.iter_mut().for_each(|v| *v *= s);
+                }
+            }
+        });
+
+        // RoPE angles of every position, once per (base, frequency scale) the layers use.
+        let half = hp.n_rot / 2;
+        let angle_table = |base: f32, freq_scale: f32| {
+            let mut t = vec![(0f32, 0f32); n * half];
+            if half > 0 {
+                self.for_rows(&mut t, half, &|t0, rows| {
+                    for (i, row) in rows.chunks_exact_mut(half).enumerate() {
+                        let p = pos + t0 + i;
+                        rope_angles(p, base, freq_scale, w.rope_freqs.as_deref(), row);
+                    }
                 });
             }
-            embd.dequantize_row(tok as usize, &mut x[t * d..(t + 1) * d]);
-        }
-        if hp.arch == Arch::Gemma3 {
-            let s = (d as f32).sqrt();
-            x.iter_mut().for_each(|v| *v *= s);
-        }
+            t
+        };
+        let angles = angle_table(hp.rope_base, hp.rope_freq_scale);
+        let angles_swa = hp
+            .swa_layers
+            .contains(&true)
+            .then(|| angle_table(hp.rope_base_swa, 1.0));
+        let neox = hp.arch.rope_neox();
+        // Gemma 3 scales the queries before they are rounded to f16, the others scale the scores.
+        let (q_scale, kq_scale) = if hp.arch == Arch::Gemma3 {
+            (hp.attn_scale, 1.0)
+        } else {
+            (1.0, hp.attn_scale)
+        };
+        let act: fn(&[f32], &[f32], &mut [f32]) = if hp.arch == Arch::Gemma3 {
+            gelu_mul
+        } else {
+            silu_mul
+        };
 
+        // Buffers reused by every layer.
         let mut h = vec![0f32; n * d];
-        let mut angles = Vec::new();
+        let (mut q, mut k, mut v, mut qkv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut attn, mut proj) = (vec![0f32; n * q_dim], Vec::new());
+        let (mut gate, mut up, mut gated) = (Vec::new(), Vec::new(), Vec::new());
         for (il, layer) in w.layers.iter().enumerate() {
-            rms_norm_into(&x, &layer.attn_norm, hp.rms_eps, &mut h);
-            let (mut q, mut k, v) = match &layer.attn {
-                Attention::Separate(qkv) => {
-                    let [q, k, v] = self.matmuls([&qkv.q, &qkv.k, &qkv.v], &h, n);
-                    (q, k, v)
+            self.for_rows(&mut h, d, &|t0, rows| {
+                rms_norm_into(&x[t0 * d..][..rows.len()], &layer.attn_norm, eps, rows);
+            });
+            match &layer.attn {
+                Attention::Separate(w) => {
+                    self.matmuls([&w.q, &w.k, &w.v], &h, n, [&mut q, &mut k, &mut v]);
                 }
                 Attention::Fused(f) => {
-                    let qkv = self.matmul(f, &h, n);
-                    let mut q = Vec::with_capacity(n * q_dim);
-                    let mut k = Vec::with_capacity(n * kv_dim);
-                    let mut v = Vec::with_capacity(n * kv_dim);
+                    self.matmuls([f], &h, n, [&mut qkv]);
+                    q.clear();
+                    k.clear();
+                    v.clear();
                     for row in qkv.chunks_exact(q_dim + 2 * kv_dim) {
                         q.extend_from_slice(&row[..q_dim]);
                         k.extend_from_slice(&row[q_dim..q_dim + kv_dim]);
                         v.extend_from_slice(&row[q_dim + kv_dim..]);
                     }
-                    (q, k, v)
                 }
-            };
-            if let Some(qn) = &layer.q_norm {
-                rms_norm(&mut q, qn, hp.rms_eps);
-            }
-            if let Some(kn) = &layer.k_norm {
-                rms_norm(&mut k, kn, hp.rms_eps);
             }
             let swa = hp.swa_layers[il];
-            let base = if swa { hp.rope_base_swa } else { hp.rope_base };
-            let freq_scale = if swa { 1.0 } else { hp.rope_freq_scale };
-            for t in 0..n {
-                rope_angles(
-                    pos + t,
-                    hp.n_rot,
-                    base,
-                    freq_scale,
-                    w.rope_freqs.as_deref(),
-                    &mut angles,
-                );
-                let neox = hp.arch.rope_neox();
-                for head in q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(hd) {
-                    rope_apply(head, &angles, neox);
-                }
-                for head in k[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(hd) {
-                    rope_apply(head, &angles, neox);
-                }
-                cache.store(
-                    il,
-                    pos + t,
-                    &k[t * kv_dim..(t + 1) * kv_dim],
-                    &v[t * kv_dim..(t + 1) * kv_dim],
-                );
+            let angles = match (&angles_swa, swa) {
+                (Some(a), true) => a,
+                _ => &angles,
+            };
+            for (x, dim, norm) in [
+                (&mut q, q_dim, &layer.q_norm),
+                (&mut k, kv_dim, &layer.k_norm),
+            ] {
+                self.for_rows(x, dim, &|t0, rows| {
+                    for (t, row) in rows.chunks_exact_mut(dim).enumerate() {
+                        if let Some(nw) = norm {
+                            rms_norm(row, nw, eps);
+                        }
+                        rope(row, hd, &angles[(t0 + t) * half..][..half], neox);
+                    }
+                });
             }
-            let window = if swa { hp.n_swa } else { 0 };
-            let attn = self.attention(cache, il, &q, n, pos, window);
-            let mut o = self.matmul(&layer.out, &attn, n);
-            if let Some(pn) = &layer.post_attn_norm {
-                rms_norm(&mut o, pn, hp.rms_eps);
-            }
-            x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+            cache.store(il, pos, &k, &v);
 
-            rms_norm_into(&x, &layer.ffn_norm, hp.rms_eps, &mut h);
-            let act: fn(f32) -> f32 = if hp.arch == Arch::Gemma3 { gelu } else { silu };
+            let (kc, vc) = cache.layer(il);
+            let input = AttentionInput {
+                q: &q,
+                k: kc,
+                v: vc,
+                n_head: nh,
+                n_head_kv: nkv,
+                head_dim: hd,
+                pos,
+                window: if swa { hp.n_swa } else { 0 },
+                q_scale,
+                kq_scale,
+            };
+            attention(&self.pool, &input, &mut attn);
+            self.matmuls([&layer.out], &attn, n, [&mut proj]);
+            self.for_rows(&mut x, d, &|t0, rows| {
+                let o = &proj[t0 * d..][..rows.len()];
+                add_residual(rows, o, layer.post_attn_norm.as_deref(), eps);
+            });
+
+            self.for_rows(&mut h, d, &|t0, rows| {
+                rms_norm_into(&x[t0 * d..][..rows.len()], &layer.ffn_norm, eps, rows);
+            });
             let ff = hp.n_ff;
-            let gated = match &layer.ffn {
-                FeedForward::Gated { gate, up } => {
-                    let [mut g, u] = self.matmuls([gate, up], &h, n);
-                    g.iter_mut().zip(&u).for_each(|(g, u)| *g = act(*g) * u);
-                    g
+            gated.resize(n * ff, 0.0);
+            match &layer.ffn {
+                FeedForward::Gated { gate: wg, up: wu } => {
+                    self.matmuls([wg, wu], &h, n, [&mut gate, &mut up]);
+                    self.for_rows(&mut gated, ff, &|t0, rows| {
+                        let at = t0 * ff..t0 * ff + rows.len();
+                        act(&gate[at.clone()], &up[at], rows);
+                    });
                 }
                 FeedForward::FusedGateUp(f) => {
-                    let gu = self.matmul(f, &h, n);
-                    let mut g = Vec::with_capacity(n * ff);
-                    for row in gu.chunks_exact(2 * ff) {
-                        g.extend(row[..ff].iter().zip(&row[ff..]).map(|(g, u)| act(*g) * u));
-                    }
-                    g
+                    self.matmuls([f], &h, n, [&mut gate]);
+                    self.for_rows(&mut gated, ff, &|t0, rows| {
+                        for (t, row) in rows.chunks_exact_mut(ff).enumerate() {
+                            let gu = &gate[(t0 + t) * 2 * ff..][..2 * ff];
+                            act(&gu[..ff], &gu[ff..], row);
+                        }
+                    });
                 }
-            };
-            let mut f = self.matmul(&layer.down, &gated, n);
-            if let Some(pn) = &layer.post_ffn_norm {
-                rms_norm(&mut f, pn, hp.rms_eps);
             }
-            x.iter_mut().zip(&f).for_each(|(a, b)| *a += b);
+            self.matmuls([&layer.down], &gated, n, [&mut proj]);
+            self.for_rows(&mut x, d, &|t0, rows| {
+                let o = &proj[t0 * d..][..rows.len()];
+                add_residual(rows, o, layer.post_ffn_norm.as_deref(), eps);
+            });
         }
 
         // Only the positions whose logits are wanted go through the head.
@@ -226,95 +298,14 @@ impl Model {
         } else {
             (&mut x[(n - 1) * d..], 1)
         };
-        rms_norm(rows, &w.output_norm, hp.rms_eps);
-        let mut logits = self.matmul(&w.output, rows, n_out);
+        self.for_rows(rows, d, &|_, rows| rms_norm(rows, &w.output_norm, eps));
+        let mut logits = Vec::new();
+        self.matmuls([&w.output], rows, n_out, [&mut logits]);
         if let Some(c) = hp.final_logit_softcap {
-            logits
-                .iter_mut()
-                .for_each(|l| *l = (*l * (1.0 / c)).tanh() * c);
+            self.for_rows(&mut logits, 1, &|_, ls| {
+                ls.iter_mut().for_each(|l| *l = (*l * (1.0 / c)).tanh() * c);
+            });
         }
         Ok(logits)
-    }
-
-    /// Causal (optionally sliding-window) attention of `n` query rows at positions `pos..` over the
-    /// cached keys and values of layer `il`. Returns `n * n_head * head_dim` values.
-    fn attention(
-        &self,
-        cache: &KvCache,
-        il: usize,
-        q: &[f32],
-        n: usize,
-        pos: usize,
-        window: usize,
-    ) -> Vec<f32> {
-        let hp = &self.hparams;
-        let (hd, nh) = (hp.head_dim, hp.n_head);
-        let kv_dim = hp.n_head_kv * hd;
-        let group = nh / hp.n_head_kv;
-        let (kc, vc) = cache.layer(il);
-        // Gemma 3 scales the queries before they are rounded to f16, the others scale the scores.
-        let (q_scale, kq_scale) = if hp.arch == Arch::Gemma3 {
-            (hp.attn_scale, 1.0)
-        } else {
-            (1.0, hp.attn_scale)
-        };
-        let total = n * nh;
-        let nt = self.pool.n_threads().min(total);
-        // Each thread computes a contiguous run of (token, head) rows, which is a contiguous part
-        // of the output.
-        let parts: Mutex<Vec<(usize, Vec<f32>)>> = Mutex::new(Vec::with_capacity(nt));
-        self.pool.run(&|ti| {
-            if ti >= nt {
-                return;
-            }
-            let (lo, hi) = (ti * total / nt, (ti + 1) * total / nt);
-            let mut out = vec![0f32; (hi - lo) * hd];
-            let mut q16 = vec![0f32; hd];
-            let mut acc = vec![0f32; hd];
-            for idx in lo..hi {
-                let (t, head) = (idx / nh, idx % nh);
-                let p = pos + t;
-                let start = if window > 0 {
-                    (p + 1).saturating_sub(window)
-                } else {
-                    0
-                };
-                q16.iter_mut()
-                    .zip(&q[idx * hd..(idx + 1) * hd])
-                    .for_each(|(d, &x)| *d = round_f16(x * q_scale));
-                let koff = (head / group) * hd;
-                // Online softmax over the keys in order, with the weighted sum of values kept in
-                // f16 as llama.cpp's CPU flash attention keeps it.
-                let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
-                acc.fill(0.0);
-                for j in start..=p {
-                    let row = j * kv_dim + koff;
-                    let kr = &kc[row..row + hd];
-                    let s = dot_f16(&q16, kr) * kq_scale;
-                    let (mut ms, mut vs) = (1f32, 1f32);
-                    if s > max {
-                        ms = (max - s).exp();
-                        max = s;
-                        scale_f16(&mut acc, ms);
-                    } else {
-                        vs = (s - max).exp();
-                    }
-                    let vr = &vc[row..row + hd];
-                    mad_f16(&mut acc, vr, vs);
-                    sum = sum.mul_add(ms, vs);
-                }
-                let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-                out[(idx - lo) * hd..(idx - lo + 1) * hd]
-                    .iter_mut()
-                    .zip(&acc)
-                    .for_each(|(o, a)| *o = a * inv);
-            }
-            parts.lock().unwrap().push((lo * hd, out));
-        });
-        let mut result = vec![0f32; total * hd];
-        for (at, part) in parts.into_inner().unwrap() {
-            result[at..at + part.len()].copy_from_slice(&part);
-        }
-        result
     }
 }

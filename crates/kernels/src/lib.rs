@@ -9,16 +9,21 @@
 //! - [`simd`]: run-time instruction-set selection ([`simd::Level`]: AVX-512 VNNI, AVX2+FMA+F16C,
 //!   or scalar) and the per-type dot kernels ([`simd::DotKernel`]) and activation quantizers
 //!   ([`simd::QuantKernel`]); [`cpu_features`] names the level in use.
-//! - [`attention`]: the f16 dot, multiply-add and scale steps of attention over the f16 KV cache,
-//!   in llama.cpp's flash-attention order.
+//! - [`attention`]: causal attention over the f16 KV cache in llama.cpp's flash-attention
+//!   numerics (query by query), across the pool.
+//! - [`activation`]: SwiGLU and GEGLU with ggml's vector `expf` and f16 GELU table; [`rope`]:
+//!   rotary embeddings with fused multiply-adds; [`rows`]: parallel loops over disjoint rows.
 //! - [`ThreadPool`]: persistent workers with a spin-then-park barrier; [`ThreadPool::run`] and
 //!   [`ThreadPool::for_each_chunk`] (atomic work stealing).
 
+pub mod activation;
 pub mod attention;
 mod error;
 pub mod formats;
 pub mod matmul;
 pub mod pool;
+pub mod rope;
+pub mod rows;
 pub mod simd;
 
 pub use error::KernelError;
