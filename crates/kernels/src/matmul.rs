@@ -161,8 +161,8 @@ pub fn matmul_at(
 }
 
 /// Rows per work chunk: about 8 chunks per thread for balance, at least 16 rows (amortizes the
-/// atomic claim), at most 256 rows; with several tokens also at most ~128 KiB of weights, so a
-/// chunk stays in L2 while the tokens stream past it.
+/// atomic claim), at most 256 rows; with several tokens also at most ~128 KiB of weights (in
+/// whole tiles of [`GEMM_ROWS`]), so a chunk stays in L2 while the tokens stream past it.
 fn chunk_rows(rows: usize, row_bytes: usize, n_threads: usize, n_tokens: usize) -> usize {
     let mut c = if n_threads == 1 {
         rows
@@ -172,7 +172,9 @@ fn chunk_rows(rows: usize, row_bytes: usize, n_threads: usize, n_tokens: usize) 
             .next_multiple_of(8)
     };
     if n_tokens > 1 {
-        c = c.min((128 << 10) / row_bytes.max(1)).max(4);
+        // Whole tiles of rows, so no chunk ends in a ragged tail.
+        let fit = (128 << 10) / row_bytes.max(1);
+        c = c.min(fit - fit % GEMM_ROWS).max(GEMM_ROWS);
     }
     c
 }
