@@ -10,7 +10,7 @@
 //!   or scalar) and the per-type dot kernels ([`simd::DotKernel`]) and activation quantizers
 //!   ([`simd::QuantKernel`]); [`cpu_features`] names the level in use.
 //! - [`attention`]: causal attention over the f16 KV cache in llama.cpp's flash-attention
-//!   numerics (query by query), across the pool.
+//!   numerics (query by query below 64 queries, tiled from 64), across the pool.
 //! - [`activation`]: SwiGLU and GEGLU with ggml's vector `expf` and f16 GELU table; [`rope`]:
 //!   rotary embeddings with fused multiply-adds; [`rows`]: parallel loops over disjoint rows.
 //! - [`ThreadPool`]: persistent workers with a spin-then-park barrier; [`ThreadPool::run`] and
