@@ -179,6 +179,9 @@ fn chunk_rows(rows: usize, row_bytes: usize, n_threads: usize, n_tokens: usize) 
     c
 }
 
+/// Token tiles per packing of a tile of weight rows (see [`run_chunk`]).
+const PACKED_TILES: usize = 8;
+
 /// Where a matmul's activation rows come from.
 #[derive(Clone, Copy)]
 enum Source<'a> {
@@ -234,32 +237,45 @@ unsafe fn run_chunk(
     let act = |t: usize| src.row(t);
     let mut t = 0;
     if let (true, Source::Quantized(acts)) = (kernel.has_gemm(), src) {
-        while t + GEMM_TOKENS <= n_tokens {
-            let tile = acts.tile(t / GEMM_TOKENS);
-            let full = rs.start + (rs.len() - rs.len() % GEMM_ROWS);
+        let tiles = n_tokens / GEMM_TOKENS;
+        let full = rs.start + (rs.len() - rs.len() % GEMM_ROWS);
+        let mut packed = Vec::new();
+        // Up to PACKED_TILES token tiles per packing of 8 rows: their activations stay in L2
+        // while the packed rows (a few KiB) stay in L1.
+        for g0 in (0..tiles).step_by(PACKED_TILES) {
+            let gs = g0..(g0 + PACKED_TILES).min(tiles);
             for r0 in (rs.start..full).step_by(GEMM_ROWS) {
-                let v = kernel.gemm(std::array::from_fn(|k| w.row(r0 + k)), &tile, cols);
-                for (j, vt) in v.iter().enumerate() {
-                    for (k, &x) in vt.iter().enumerate() {
-                        // SAFETY: (t + j, r0 + k) is ours per the contract.
-                        unsafe { dst.at((t + j) * rows + r0 + k).write(x) };
+                let wr = std::array::from_fn(|k| w.row(r0 + k));
+                kernel.pack(wr, cols, &mut packed);
+                for g in gs.clone() {
+                    let v = kernel.gemm(wr, &packed, &acts.tile(g), cols);
+                    for (j, vt) in v.iter().enumerate() {
+                        for (k, &x) in vt.iter().enumerate() {
+                            // SAFETY: (g * 8 + j, r0 + k) is ours per the contract.
+                            unsafe { dst.at((g * GEMM_TOKENS + j) * rows + r0 + k).write(x) };
+                        }
                     }
                 }
             }
             // The last rows that make no whole tile, 4 tokens at a time (same bits).
-            let a = &tile.rows;
-            for r in full..rs.end {
-                for t0 in [0, 4] {
-                    let v =
-                        kernel.dot4(w.row(r), [&a[t0], &a[t0 + 1], &a[t0 + 2], &a[t0 + 3]], cols);
-                    for (j, x) in v.into_iter().enumerate() {
-                        // SAFETY: as above.
-                        unsafe { dst.at((t + t0 + j) * rows + r).write(x) };
+            for g in gs {
+                let a = &acts.tile(g).rows;
+                for r in full..rs.end {
+                    for t0 in [0, 4] {
+                        let v = kernel.dot4(
+                            w.row(r),
+                            [&a[t0], &a[t0 + 1], &a[t0 + 2], &a[t0 + 3]],
+                            cols,
+                        );
+                        for (j, x) in v.into_iter().enumerate() {
+                            // SAFETY: as above.
+                            unsafe { dst.at((g * GEMM_TOKENS + t0 + j) * rows + r).write(x) };
+                        }
                     }
                 }
             }
-            t += GEMM_TOKENS;
         }
+        t = tiles * GEMM_TOKENS;
     }
     if kernel.has_dot4() {
         while t + 4 <= n_tokens {
@@ -348,30 +364,31 @@ pub fn matmul_multi_at(
         .iter()
         .map(|w| DotKernel::for_batch(level, w.ty, n_tokens))
         .collect();
-    // Distinct activation layouts (type, prepared, tiled); `which[i]` is matrix i's layout.
-    let mut layouts: Vec<(GgmlType, bool, bool, usize)> = Vec::new();
+    // Distinct activation layouts (type, prepared, tiled, zero point); `which[i]` is matrix i's
+    // layout.
+    let mut layouts: Vec<((GgmlType, bool, bool, i32), usize)> = Vec::new();
     let which: Vec<usize> = kernels
         .iter()
         .enumerate()
         .map(|(i, k)| {
             let act = formats::activation_type(k.weight_type()).expect("Matrix::new checked");
-            let key = (act, k.wants_prepared(), k.has_gemm());
-            match layouts.iter().position(|l| (l.0, l.1, l.2) == key) {
+            let key = (act, k.wants_prepared(), k.has_gemm(), k.zero_point());
+            match layouts.iter().position(|l| l.0 == key) {
                 Some(p) => p,
                 None => {
-                    layouts.push((key.0, key.1, key.2, i));
+                    layouts.push((key, i));
                     layouts.len() - 1
                 }
             }
         })
         .collect();
-    let raw_f32 = |l: usize| layouts[l].0 == GgmlType::F32 && cfg!(target_endian = "little");
+    let raw_f32 = |l: usize| layouts[l].0 .0 == GgmlType::F32 && cfg!(target_endian = "little");
 
     let mut scratch = MULTI_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     scratch.resize_with(scratch.len().max(layouts.len()), Activations::new);
     for (l, acts) in scratch.iter_mut().enumerate().take(layouts.len()) {
         if !raw_f32(l) {
-            acts.quantize(&kernels[layouts[l].3], x, cols, n_tokens, pool);
+            acts.quantize(&kernels[layouts[l].1], x, cols, n_tokens, pool);
         }
     }
     // SAFETY: any f32 bit pattern is valid bytes; u8 has no alignment requirement.

@@ -12,8 +12,8 @@
 //! slices; the dispatcher only hands it out when the features are present.
 
 use super::avx2::{
-    f16_at, f16_bcast, f32_at, f32_ptr, float_lens, hsum_ps, k4_scales_mins, load16, load32,
-    nibbles32, u32_ptr,
+    f16_at, f32_at, f32_ptr, float_lens, hsum_ps, k4_scales_mins, load16, load32, nibbles32,
+    u32_ptr,
 };
 use super::layout::*;
 use super::{ActRow, ActTile};
@@ -381,25 +381,91 @@ unsafe fn codes32<const KIND: u8>(w: *const u8) -> __m256i {
     }
 }
 
-/// log2 of a 32-element type's zero point (they are all powers of two), the shift that turns an
-/// activation lane sum into the zero point's share of the lane's dot.
-const fn zero_point_shift(kind: u8) -> i32 {
-    let (_, _, zero_point, _) = layout32(kind);
-    zero_point.trailing_zeros() as i32
-}
+/// Bytes of one packed block of 8 rows of a 32-element type: the transposed codes (8 vectors,
+/// vector `k` holds every row's codes `4k..4k + 4`), then `d` and the min `m` of the 8 rows
+/// (f32 vectors).
+const PACKED32: usize = 320;
 
-/// The dots of 2 weight rows (`w[0]`, `w[1]`) of a 32-element type with a tile of 8 tokens'
-/// activations: `out[r][t]`, bit-identical to [`dot32`] of each pair.
+/// Stores `v` at byte `off` of `buf`.
+///
+/// # Safety
+/// `off + 32 <= buf.len()`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn gemm32<const KIND: u8>(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 2] {
-    let (wsz, _, zero_point, has_min) = layout32(KIND);
+unsafe fn put(buf: &mut [u8], off: usize, v: __m256i) {
+    // SAFETY: per the contract.
+    unsafe { _mm256_storeu_si256(buf.as_mut_ptr().add(off).cast(), v) }
+}
+
+/// The 32 bytes at byte `off` of `p`.
+///
+/// # Safety
+/// `p + off..p + off + 32` must be readable.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn get(p: *const u8, off: usize) -> __m256i {
+    // SAFETY: per the contract.
+    unsafe { _mm256_loadu_si256(p.add(off).cast()) }
+}
+
+/// Packs 8 rows of a 32-element type, `PACKED32` bytes per block.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn pack32<const KIND: u8>(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
+    let (wsz, _, _, has_min) = layout32(KIND);
     assert!(
         n.is_multiple_of(32),
         "{n} elements are not whole blocks of 32"
     );
     let nb = n / 32;
     assert!(w.iter().all(|w| w.len() >= nb * wsz), "row too short");
+    buf.resize(nb * PACKED32, 0);
+    for b in 0..nb {
+        // SAFETY: block b < nb of every row is readable (checked above), and the packed block
+        // fits in `buf` (resized above).
+        unsafe {
+            let wp: [*const u8; 8] = std::array::from_fn(|r| w[r].as_ptr().add(b * wsz));
+            let codes = transpose8_epi32(wp.map(|p| codes32::<KIND>(p)));
+            for (k, c) in codes.into_iter().enumerate() {
+                put(buf, b * PACKED32 + 32 * k, c);
+            }
+            put(
+                buf,
+                b * PACKED32 + 256,
+                _mm256_castps_si256(f16_rows(&wp, 0)),
+            );
+            if has_min {
+                put(
+                    buf,
+                    b * PACKED32 + 288,
+                    _mm256_castps_si256(f16_rows(&wp, 2)),
+                );
+            }
+        }
+    }
+}
+
+/// The dots of 8 weight rows of a 32-element type, packed by [`pack32`], with a tile of 8
+/// tokens' activations: `out[t][r]`, bit-identical to [`dot32`] of each pair.
+///
+/// Each output's float order is [`dot32`]'s: 8 lanes `k` (lane `k` sums elements `4k..4k + 4`
+/// of every block) accumulated block after block, then [`hsum_ps`]'s tree. Here the lanes of a
+/// vector are the 8 rows instead, and each output's 8 lane accumulators are 8 vectors: each
+/// `vpdpbusd` takes the rows' transposed codes and one token's 4 quants as a broadcast, and each
+/// block's scale products `d_w * d_a` are one vector multiply for all rows.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn gemm32<const KIND: u8>(packed: &[u8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    let (_, _, _, has_min) = layout32(KIND);
+    assert!(
+        n.is_multiple_of(32),
+        "{n} elements are not whole blocks of 32"
+    );
+    let nb = n / 32;
+    assert!(
+        packed.len() >= nb * PACKED32,
+        "rows not packed for this kernel"
+    );
     assert!(
         tile.q8.len() >= 256 * nb
             && tile.ls8.len() >= 64 * nb
@@ -407,102 +473,126 @@ fn gemm32<const KIND: u8>(w: [&[u8]; 2], tile: &ActTile<'_>, n: usize) -> [[f32;
             && (!has_min || tile.s8.len() >= 8 * nb),
         "activation tile not prepared for this kernel"
     );
-    let (q8, ls8) = (tile.q8.as_ptr(), tile.ls8.as_ptr());
-    let shift = _mm_cvtsi32_si128(zero_point_shift(KIND));
-    // `acc[t][r]`: token t, row r.
-    let mut acc = [[_mm256_setzero_ps(); 2]; 8];
-    let mut summ = [_mm256_setzero_ps(); 2];
-    for b in 0..nb {
-        // SAFETY: block b < nb is inside both weight rows and the tile's arrays (lengths
-        // checked above).
-        unsafe {
-            let wb = w.map(|w| w.as_ptr().add(b * wsz));
-            let codes = wb.map(|p| codes32::<KIND>(p));
-            let dw = wb.map(|p| f16_bcast(p));
-            if has_min {
-                let sa = _mm256_loadu_ps(tile.s8.as_ptr().add(8 * b));
-                for r in 0..2 {
-                    summ[r] = _mm256_add_ps(summ[r], _mm256_mul_ps(f16_bcast(wb[r].add(2)), sa));
-                }
-            }
-            for (t, acc_t) in acc.iter_mut().enumerate() {
-                let q = _mm256_loadu_si256(q8.add(256 * b + 32 * t).cast());
-                // The zero point's share, -zp * (sum of the lane's 4 quants), exact in i32.
-                let init = if zero_point != 0 {
-                    let ls = _mm256_loadu_si256(ls8.add(64 * b + 8 * t).cast());
-                    _mm256_sll_epi32(ls, shift)
-                } else {
-                    _mm256_setzero_si256()
-                };
-                for r in 0..2 {
-                    let p = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(init, codes[r], q));
-                    let s = _mm256_mul_ps(dw[r], _mm256_set1_ps(*tile.d8.get_unchecked(8 * b + t)));
-                    acc_t[r] = _mm256_fmadd_ps(p, s, acc_t[r]);
-                }
-            }
-        }
-    }
-    let mut out = [[0f32; 8]; 2];
-    for r in 0..2 {
-        let mut m = [0f32; 8];
-        // SAFETY: `m` is 8 writable f32.
-        unsafe { _mm256_storeu_ps(m.as_mut_ptr(), summ[r]) };
-        for t in 0..8 {
-            out[r][t] = hsum_ps(acc[t][r]) + m[t];
-        }
-    }
-    out
-}
-
-/// [`gemm32`] over 8 rows, two at a time: `out[t][r]`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn gemm32_rows<const KIND: u8>(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    let (pk, q8, ls8) = (packed.as_ptr(), tile.q8.as_ptr(), tile.ls8.as_ptr());
     let mut out = [[0f32; 8]; 8];
-    for p in 0..4 {
-        let v = gemm32::<KIND>([w[2 * p], w[2 * p + 1]], tile, n);
-        for (t, o) in out.iter_mut().enumerate() {
-            o[2 * p] = v[0][t];
-            o[2 * p + 1] = v[1][t];
+    for t0 in (0..8).step_by(2) {
+        // `acc[i][k]`: token t0 + i, lane k, the rows in the vector lanes.
+        let mut acc = [[_mm256_setzero_ps(); 8]; 2];
+        let mut summ = [_mm256_setzero_ps(); 2];
+        for b in 0..nb {
+            // SAFETY: block b < nb of the packed rows and of tokens t0, t0 + 1 is inside the
+            // arrays (lengths checked above).
+            unsafe {
+                let pb = pk.add(b * PACKED32);
+                let dw = _mm256_castsi256_ps(get(pb, 256));
+                let s: [__m256; 2] = std::array::from_fn(|i| {
+                    _mm256_mul_ps(dw, _mm256_set1_ps(*tile.d8.get_unchecked(8 * b + t0 + i)))
+                });
+                let y = [0, 1].map(|i| q8.add(256 * b + 32 * (t0 + i)));
+                let l = [0, 1].map(|i| ls8.add(64 * b + 8 * (t0 + i)));
+                for k in 0..8 {
+                    let codes = get(pb, 32 * k);
+                    for i in 0..2 {
+                        // Each lane starts at -zp * (the token's 4 quants' sum): the zero point.
+                        let p = _mm256_dpbusd_epi32(
+                            _mm256_set1_epi32(*l[i].add(k)),
+                            codes,
+                            bcast_i32(y[i].add(4 * k).cast()),
+                        );
+                        acc[i][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s[i], acc[i][k]);
+                    }
+                }
+                if has_min {
+                    let mw = _mm256_castsi256_ps(get(pb, 288));
+                    for (i, summ) in summ.iter_mut().enumerate() {
+                        let sa = _mm256_set1_ps(*tile.s8.get_unchecked(8 * b + t0 + i));
+                        *summ = _mm256_add_ps(*summ, _mm256_mul_ps(mw, sa));
+                    }
+                }
+            }
+        }
+        for i in 0..2 {
+            let a = &acc[i];
+            // [`hsum_ps`]'s tree, lane by lane: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)).
+            let s: [__m256; 4] = std::array::from_fn(|k| _mm256_add_ps(a[k], a[k + 4]));
+            let h = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[1], s[3]));
+            // SAFETY: `out[t0 + i]` is 8 writable f32.
+            unsafe { _mm256_storeu_ps(out[t0 + i].as_mut_ptr(), _mm256_add_ps(h, summ[i])) };
         }
     }
     out
 }
 
-/// [`dot_q4_0`] of 8 weight rows with 8 tokens: `out[t][r]`.
+/// [`pack32`] for [`gemm_q4_0`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_q4_0(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
-    gemm32_rows::<K_Q4_0>(w, tile, n)
+pub(crate) fn pack_q4_0(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
+    pack32::<K_Q4_0>(w, n, buf)
 }
 
-/// [`dot_q4_1`] of 8 weight rows with 8 tokens: `out[t][r]`.
+/// [`dot_q4_0`] of 8 packed weight rows with 8 tokens: `out[t][r]`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_q4_1(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
-    gemm32_rows::<K_Q4_1>(w, tile, n)
+pub(crate) fn gemm_q4_0(packed: &[u8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    gemm32::<K_Q4_0>(packed, tile, n)
 }
 
-/// [`dot_q5_0`] of 8 weight rows with 8 tokens: `out[t][r]`.
+/// [`pack32`] for [`gemm_q4_1`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_q5_0(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
-    gemm32_rows::<K_Q5_0>(w, tile, n)
+pub(crate) fn pack_q4_1(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
+    pack32::<K_Q4_1>(w, n, buf)
 }
 
-/// [`dot_q5_1`] of 8 weight rows with 8 tokens: `out[t][r]`.
+/// [`dot_q4_1`] of 8 packed weight rows with 8 tokens: `out[t][r]`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_q5_1(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
-    gemm32_rows::<K_Q5_1>(w, tile, n)
+pub(crate) fn gemm_q4_1(packed: &[u8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    gemm32::<K_Q4_1>(packed, tile, n)
 }
 
-/// [`dot_q8_0`] of 8 weight rows with 8 tokens: `out[t][r]`.
+/// [`pack32`] for [`gemm_q5_0`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_q8_0(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
-    gemm32_rows::<K_Q8_0>(w, tile, n)
+pub(crate) fn pack_q5_0(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
+    pack32::<K_Q5_0>(w, n, buf)
 }
 
-/// [`dot_iq4_nl`] of 8 weight rows with 8 tokens: `out[t][r]`.
+/// [`dot_q5_0`] of 8 packed weight rows with 8 tokens: `out[t][r]`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_iq4_nl(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
-    gemm32_rows::<K_IQ4_NL>(w, tile, n)
+pub(crate) fn gemm_q5_0(packed: &[u8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    gemm32::<K_Q5_0>(packed, tile, n)
+}
+
+/// [`pack32`] for [`gemm_q5_1`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn pack_q5_1(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
+    pack32::<K_Q5_1>(w, n, buf)
+}
+
+/// [`dot_q5_1`] of 8 packed weight rows with 8 tokens: `out[t][r]`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_q5_1(packed: &[u8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    gemm32::<K_Q5_1>(packed, tile, n)
+}
+
+/// [`pack32`] for [`gemm_q8_0`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn pack_q8_0(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
+    pack32::<K_Q8_0>(w, n, buf)
+}
+
+/// [`dot_q8_0`] of 8 packed weight rows with 8 tokens: `out[t][r]`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_q8_0(packed: &[u8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    gemm32::<K_Q8_0>(packed, tile, n)
+}
+
+/// [`pack32`] for [`gemm_iq4_nl`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn pack_iq4_nl(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
+    pack32::<K_IQ4_NL>(w, n, buf)
+}
+
+/// [`dot_iq4_nl`] of 8 packed weight rows with 8 tokens: `out[t][r]`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_iq4_nl(packed: &[u8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    gemm32::<K_IQ4_NL>(packed, tile, n)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -585,16 +675,60 @@ unsafe fn bcast_i32(p: *const u8) -> __m256i {
     _mm256_set1_epi32(unsafe { p.cast::<i32>().read_unaligned() })
 }
 
-/// The dots of 8 Q4_K weight rows with a tile of 8 tokens' Q8_K activations: `out[t][r]`,
-/// bit-identical to [`super::avx2::dot4_q4_k`] of each pair.
+/// Bytes of one packed Q4_K block of 8 rows: `d` and `dmin` (f32 vectors), the 8 sub-block
+/// scales and the 8 mins (i32 vectors), and per pair of sub-blocks the 8 transposed vectors of
+/// the 32 bytes of nibbles (vector `k` holds every row's bytes `4k..4k + 4`).
+const PACKED_Q4K: usize = 64 + 2 * 256 + 4 * 256;
+
+/// Packs 8 Q4_K rows, [`PACKED_Q4K`] bytes per block.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_q4_k(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+pub(crate) fn pack_q4_k(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
     assert!(
         n.is_multiple_of(256),
         "{n} elements are not whole blocks of 256"
     );
     let nb = n / 256;
     assert!(w.iter().all(|w| w.len() >= nb * Q4_K_W), "row too short");
+    buf.resize(nb * PACKED_Q4K, 0);
+    for i in 0..nb {
+        // SAFETY: block i < nb of every row is readable (checked above; offsets inside the
+        // block per the layout), and the packed block fits in `buf` (resized above).
+        unsafe {
+            let wp: [*const u8; 8] = std::array::from_fn(|r| w[r].as_ptr().add(i * Q4_K_W));
+            let o = i * PACKED_Q4K;
+            put(buf, o, _mm256_castps_si256(f16_rows(&wp, 0)));
+            put(buf, o + 32, _mm256_castps_si256(f16_rows(&wp, 2)));
+            let packed: [(u64, u64); 8] = std::array::from_fn(|r| k4_scales_mins(wp[r].add(4)));
+            let scales = _mm512_loadu_si512(packed.map(|p| p.0).as_ptr().cast());
+            let mins = _mm512_loadu_si512(packed.map(|p| p.1).as_ptr().cast());
+            for s in 0..8 {
+                put(buf, o + 64 + 32 * s, byte_of_rows(scales, s as u32));
+                put(buf, o + 320 + 32 * s, byte_of_rows(mins, s as u32));
+            }
+            for c in 0..4 {
+                // qs is 128 bytes at 16: sub-blocks 2c (low nibbles) and 2c + 1 (high).
+                let raw = transpose8_epi32(wp.map(|p| load32(p.add(16 + 32 * c))));
+                for (k, v) in raw.into_iter().enumerate() {
+                    put(buf, o + 576 + 256 * c + 32 * k, v);
+                }
+            }
+        }
+    }
+}
+
+/// The dots of 8 Q4_K weight rows, packed by [`pack_q4_k`], with a tile of 8 tokens' Q8_K
+/// activations: `out[t][r]`, bit-identical to [`super::avx2::dot4_q4_k`] of each pair.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_q4_k(packed: &[u8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    assert!(
+        n.is_multiple_of(256),
+        "{n} elements are not whole blocks of 256"
+    );
+    let nb = n / 256;
+    assert!(
+        packed.len() >= nb * PACKED_Q4K,
+        "rows not packed for this kernel"
+    );
     assert!(
         tile.k8.len() >= 8 * nb * Q8_K_A && tile.ksub8.len() >= 64 * nb,
         "activation tile not prepared for this kernel"
@@ -604,18 +738,18 @@ pub(crate) fn gemm_q4_k(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8
     let mut acc = [_mm256_setzero_ps(); 8];
     let mut acc_m = [_mm256_setzero_ps(); 8];
     for i in 0..nb {
-        // SAFETY: block i < nb of every row and of every token of the tile is in bounds
+        // SAFETY: block i < nb of the packed rows and of every token of the tile is in bounds
         // (lengths checked above); the offsets are inside the blocks per the layouts.
         unsafe {
-            let wp: [*const u8; 8] = std::array::from_fn(|r| w[r].as_ptr().add(i * Q4_K_W));
-            let (dw, dmin) = (f16_rows(&wp, 0), f16_rows(&wp, 2));
-            let packed: [(u64, u64); 8] = std::array::from_fn(|r| k4_scales_mins(wp[r].add(4)));
-            let scales = _mm512_loadu_si512(packed.map(|p| p.0).as_ptr().cast());
-            let mins = _mm512_loadu_si512(packed.map(|p| p.1).as_ptr().cast());
+            let pb = packed.as_ptr().add(i * PACKED_Q4K);
+            let (dw, dmin) = (
+                _mm256_castsi256_ps(get(pb, 0)),
+                _mm256_castsi256_ps(get(pb, 32)),
+            );
             // Token t's block: d (f32) at 0, quants at 4.
             let ab = tile.k8.as_ptr().add(i * 8 * Q8_K_A);
             let sub = tile.ksub8.as_ptr().add(i * 64);
-            let m: [__m256i; 8] = std::array::from_fn(|s| byte_of_rows(mins, s as u32));
+            let m: [__m256i; 8] = std::array::from_fn(|s| get(pb, 320 + 32 * s));
             for (t, acc_m) in acc_m.iter_mut().enumerate() {
                 let scale_m = _mm256_mul_ps(dmin, _mm256_set1_ps(f32_ptr(ab.add(t * Q8_K_A))));
                 let bs = sub.add(8 * t);
@@ -628,14 +762,10 @@ pub(crate) fn gemm_q4_k(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8
                 }
             }
             for c in 0..4 {
-                // qs is 128 bytes at 16: sub-blocks 2c (low nibbles) and 2c + 1 (high).
-                let raw = transpose8_epi32(wp.map(|p| load32(p.add(16 + 32 * c))));
+                let raw: [__m256i; 8] = std::array::from_fn(|k| get(pb, 576 + 256 * c + 32 * k));
                 let lo = raw.map(|v| _mm256_and_si256(v, low4));
                 let hi = raw.map(|v| _mm256_and_si256(_mm256_srli_epi16::<4>(v), low4));
-                let (sc_lo, sc_hi) = (
-                    byte_of_rows(scales, 2 * c as u32),
-                    byte_of_rows(scales, 2 * c as u32 + 1),
-                );
+                let (sc_lo, sc_hi) = (get(pb, 64 + 64 * c), get(pb, 96 + 64 * c));
                 for (t, acc) in acc.iter_mut().enumerate() {
                     let a = ab.add(t * Q8_K_A);
                     let y = a.add(4 + 64 * c);
@@ -708,38 +838,77 @@ unsafe fn q6k_group(wp: *const u8, j: usize) -> __m256i {
     _mm256_or_si256(lo, _mm256_slli_epi16::<4>(hi))
 }
 
-/// The dots of 8 Q6_K weight rows with a tile of 8 tokens' Q8_K activations: `out[t][r]`,
-/// bit-identical to [`super::avx2::dot4_q6_k_tiled`] of each pair (llama.cpp's order for
-/// batches: whole-block integer sums, then `acc += (isum * d_w) * d_a`, the last step fused).
+/// Bytes of one packed Q6_K block of 8 rows: `d` (f32 vector), the 16 sub-block scales (i32
+/// vectors), and per group of 32 elements the 8 transposed vectors of codes (vector `k` holds
+/// every row's codes `4k..4k + 4`).
+const PACKED_Q6K: usize = 32 + 16 * 32 + 8 * 256;
+
+/// Packs 8 Q6_K rows, [`PACKED_Q6K`] bytes per block.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) fn gemm_q6_k(w: [&[u8]; 8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+pub(crate) fn pack_q6_k(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
     assert!(
         n.is_multiple_of(256),
         "{n} elements are not whole blocks of 256"
     );
     let nb = n / 256;
     assert!(w.iter().all(|w| w.len() >= nb * Q6_K_W), "row too short");
+    buf.resize(nb * PACKED_Q6K, 0);
+    for i in 0..nb {
+        // SAFETY: block i < nb of every row is readable (checked above; offsets inside the
+        // block per the layout), and the packed block fits in `buf` (resized above).
+        unsafe {
+            let wp: [*const u8; 8] = std::array::from_fn(|r| w[r].as_ptr().add(i * Q6_K_W));
+            let o = i * PACKED_Q6K;
+            put(buf, o, _mm256_castps_si256(f16_rows(&wp, 208)));
+            // The 16 scales (i8) of each row, sub-blocks 0..8 and 8..16 as a u64 per row.
+            let lo = _mm512_loadu_si512(wp.map(|p| u64_ptr(p.add(192))).as_ptr().cast());
+            let hi = _mm512_loadu_si512(wp.map(|p| u64_ptr(p.add(200))).as_ptr().cast());
+            for s in 0..16 {
+                let v = sbyte_of_rows(if s < 8 { lo } else { hi }, (s % 8) as u32);
+                put(buf, o + 32 + 32 * s, v);
+            }
+            for j in 0..8 {
+                let codes = transpose8_epi32(wp.map(|p| q6k_group(p, j)));
+                for (k, v) in codes.into_iter().enumerate() {
+                    put(buf, o + 544 + 256 * j + 32 * k, v);
+                }
+            }
+        }
+    }
+}
+
+/// The dots of 8 Q6_K weight rows, packed by [`pack_q6_k`], with a tile of 8 tokens' Q8_K
+/// activations: `out[t][r]`, bit-identical to [`super::avx2::dot4_q6_k_tiled`] of each pair
+/// (llama.cpp's order for batches: whole-block integer sums, then `acc += (isum * d_w) * d_a`,
+/// the last step fused).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) fn gemm_q6_k(packed: &[u8], tile: &ActTile<'_>, n: usize) -> [[f32; 8]; 8] {
+    assert!(
+        n.is_multiple_of(256),
+        "{n} elements are not whole blocks of 256"
+    );
+    let nb = n / 256;
+    assert!(
+        packed.len() >= nb * PACKED_Q6K,
+        "rows not packed for this kernel"
+    );
     assert!(
         tile.k8.len() >= 8 * nb * Q8_K_A && tile.kbias16.len() >= 128 * nb,
         "activation tile not prepared for this kernel"
     );
     let mut acc = [_mm256_setzero_ps(); 8];
     for i in 0..nb {
-        // SAFETY: block i < nb of every row and of every token of the tile is in bounds
+        // SAFETY: block i < nb of the packed rows and of every token of the tile is in bounds
         // (lengths checked above); the offsets are inside the blocks per the layouts.
         unsafe {
-            let wp: [*const u8; 8] = std::array::from_fn(|r| w[r].as_ptr().add(i * Q6_K_W));
-            let dw = f16_rows(&wp, 208);
+            let pb = packed.as_ptr().add(i * PACKED_Q6K);
+            let dw = _mm256_castsi256_ps(get(pb, 0));
             let ab = tile.k8.as_ptr().add(i * 8 * Q8_K_A);
             let bias = tile.kbias16.as_ptr().add(i * 128);
-            // The 16 scales (i8) of each row, sub-blocks 0..8 and 8..16 as u64 per row.
-            let sc_lo = _mm512_loadu_si512(wp.map(|p| u64_ptr(p.add(192))).as_ptr().cast());
-            let sc_hi = _mm512_loadu_si512(wp.map(|p| u64_ptr(p.add(200))).as_ptr().cast());
             let mut isum = [_mm256_setzero_si256(); 8];
             for j in 0..8 {
-                let codes = transpose8_epi32(wp.map(|p| q6k_group(p, j)));
-                let half = if j < 4 { sc_lo } else { sc_hi };
-                let sc = [2 * (j % 4), 2 * (j % 4) + 1].map(|s| sbyte_of_rows(half, s as u32));
+                let codes: [__m256i; 8] = std::array::from_fn(|k| get(pb, 544 + 256 * j + 32 * k));
+                let sc = [get(pb, 32 + 64 * j), get(pb, 64 + 64 * j)];
                 for (t, isum) in isum.iter_mut().enumerate() {
                     let y = ab.add(t * Q8_K_A + 4 + 32 * j);
                     let bt = bias.add(16 * t + 2 * j);

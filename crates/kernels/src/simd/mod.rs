@@ -163,10 +163,12 @@ pub fn available_levels() -> Vec<Level> {
 type RawDot = unsafe fn(&[u8], &ActRow<'_>, usize) -> f32;
 /// A SIMD dot of one weight row with 4 tokens (same contract as [`RawDot`]).
 type RawDot4 = unsafe fn(&[u8], [&ActRow<'_>; 4], usize) -> [f32; 4];
-/// A SIMD dot of [`GEMM_ROWS`] weight rows with [`GEMM_TOKENS`] tokens (same contract as
+/// Packs [`GEMM_ROWS`] weight rows of `n` elements for a [`RawGemm`] (same contract as
 /// [`RawDot`]).
-type RawGemm =
-    unsafe fn([&[u8]; GEMM_ROWS], &ActTile<'_>, usize) -> [[f32; GEMM_ROWS]; GEMM_TOKENS];
+type RawPack = unsafe fn([&[u8]; GEMM_ROWS], usize, &mut Vec<u8>);
+/// A SIMD dot of [`GEMM_ROWS`] packed weight rows with [`GEMM_TOKENS`] tokens (same contract as
+/// [`RawDot`]).
+type RawGemm = unsafe fn(&[u8], &ActTile<'_>, usize) -> [[f32; GEMM_ROWS]; GEMM_TOKENS];
 /// A SIMD activation quantizer (same contract as [`RawDot`]).
 type RawQuant = unsafe fn(&[f32], &mut [u8]);
 
@@ -181,8 +183,8 @@ pub struct DotKernel {
     prepared: bool,
     /// A kernel that dots one weight row with 4 tokens, unpacking the weights once.
     simd4: Option<RawDot4>,
-    /// A kernel for tiles of [`GEMM_ROWS`] rows x [`GEMM_TOKENS`] tokens.
-    gemm: Option<RawGemm>,
+    /// A kernel for tiles of [`GEMM_ROWS`] rows x [`GEMM_TOKENS`] tokens, and its packer.
+    gemm: Option<(RawPack, RawGemm)>,
 }
 
 impl std::fmt::Debug for DotKernel {
@@ -265,22 +267,23 @@ fn simd_dot4(_level: Level, _ty: GgmlType) -> Option<RawDot4> {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn simd_gemm(level: Level, ty: GgmlType) -> Option<RawGemm> {
+fn simd_gemm(level: Level, ty: GgmlType) -> Option<(RawPack, RawGemm)> {
     use GgmlType::*;
-    match (level, ty) {
-        (Level::Avx512, Q4_0) => Some(avx512::gemm_q4_0),
-        (Level::Avx512, Q4_1) => Some(avx512::gemm_q4_1),
-        (Level::Avx512, Q5_0) => Some(avx512::gemm_q5_0),
-        (Level::Avx512, Q5_1) => Some(avx512::gemm_q5_1),
-        (Level::Avx512, Q8_0) => Some(avx512::gemm_q8_0),
-        (Level::Avx512, IQ4_NL) => Some(avx512::gemm_iq4_nl),
-        (Level::Avx512, Q4_K) => Some(avx512::gemm_q4_k),
-        _ => None,
-    }
+    let k: (RawPack, RawGemm) = match (level, ty) {
+        (Level::Avx512, Q4_0) => (avx512::pack_q4_0, avx512::gemm_q4_0),
+        (Level::Avx512, Q4_1) => (avx512::pack_q4_1, avx512::gemm_q4_1),
+        (Level::Avx512, Q5_0) => (avx512::pack_q5_0, avx512::gemm_q5_0),
+        (Level::Avx512, Q5_1) => (avx512::pack_q5_1, avx512::gemm_q5_1),
+        (Level::Avx512, Q8_0) => (avx512::pack_q8_0, avx512::gemm_q8_0),
+        (Level::Avx512, IQ4_NL) => (avx512::pack_iq4_nl, avx512::gemm_iq4_nl),
+        (Level::Avx512, Q4_K) => (avx512::pack_q4_k, avx512::gemm_q4_k),
+        _ => return None,
+    };
+    Some(k)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn simd_gemm(_level: Level, _ty: GgmlType) -> Option<RawGemm> {
+fn simd_gemm(_level: Level, _ty: GgmlType) -> Option<(RawPack, RawGemm)> {
     None
 }
 
@@ -333,7 +336,7 @@ impl DotKernel {
                 k.simd = Some(avx2::dot_q6_k_tiled);
                 k.simd4 = Some(avx2::dot4_q6_k_tiled);
                 if level == Level::Avx512 {
-                    k.gemm = Some(avx512::gemm_q6_k);
+                    k.gemm = Some((avx512::pack_q6_k, avx512::gemm_q6_k));
                 }
             }
         }
@@ -360,6 +363,18 @@ impl DotKernel {
     /// The weight type.
     pub fn weight_type(&self) -> GgmlType {
         self.ty
+    }
+
+    /// The zero point the tile kernel subtracts from this 32-element type's unsigned codes (the
+    /// prepared tile layout carries each 4 quants' sum times it), 0 for the others.
+    pub(crate) fn zero_point(&self) -> i32 {
+        use GgmlType::*;
+        match self.ty {
+            Q4_0 => 8,
+            Q5_0 => 16,
+            Q8_0 | IQ4_NL => 128,
+            _ => 0,
+        }
     }
 
     /// Whether the kernel needs [`Activations`] prepared for it (rather than plain bytes).
@@ -408,21 +423,36 @@ impl DotKernel {
         self.gemm.is_some()
     }
 
-    /// The dots of [`GEMM_ROWS`] weight rows with the [`GEMM_TOKENS`] tokens of `tile`:
-    /// `out[t][r] = dot4(w[r], tile.rows[t])` bit for bit (the 4-token kernel's order).
+    /// Packs [`GEMM_ROWS`] weight rows of `n` elements into `packed` for [`DotKernel::gemm`]
+    /// (the tile kernels' layout: codes unpacked and transposed, scales converted), once for
+    /// many token tiles. Does nothing for kernels without a tile kernel.
     ///
     /// # Panics
-    /// As [`DotKernel::dot`], or if `tile` was not made by [`Activations`] for this kernel.
+    /// If a row is shorter than `n` elements or `n` is not whole blocks.
+    pub fn pack(&self, w: [&[u8]; GEMM_ROWS], n: usize, packed: &mut Vec<u8>) {
+        if let Some((pack, _)) = self.gemm {
+            // SAFETY: as in `dot`.
+            unsafe { pack(w, n, packed) }
+        }
+    }
+
+    /// The dots of [`GEMM_ROWS`] weight rows `w`, packed by [`DotKernel::pack`] into `packed`,
+    /// with the [`GEMM_TOKENS`] tokens of `tile`: `out[t][r] = dot4(w[r], tile.rows[t])` bit
+    /// for bit (the 4-token kernel's order).
+    ///
+    /// # Panics
+    /// As [`DotKernel::dot`], or if `packed` or `tile` was not made for this kernel.
     #[inline]
     pub fn gemm(
         &self,
         w: [&[u8]; GEMM_ROWS],
+        packed: &[u8],
         tile: &ActTile<'_>,
         n: usize,
     ) -> [[f32; GEMM_ROWS]; GEMM_TOKENS] {
         match self.gemm {
             // SAFETY: as in `dot`.
-            Some(f) => unsafe { f(w, tile, n) },
+            Some((_, gemm)) => unsafe { gemm(packed, tile, n) },
             None => {
                 let mut out = [[0f32; GEMM_ROWS]; GEMM_TOKENS];
                 let r = &tile.rows;
@@ -533,8 +563,8 @@ impl<'a> ActRow<'a> {
 /// [`GEMM_TOKENS`] consecutive tokens' activations for [`DotKernel::gemm`]: their rows, and
 /// for the kernels with a tile kernel the tokens interleaved block by block, so the kernel walks
 /// one pointer. Prepared Q8_0/Q8_1: for block `b` and token `t`, the 32 quants at
-/// `q8[256 * b + 32 * t..]`, the negated sums of each 4 of them (one per `vpdpbusd` lane) at
-/// `ls8[64 * b + 8 * t..]` (i32), and the scales at `d8[8 * b + t]` (`s8` likewise). Q8_K: the
+/// `q8[256 * b + 32 * t..]`, the sums of each 4 of them times minus the weight type's zero point
+/// ([`DotKernel::zero_point`]) at `ls8[64 * b + 8 * t..]` (i32), and the scales at `d8[8 * b + t]` (`s8` likewise). Q8_K: the
 /// block itself at `k8[(8 * b + t) * 292..]` and its 8 sub-block sums (32 quants each) at
 /// `ksub8[64 * b + 8 * t..]`, and -32 times its 16 sums of 16 quants (Q6_K's code offset) at
 /// `kbias16[128 * b + 16 * t..]`.
@@ -574,6 +604,8 @@ pub struct Activations {
     prepared: bool,
     /// Q8_K rows with the tile layout (`k8`, `ksub8`).
     tiled_k: bool,
+    /// The zero point `ls8` is made for.
+    zero_point: i32,
 }
 
 /// Below this many activation elements, quantizing on one thread beats waking the pool.
@@ -707,6 +739,7 @@ impl Activations {
         self.n_tokens = n_tokens;
         self.prepared = kernel.prepared && matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1);
         self.tiled_k = kernel.has_gemm() && act == GgmlType::Q8_K;
+        self.zero_point = kernel.zero_point();
         self.bytes.resize(self.row_bytes * n_tokens, 0);
         let whole = n_tokens - n_tokens % GEMM_TOKENS;
         if self.tiled_k {
@@ -803,7 +836,7 @@ impl Activations {
                     .iter_mut()
                     .zip(src.chunks_exact(4))
                 {
-                    *ls = -q4.iter().map(|&q| q as i32).sum::<i32>();
+                    *ls = -self.zero_point * q4.iter().map(|&q| q as i32).sum::<i32>();
                 }
                 self.d8[slot] = self.d[t * nb + b];
                 self.s8[slot] = self.s[t * nb + b];

@@ -361,9 +361,12 @@ fn gemm_equals_dot4() {
             for level in available_levels() {
                 let k = DotKernel::for_batch(level, ty, n_tokens);
                 let acts = Activations::from_quantized(&k, &bytes, n, n_tokens);
+                let rows = std::array::from_fn(|r| &w[r][..]);
+                let mut packed = Vec::new();
+                k.pack(rows, n, &mut packed);
                 for g in 0..2 {
                     let tile = acts.tile(g);
-                    let got = k.gemm(std::array::from_fn(|r| &w[r][..]), &tile, n);
+                    let got = k.gemm(rows, &packed, &tile, n);
                     for (r, wr) in w.iter().enumerate() {
                         for t0 in [0, 4] {
                             let a = &tile.rows;
