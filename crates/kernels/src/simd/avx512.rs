@@ -476,8 +476,8 @@ fn gemm32<const KIND: u8>(packed: &[u8], tile: &ActTile<'_>, n: usize) -> [[f32;
     let (pk, q8, ls8) = (packed.as_ptr(), tile.q8.as_ptr(), tile.ls8.as_ptr());
     let mut out = [[0f32; 8]; 8];
     for t0 in (0..8).step_by(2) {
-        // `acc[i][k]`: token t0 + i, lane k, the rows in the vector lanes.
-        let mut acc = [[_mm256_setzero_ps(); 8]; 2];
+        // `acc[k][i]`: lane k, token t0 + i, the rows in the vector lanes.
+        let mut acc = [[_mm256_setzero_ps(); 2]; 8];
         let mut summ = [_mm256_setzero_ps(); 2];
         for b in 0..nb {
             // SAFETY: block b < nb of the packed rows and of tokens t0, t0 + 1 is inside the
@@ -490,7 +490,7 @@ fn gemm32<const KIND: u8>(packed: &[u8], tile: &ActTile<'_>, n: usize) -> [[f32;
                 });
                 let y = [0, 1].map(|i| q8.add(256 * b + 32 * (t0 + i)));
                 let l = [0, 1].map(|i| ls8.add(64 * b + 8 * (t0 + i)));
-                for k in 0..8 {
+                for (k, acc) in acc.iter_mut().enumerate() {
                     let codes = get(pb, 32 * k);
                     for i in 0..2 {
                         // Each lane starts at -zp * (the token's 4 quants' sum): the zero point.
@@ -499,7 +499,7 @@ fn gemm32<const KIND: u8>(packed: &[u8], tile: &ActTile<'_>, n: usize) -> [[f32;
                             codes,
                             bcast_i32(y[i].add(4 * k).cast()),
                         );
-                        acc[i][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s[i], acc[i][k]);
+                        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s[i], acc[i]);
                     }
                 }
                 if has_min {
@@ -512,7 +512,7 @@ fn gemm32<const KIND: u8>(packed: &[u8], tile: &ActTile<'_>, n: usize) -> [[f32;
             }
         }
         for i in 0..2 {
-            let a = &acc[i];
+            let a: [__m256; 8] = std::array::from_fn(|k| acc[k][i]);
             // [`hsum_ps`]'s tree, lane by lane: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)).
             let s: [__m256; 4] = std::array::from_fn(|k| _mm256_add_ps(a[k], a[k + 4]));
             let h = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[1], s[3]));
