@@ -13,6 +13,7 @@ use kernels::rope::rope;
 use kernels::rows::for_each_rows;
 use kernels::ThreadPool;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use tokenizer::Tokenizer;
 
 /// Below this many elements a row-wise step runs on the calling thread: a pool dispatch costs
@@ -27,6 +28,25 @@ pub struct Model {
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
     pool: ThreadPool,
+    /// The forward pass's activation buffers, kept between calls: a prompt's are tens of MB,
+    /// whose pages fresh allocations would fault in again on every call.
+    buffers: Mutex<Buffers>,
+}
+
+/// Activations of one forward pass, resized to each call and overwritten before they are read.
+#[derive(Default)]
+struct Buffers {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    qkv: Vec<f32>,
+    attn: Vec<f32>,
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    gated: Vec<f32>,
 }
 
 impl Model {
@@ -54,6 +74,7 @@ impl Model {
             tokenizer,
             template,
             pool: ThreadPool::new(n_threads.max(1)),
+            buffers: Mutex::default(),
         })
     }
 
@@ -154,7 +175,22 @@ impl Model {
             });
         }
 
-        let mut x = vec![0f32; n * d];
+        // Taken out of the model for the call (a concurrent call on the same model gets empty
+        // ones); a poisoned lock only means an earlier call panicked.
+        let Buffers {
+            mut x,
+            mut h,
+            mut q,
+            mut k,
+            mut v,
+            mut qkv,
+            mut attn,
+            mut proj,
+            mut gate,
+            mut up,
+            mut gated,
+        } = std::mem::take(&mut *self.buffers.lock().unwrap_or_else(PoisonError::into_inner));
+        x.resize(n * d, 0.0);
         let embd_scale = (hp.arch == Arch::Gemma3).then(|| (d as f32).sqrt());
         self.for_rows(&mut x, d, &|t0, rows| {
             for (row, &tok) in rows.chunks_exact_mut(d).zip(&tokens[t0..]) {
@@ -197,11 +233,8 @@ impl Model {
             silu_mul
         };
 
-        // Buffers reused by every layer.
-        let mut h = vec![0f32; n * d];
-        let (mut q, mut k, mut v, mut qkv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut attn, mut proj) = (vec![0f32; n * q_dim], Vec::new());
-        let (mut gate, mut up, mut gated) = (Vec::new(), Vec::new(), Vec::new());
+        h.resize(n * d, 0.0);
+        attn.resize(n * q_dim, 0.0);
         for (il, layer) in w.layers.iter().enumerate() {
             self.for_rows(&mut h, d, &|t0, rows| {
                 rms_norm_into(&x[t0 * d..][..rows.len()], &layer.attn_norm, eps, rows);
@@ -306,6 +339,19 @@ impl Model {
                 ls.iter_mut().for_each(|l| *l = (*l * (1.0 / c)).tanh() * c);
             });
         }
+        *self.buffers.lock().unwrap_or_else(PoisonError::into_inner) = Buffers {
+            x,
+            h,
+            q,
+            k,
+            v,
+            qkv,
+            attn,
+            proj,
+            gate,
+            up,
+            gated,
+        };
         Ok(logits)
     }
 }
