@@ -31,67 +31,25 @@ shift $((OPTIND - 1))
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=(smollm2 gemma3 qwen2)
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
-models_dir="${HEARTH_TEST_MODELS:-$HOME/.cache/hearth/test-models}"
-cache="$HOME/.cache/hearth/llama.cpp"
-version=0.3.36
-src="$cache/llama_cpp_python-$version/vendor/llama.cpp"
-python="${PYTHON:-python3}"
-
-declare -A files=(
-  [smollm2]=smollm2-135m-instruct-q4_1.gguf
-  [gemma3]=gemma-3-270m-q4_k_m.gguf
-  [qwen2]=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
-)
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "$0")/lib-llama.sh"
 
 # llama-bench: reuse the cached build, else build it (once, slow on a small machine).
 llama_bench="${LLAMA_BENCH:-$src/build/bin/llama-bench}"
-if [ ! -x "$llama_bench" ]; then
-  echo "building llama-bench from llama-cpp-python==$version into $cache" >&2
-  mkdir -p "$cache"
-  if [ ! -d "$src" ]; then
-    "$python" -m pip install --quiet scikit-build-core
-    "$python" -m pip download --quiet --no-deps --no-build-isolation --no-binary :all: \
-      "llama-cpp-python==$version" -d "$cache"
-    tar -xzf "$cache/llama_cpp_python-$version.tar.gz" -C "$cache"
-  fi
-  cmake -S "$src" -B "$src/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF >&2
-  cmake --build "$src/build" -j"$(nproc)" --target llama-bench >&2
-fi
+build_llama_tool llama-bench "$llama_bench"
 
-echo "building hearth (cargo build --release)" >&2
-(cd "$root" && cargo build --release --quiet -p hearth)
-hearth="$root/target/release/hearth"
+build_hearth
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # Other work on the machine skews both tools' numbers: sample how busy the CPUs are just before
-# starting (from /proc/stat over 2 s) and print it with the results.
-cpu_busy() {
-  local a b
-  a=($(sed -n 's/^cpu  //p' /proc/stat 2>/dev/null)) || true
-  sleep 2
-  b=($(sed -n 's/^cpu  //p' /proc/stat 2>/dev/null)) || true
-  [ ${#a[@]} -ge 5 ] && [ ${#b[@]} -ge 5 ] || { echo "?"; return; }
-  local total=0 idle i
-  for i in "${!b[@]}"; do total=$((total + b[i] - a[i])); done
-  idle=$((b[3] - a[3] + b[4] - a[4]))
-  echo "$(( total > 0 ? 100 * (total - idle) / total : 0 ))%"
-}
+# starting and print it with the results.
 busy=$(cpu_busy)
 
 for name in "${want[@]}"; do
-  file="${files[$name]:-}"
-  if [ -z "$file" ]; then
-    echo "unknown model '$name' (smollm2, gemma3, qwen2)" >&2
-    exit 2
-  fi
-  model="$models_dir/$file"
-  if [ ! -f "$model" ]; then
-    echo "$model is missing: run scripts/fetch-test-models.sh $name" >&2
-    exit 1
-  fi
+  model=$(model_path "$name")
+  file=$(basename "$model")
   echo "bench   $file: llama.cpp, then hearth ($threads threads, $reps repetitions)" >&2
   "$llama_bench" -m "$model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" -o json \
     >"$work/$name.llama.json" 2>"$work/$name.llama.err" ||
