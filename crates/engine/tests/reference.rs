@@ -20,6 +20,8 @@ const REAL_MODEL_LOGIT_TOLERANCE: f32 = 1e-4;
 /// Below this top-1/top-2 gap another rounding may legitimately pick the runner-up.
 const MARGIN: f64 = 0.1;
 const TOP_CHECKED: usize = 10;
+/// Context of every test session: room for the long prompt (over 500 tokens) and its greedy steps.
+const CONTEXT: usize = 1024;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -71,7 +73,7 @@ fn check(model_path: &Path, recs: &[Value], tolerance: f32) -> Vec<String> {
         if tokens.is_empty() {
             continue;
         }
-        let mut session = Session::new(&model, 512);
+        let mut session = Session::new(&model, CONTEXT);
         let mut logits = session.eval(&tokens).unwrap();
         let top = r["top"].as_array().unwrap();
         for pair in top.iter().take(TOP_CHECKED) {
@@ -125,6 +127,9 @@ fn check_real(folder: &str, tolerance: f32) {
     let dir = repo().join("testdata/reference").join(folder);
     let mut recs = records(&dir.join("tokenize.jsonl"));
     recs.extend(records(&dir.join("generate.jsonl")));
+    // Over 512 tokens in one batch: the tile kernels, the tiled attention and Gemma 3's sliding
+    // window (scripts/long-prompt-reference.sh made it with llama.cpp).
+    recs.extend(records(&dir.join("long.jsonl")));
     let failures = check(&real_model(&format!("{folder}.gguf")), &recs, tolerance);
     assert!(
         failures.is_empty(),
