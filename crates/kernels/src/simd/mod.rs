@@ -7,8 +7,8 @@
 //!
 //! | level | needs | kernels |
 //! |---|---|---|
-//! | [`Level::Avx512`] | AVX-512 F/BW/VL/VNNI + AVX2/FMA/F16C | `avx512.rs`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL (two blocks per zmm `vpdpbusd`, prepared activations), F32/F16/BF16 (zmm FMA), 4-token variants and 2-row x 8-token tiles of the 32-element types; the other types from `avx2.rs` |
-//! | [`Level::Avx2`] | AVX2, FMA, F16C | `avx2.rs`: every supported type (`maddubs`/`madd`), Q8_0/Q8_1/Q8_K quantizers (also used at the AVX-512 level) |
+//! | [`Level::Avx512`] | AVX-512 F/BW/VL/VNNI + AVX2/FMA/F16C | `avx512.rs`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL (two blocks per zmm `vpdpbusd`, prepared activations), F32/F16/BF16 (zmm FMA), 4-token variants of the 32-element types; the other types from `avx2.rs`. `tiles.rs`: 8-row x 8-token tiles (`vpdpbusd`) of the 32-element types, Q4_K, Q6_K |
+//! | [`Level::Avx2`] | AVX2, FMA, F16C | `avx2.rs`: every supported type (`maddubs`/`madd`), Q8_0/Q8_1/Q8_K quantizers (also used at the AVX-512 level). `tiles.rs`: 8-row x 8-token tiles (`maddubs`) of Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K |
 //! | [`Level::Scalar`] | - | [`crate::formats::vec_dot`] and [`crate::formats::quantize_activations`] |
 //!
 //! The dot kernels take an [`ActRow`]: a token's activations in the standard layout, plus for the
@@ -29,6 +29,8 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod tiles;
 
 use crate::formats;
 use gguf::GgmlType;
@@ -268,15 +270,21 @@ fn simd_dot4(_level: Level, _ty: GgmlType) -> Option<RawDot4> {
 
 #[cfg(target_arch = "x86_64")]
 fn simd_gemm(level: Level, ty: GgmlType) -> Option<(RawPack, RawGemm)> {
+    use tiles::{avx2, vnni};
     use GgmlType::*;
     let k: (RawPack, RawGemm) = match (level, ty) {
-        (Level::Avx512, Q4_0) => (avx512::pack_q4_0, avx512::gemm_q4_0),
-        (Level::Avx512, Q4_1) => (avx512::pack_q4_1, avx512::gemm_q4_1),
-        (Level::Avx512, Q5_0) => (avx512::pack_q5_0, avx512::gemm_q5_0),
-        (Level::Avx512, Q5_1) => (avx512::pack_q5_1, avx512::gemm_q5_1),
-        (Level::Avx512, Q8_0) => (avx512::pack_q8_0, avx512::gemm_q8_0),
-        (Level::Avx512, IQ4_NL) => (avx512::pack_iq4_nl, avx512::gemm_iq4_nl),
-        (Level::Avx512, Q4_K) => (avx512::pack_q4_k, avx512::gemm_q4_k),
+        (Level::Avx512, Q4_0) => (vnni::pack_q4_0, vnni::gemm_q4_0),
+        (Level::Avx512, Q4_1) => (vnni::pack_q4_1, vnni::gemm_q4_1),
+        (Level::Avx512, Q5_0) => (vnni::pack_q5_0, vnni::gemm_q5_0),
+        (Level::Avx512, Q5_1) => (vnni::pack_q5_1, vnni::gemm_q5_1),
+        (Level::Avx512, Q8_0) => (vnni::pack_q8_0, vnni::gemm_q8_0),
+        (Level::Avx512, IQ4_NL) => (vnni::pack_iq4_nl, vnni::gemm_iq4_nl),
+        (Level::Avx512, Q4_K) => (vnni::pack_q4_k, vnni::gemm_q4_k),
+        (Level::Avx2, Q4_0) => (avx2::pack_q4_0, avx2::gemm_q4_0),
+        (Level::Avx2, Q4_1) => (avx2::pack_q4_1, avx2::gemm_q4_1),
+        (Level::Avx2, Q5_0) => (avx2::pack_q5_0, avx2::gemm_q5_0),
+        (Level::Avx2, Q5_1) => (avx2::pack_q5_1, avx2::gemm_q5_1),
+        (Level::Avx2, Q4_K) => (avx2::pack_q4_k, avx2::gemm_q4_k),
         _ => return None,
     };
     Some(k)
@@ -287,10 +295,12 @@ fn simd_gemm(_level: Level, _ty: GgmlType) -> Option<(RawPack, RawGemm)> {
     None
 }
 
-/// Whether the kernel for `ty` at `level` reads the prepared activation arrays.
+/// Whether the kernels for `ty` at `level` read the prepared activation arrays (the AVX-512
+/// single-token kernels and every 32-element tile kernel).
 fn uses_prepared(level: Level, ty: GgmlType) -> bool {
     use GgmlType::*;
-    level == Level::Avx512 && matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | IQ4_NL)
+    (level == Level::Avx512 && matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | IQ4_NL))
+        || (level == Level::Avx2 && matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1))
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -335,9 +345,11 @@ impl DotKernel {
             if n_tokens >= TILED_MIN_BATCH {
                 k.simd = Some(avx2::dot_q6_k_tiled);
                 k.simd4 = Some(avx2::dot4_q6_k_tiled);
-                if level == Level::Avx512 {
-                    k.gemm = Some((avx512::pack_q6_k, avx512::gemm_q6_k));
-                }
+                k.gemm = Some(if level == Level::Avx512 {
+                    (tiles::vnni::pack_q6_k, tiles::vnni::gemm_q6_k)
+                } else {
+                    (tiles::avx2::pack_q6_k, tiles::avx2::gemm_q6_k)
+                });
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
