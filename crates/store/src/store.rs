@@ -211,7 +211,7 @@ impl Store {
         let mut entries: Vec<ModelEntry> = Vec::new();
         for (root, source) in self.roots() {
             let mut found = manifest_files(root)?;
-            found.sort();
+            found.sort_by_cached_key(|(name, _)| name.to_string());
             for (name, path) in found {
                 if entries.iter().any(|e| e.name.eq_ignore_case(&name)) {
                     continue;
