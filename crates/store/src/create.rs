@@ -8,7 +8,7 @@ use crate::error::{Result, StoreError};
 use crate::manifest::{media_type, Layer, Manifest};
 use crate::modelfile::{Base, Modelfile};
 use crate::name::ModelName;
-use crate::store::{blob_path_in, read_text_blob, Source, Store};
+use crate::store::{read_text_blob, Store};
 
 impl Store {
     /// Imports a .gguf file as model `name`, as a Modelfile holding only `FROM <path>` would.
@@ -49,19 +49,7 @@ impl Store {
                     name: from.to_string(),
                 })?;
                 let (manifest, _) = self.read_manifest(&found)?;
-                if found.source == Source::Ollama {
-                    let ollama = self
-                        .ollama_root()
-                        .expect("an Ollama source implies an Ollama root");
-                    for layer in &manifest.layers {
-                        let what = format!("blob {} of {}", layer.digest, found.name);
-                        self.install_file(
-                            &blob_path_in(ollama, &layer.digest),
-                            Some(&layer.digest),
-                            &what,
-                        )?;
-                    }
-                }
+                self.adopt_blobs(&found, &manifest)?;
                 manifest.layers
             }
         };

@@ -88,6 +88,20 @@ pub enum StoreError {
         expected: u64,
     },
 
+    /// Not enough free disk space for what a pull must download.
+    #[error(
+        "{} has {} free but the download needs {} more; free some space (e.g. hearth rm a model \
+         you no longer use) or point HEARTH_MODELS at a larger disk",
+        path.display(),
+        human_bytes(*available),
+        human_bytes(*needed)
+    )]
+    NoSpace {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
+
     /// Downloaded or stored bytes whose sha256 is not the digest they are filed under.
     #[error(
         "the bytes of {what} hash to {got}, not {expected}: the data is corrupt or was tampered \
@@ -197,6 +211,23 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A byte count for people: `512 B`, `3.2 MB`, `4.1 GB` (decimal units, as download sizes are
+/// usually shown).
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// Shorthand for the crate's results.

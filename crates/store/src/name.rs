@@ -211,7 +211,8 @@ pub struct GgufUrl {
     url: String,
     https: bool,
     host: String,
-    file_stem: String,
+    /// The last path component, `….gguf`.
+    file: String,
 }
 
 impl GgufUrl {
@@ -237,14 +238,10 @@ impl GgufUrl {
         check_part(authority, Part::Host).map_err(|reason| invalid(&reason))?;
         let path = path.split(['?', '#']).next().unwrap_or_default();
         let file = path.rsplit('/').next().unwrap_or_default();
-        let Some(stem) = file
-            .len()
-            .checked_sub(5)
-            .filter(|&i| file.is_char_boundary(i) && file[i..].eq_ignore_ascii_case(".gguf"))
-            .map(|i| &file[..i])
-        else {
+        let ext = file.len().checked_sub(5).and_then(|i| file.get(i..));
+        if file.len() <= 5 || !ext.is_some_and(|ext| ext.eq_ignore_ascii_case(".gguf")) {
             return Err(invalid("the path does not end in a .gguf file name"));
-        };
+        }
         if url.chars().any(|c| c.is_ascii_control() || c == ' ') {
             return Err(invalid("it contains spaces or control characters"));
         }
@@ -252,7 +249,7 @@ impl GgufUrl {
             url: url.to_string(),
             https,
             host: authority.to_string(),
-            file_stem: stem.to_string(),
+            file: file.to_string(),
         })
     }
 
@@ -271,11 +268,15 @@ impl GgufUrl {
         &self.host
     }
 
+    /// The file name (`….gguf`), the label progress reports use.
+    pub fn file_name(&self) -> &str {
+        &self.file
+    }
+
     /// The name a pulled file gets unless the caller chooses one: `<host>/url/<file stem>:latest`,
     /// with characters a name cannot hold replaced by `-`.
     pub fn default_name(&self) -> Result<ModelName> {
-        let mut model: String = self
-            .file_stem
+        let mut model: String = self.file[..self.file.len() - 5]
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {

@@ -212,13 +212,30 @@ impl Store {
             None => Vec::new(),
         };
         let target = existing.map_or_else(|| name.clone(), |f| f.name);
-        let mut seen = Vec::new();
+        let mut layers: Vec<&Layer> = Vec::new();
         for layer in manifest.blobs() {
-            if !seen.contains(&layer.digest) {
-                self.fetch_blob(&agent, &base, name, layer, options, progress)?;
-                seen.push(layer.digest.clone());
+            if !layers.iter().any(|l| l.digest == layer.digest) {
+                layers.push(layer);
             }
         }
+        // Refuse up front what cannot fit, rather than fail (or fill the disk) half-way.
+        let blobs = self.root().join("blobs");
+        fs::create_dir_all(&blobs).map_err(io_err("create the directory", &blobs))?;
+        let remaining = |l: &Layer| {
+            let present = fs::metadata(self.blob_path(&l.digest)).is_ok_and(|m| m.len() == l.size);
+            let partial = fs::metadata(partial_path(&blobs, &l.digest)).map_or(0, |m| m.len());
+            if present {
+                0
+            } else {
+                l.size.saturating_sub(partial)
+            }
+        };
+        let needed = layers.iter().map(|l| remaining(l)).sum();
+        check_space(&blobs, needed)?;
+        for layer in &layers {
+            self.fetch_blob(&agent, &base, name, layer, options, progress)?;
+        }
+        let seen: Vec<&Digest> = layers.iter().map(|l| &l.digest).collect();
         progress.event(&PullEvent::WritingManifest { name: &target });
         self.write_manifest(&target, &bytes)?;
         drop(lock);
@@ -227,10 +244,10 @@ impl Store {
         // running, they stay until the next `gc`.
         let stale: Vec<Digest> = old_blobs
             .into_iter()
-            .filter(|d| !seen.contains(d))
+            .filter(|d| !seen.contains(&d))
             .collect();
         if !stale.is_empty() {
-            if let Some(_lock) = FileLock::try_exclusive(&self.lock_path("store"))? {
+            if let Some(_lock) = self.try_lock_exclusive()? {
                 self.prune(stale)?;
             }
         }
@@ -286,7 +303,10 @@ impl Store {
             done(progress);
             return Ok(());
         }
-        let partial = dest.with_file_name(format!("{}-partial", layer.digest.file_name()));
+        let partial = partial_path(
+            dest.parent().expect("blob paths have a parent"),
+            &layer.digest,
+        );
         let url = format!("{base}/blobs/{}", layer.digest);
         let transfer = Transfer {
             url: &url,
@@ -334,17 +354,9 @@ impl Store {
         let _url_lock = FileLock::exclusive(&self.lock_path(&key))?;
         let partial = self.root().join("blobs").join(format!("{key}-partial"));
         let validator_path = partial.with_file_name(format!("{key}-partial.validator"));
-        let id = url
-            .as_str()
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default();
         let transfer = Transfer {
             url: url.as_str(),
-            id,
+            id: url.file_name(),
             media_type: media_type::MODEL,
             size: None,
             validator_path: Some(validator_path.clone()),
@@ -361,21 +373,41 @@ impl Store {
                 });
             }
         };
-        let dest = self.blob_path(&digest);
-        fs::rename(&partial, &dest).map_err(io_err("rename into place", &dest))?;
-        sync_dir(dest.parent().expect("blob paths have a parent"))?;
-        // Only needed for resuming; a leftover is harmless.
-        let _ = fs::remove_file(&validator_path);
-        self.record_verified(&dest, &digest)?;
         let model = Layer {
             media_type: media_type::MODEL.to_string(),
             digest,
             size: len,
         };
         let config = self.write_config(&file, std::slice::from_ref(&model))?;
+        // Unmapped before the rename (which a mapping would block on some systems).
+        drop(file);
+        let dest = self.blob_path(&model.digest);
+        fs::rename(&partial, &dest).map_err(io_err("rename into place", &dest))?;
+        sync_dir(dest.parent().expect("blob paths have a parent"))?;
+        // Only needed for resuming; a leftover is harmless.
+        let _ = fs::remove_file(&validator_path);
+        self.record_verified(&dest, &model.digest)?;
         progress.event(&PullEvent::WritingManifest { name });
         self.write_manifest(name, &Manifest::new(config, vec![model]).to_json())
     }
+}
+
+/// Where a blob's download accumulates until it is verified.
+fn partial_path(blobs: &Path, digest: &Digest) -> PathBuf {
+    blobs.join(format!("{}-partial", digest.file_name()))
+}
+
+/// Fails when the file system holding `dir` has less than `needed` bytes free.
+fn check_space(dir: &Path, needed: u64) -> Result<()> {
+    let available = fs4::available_space(dir).map_err(io_err("measure the free space of", dir))?;
+    if available < needed {
+        return Err(StoreError::NoSpace {
+            path: dir.to_path_buf(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
 }
 
 /// The HTTP client for one pull: status codes are handled here, not turned into errors; https
@@ -558,6 +590,8 @@ impl State<'_> {
                 }
                 if t.size.is_none() {
                     self.total = response.body().content_length();
+                    let dir = self.path.parent().expect("blob paths have a parent");
+                    check_space(dir, self.total.unwrap_or(0)).map_err(AttemptError::Fatal)?;
                 }
             }
             416 => {

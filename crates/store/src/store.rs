@@ -199,8 +199,14 @@ impl Store {
         FileLock::shared(&self.lock_path("store"))
     }
 
+    /// The store lock, exclusively, if no pull or create holds it.
+    pub(crate) fn try_lock_exclusive(&self) -> Result<Option<FileLock>> {
+        FileLock::try_exclusive(&self.lock_path("store"))
+    }
+
+    /// The store lock, exclusively, or [`StoreError::Busy`].
     fn lock_exclusive(&self) -> Result<FileLock> {
-        FileLock::try_exclusive(&self.lock_path("store"))?.ok_or_else(|| StoreError::Busy {
+        self.try_lock_exclusive()?.ok_or_else(|| StoreError::Busy {
             root: self.root.clone(),
         })
     }
@@ -370,26 +376,30 @@ impl Store {
     }
 
     /// Copies a model under a new name (the blobs are shared). A model from the Ollama store has
-    /// its blobs hard-linked (or copied) into the Hearth store first, each checked against its
-    /// digest, so the copy does not depend on Ollama keeping them.
+    /// its blobs brought into the Hearth store first (see `adopt_blobs`).
     pub fn copy(&self, from: &ModelName, to: &ModelName) -> Result<()> {
         let found = self.find(from)?.ok_or_else(|| StoreError::NotInStore {
             name: from.to_string(),
         })?;
         let (manifest, bytes) = self.read_manifest(&found)?;
         let _lock = self.lock_shared()?;
-        if found.source == Source::Ollama {
-            let ollama = self.root_of(Source::Ollama);
-            for layer in manifest.blobs() {
-                let what = format!("blob {} of {}", layer.digest, found.name);
-                self.install_file(
-                    &blob_path_in(ollama, &layer.digest),
-                    Some(&layer.digest),
-                    &what,
-                )?;
-            }
+        self.adopt_blobs(&found, &manifest)?;
+        self.write_manifest(to, &bytes)
+    }
+
+    /// Makes the blobs of a found model present in the Hearth store: those of a model in the
+    /// Ollama store are hard-linked (or copied) in, each checked against its digest, so that a
+    /// Hearth model never depends on Ollama keeping them. The caller holds the shared store lock.
+    pub(crate) fn adopt_blobs(&self, found: &Found, manifest: &Manifest) -> Result<()> {
+        if found.source == Source::Hearth {
+            return Ok(());
         }
-        write_atomic(&to.manifest_path(&self.root), &bytes)
+        for layer in manifest.blobs() {
+            let what = format!("blob {} of {}", layer.digest, found.name);
+            let src = blob_path_in(self.root_of(Source::Ollama), &layer.digest);
+            self.install_file(&src, Some(&layer.digest), &what)?;
+        }
+        Ok(())
     }
 
     /// Deletes every blob of the Hearth store that no manifest references, and temporary files
@@ -535,16 +545,14 @@ fn manifest_files(root: &Path) -> Result<Vec<(ModelName, PathBuf)>> {
         for entry in read_dir_if_exists(&dir)? {
             let mut parts = parts.clone();
             parts.push(entry.file_name().to_string_lossy().into_owned());
-            let kind = entry.file_type().map_err(io_err("read", entry.path()))?;
-            match (parts.as_slice(), kind.is_dir(), kind.is_file()) {
-                ([_, _, _], true, _) | ([_, _], true, _) | ([_], true, _) => {
-                    stack.push((entry.path(), parts))
-                }
-                ([host, ns, model, tag], _, true) => {
+            let path = entry.path();
+            match parts.as_slice() {
+                [host, ns, model, tag] if path.is_file() => {
                     if let Ok(name) = ModelName::from_parts(host, ns, model, tag) {
-                        out.push((name, entry.path()));
+                        out.push((name, path));
                     }
                 }
+                short if short.len() < 4 && path.is_dir() => stack.push((path, parts)),
                 _ => {}
             }
         }

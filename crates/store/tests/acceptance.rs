@@ -286,6 +286,49 @@ fn malicious_manifest_digests_are_rejected_before_any_file_is_touched() {
     );
 }
 
+/// Hostile sizes: a manifest declaring a model larger than the disk is refused before any
+/// download, and a server sending more bytes than the manifest declares is cut off, the
+/// download discarded; neither leaves a model or a partial file behind.
+#[test]
+fn hostile_sizes_are_refused() {
+    let registry = Registry::start();
+    let model = synthetic(MODEL_FILE);
+    let digest = Digest::of_bytes(&model).to_string();
+    registry.put_blob(&digest, &model);
+    let config = Digest::of_bytes(b"{}").to_string();
+    registry.put_blob(&config, b"{}");
+    let manifest = |size: u64| {
+        manifest_json(
+            (media_type::CONFIG, &config, 2),
+            &[(media_type::MODEL.into(), digest.clone(), size)],
+        )
+    };
+    registry.put_manifest("library/huge", "latest", &manifest(1 << 60));
+    registry.put_manifest("library/short", "latest", &manifest(1000));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+
+    let huge = ModelName::parse(&format!("{}/library/huge", registry.host())).unwrap();
+    let err = pull(&store, &huge).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NoSpace { needed, .. } if needed > 1 << 59),
+        "{err}"
+    );
+    assert!(registry.log().iter().all(|l| !l.path.contains("/blobs/")));
+
+    let short = ModelName::parse(&format!("{}/library/short", registry.host())).unwrap();
+    let err = pull(&store, &short).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Oversized { expected: 1000, .. }),
+        "{err}"
+    );
+    assert!(store.list().unwrap().is_empty());
+    assert!(no_partial_files(&store));
+    assert!(!store
+        .blob_path(&Digest::parse(&digest, "test").unwrap())
+        .exists());
+}
+
 /// An unknown model is a 404 from the registry: the error names the model and the registry,
 /// and the store is not created. An unreachable registry says so, naming the host.
 #[test]
