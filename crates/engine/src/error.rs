@@ -1,3 +1,4 @@
+use crate::KvType;
 use gguf::GgmlType;
 
 /// Errors of the engine crate.
@@ -38,4 +39,12 @@ pub enum EngineError {
     EmptyPrompt,
     #[error("token id {id} is outside the vocabulary of {vocab} tokens")]
     BadToken { id: u32, vocab: usize },
+    #[error("unknown KV cache type `{0}` (supported: f16, q8_0)")]
+    UnknownKvType(String),
+    #[error("a {ty} KV cache stores each head in blocks of {block} values, but this model's heads have {head_dim}; use f16")]
+    KvTypeHeadDim {
+        ty: KvType,
+        head_dim: usize,
+        block: usize,
+    },
 }

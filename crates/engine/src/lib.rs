@@ -2,8 +2,9 @@
 //!
 //! [`Model::load`] maps a GGUF file and builds its [`HParams`], weights, tokenizer and chat
 //! template; [`Model::forward`] runs tokens through the network (llama, qwen2, qwen3, gemma3,
-//! phi3) on the kernels crate's matmul. A [`Session`] owns one KV cache and drives generation,
-//! choosing tokens with a [`Sampler`] configured by [`SamplerConfig`].
+//! phi3) on the kernels crate's matmul. A [`Session`] owns one [`KvCache`] (keys and values each
+//! stored as a [`KvType`]: f16 by default, or Q8_0 at about half the memory) and drives
+//! generation, choosing tokens with a [`Sampler`] configured by [`SamplerConfig`].
 
 mod error;
 mod hparams;
@@ -17,7 +18,7 @@ mod weights;
 pub use chat::Message;
 pub use error::EngineError;
 pub use hparams::{Arch, HParams};
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvType};
 pub use model::Model;
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use session::{GenerateOptions, GenerationStats, Session, StopReason};

@@ -1,14 +1,14 @@
 //! [`Model`]: a loaded GGUF model and its forward pass.
 
 use crate::hparams::Arch;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvType};
 use crate::ops::{add_residual, rms_norm, rms_norm_into, rope_angles};
 use crate::weights::{Attention, FeedForward, Linear, Weights};
 use crate::{EngineError, HParams};
 use chat::ChatTemplate;
 use gguf::Gguf;
 use kernels::activation::{gelu_mul, silu_mul};
-use kernels::attention::{attention, AttentionInput};
+use kernels::attention::{attention, hadamard, AttentionInput};
 use kernels::rope::rope;
 use kernels::rows::for_each_rows;
 use kernels::ThreadPool;
@@ -86,10 +86,22 @@ impl Model {
         self.pool.n_threads()
     }
 
-    /// A KV cache for `n_ctx` positions.
+    /// An f16 KV cache for `n_ctx` positions.
     pub fn new_cache(&self, n_ctx: usize) -> KvCache {
+        self.new_typed_cache(n_ctx, KvType::F16, KvType::F16)
+            .expect("f16 rows take any head size")
+    }
+
+    /// A KV cache for `n_ctx` positions with keys stored as `type_k` and values as `type_v`;
+    /// fails if this model's head size is not whole blocks of one of them.
+    pub fn new_typed_cache(
+        &self,
+        n_ctx: usize,
+        type_k: KvType,
+        type_v: KvType,
+    ) -> Result<KvCache, EngineError> {
         let hp = &self.hparams;
-        KvCache::new(hp.n_layer, n_ctx, hp.n_head_kv * hp.head_dim)
+        KvCache::new(hp.n_layer, n_ctx, hp.n_head_kv, hp.head_dim, type_k, type_v)
     }
 
     /// `f(first_row, rows)` over the rows of `data` (`row_len` each), spread over the pool in a
@@ -273,6 +285,16 @@ impl Model {
                     }
                 });
             }
+            // A quantized cache takes its rows rotated, as in llama.cpp: queries and keys alike
+            // (their dot products stay), values with the output rotated back after attention.
+            if let Some(n) = cache.k_rotation() {
+                self.for_rows(&mut q, q_dim, &|_, rows| hadamard(rows, n));
+                self.for_rows(&mut k, kv_dim, &|_, rows| hadamard(rows, n));
+            }
+            let v_rotation = cache.v_rotation();
+            if let Some(n) = v_rotation {
+                self.for_rows(&mut v, kv_dim, &|_, rows| hadamard(rows, n));
+            }
             cache.store(il, pos, &k, &v);
 
             let (kc, vc) = cache.layer(il);
@@ -289,6 +311,9 @@ impl Model {
                 kq_scale,
             };
             attention(&self.pool, &input, &mut attn);
+            if let Some(n) = v_rotation {
+                self.for_rows(&mut attn, q_dim, &|_, rows| hadamard(rows, n));
+            }
             self.matmuls([&layer.out], &attn, n, [&mut proj]);
             self.for_rows(&mut x, d, &|t0, rows| {
                 let o = &proj[t0 * d..][..rows.len()];

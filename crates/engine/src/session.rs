@@ -1,7 +1,7 @@
 //! [`Session`]: one conversation's KV cache over a [`Model`], and the generation loop with stop
 //! strings, token limits and streamed UTF-8 output.
 
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvType};
 use crate::sampler::Sampler;
 use crate::{EngineError, Model};
 use chat::Message;
@@ -52,12 +52,33 @@ pub struct Session<'m> {
 }
 
 impl<'m> Session<'m> {
+    /// A session with an f16 cache of `n_ctx` positions (at least 1).
     pub fn new(model: &'m Model, n_ctx: usize) -> Session<'m> {
         Session {
             model,
             cache: model.new_cache(n_ctx.max(1)),
             tokens: Vec::new(),
         }
+    }
+
+    /// A session whose cache of `n_ctx` positions (at least 1) stores keys as `type_k` and
+    /// values as `type_v`; fails if the model's head size does not suit one of them.
+    pub fn with_cache_types(
+        model: &'m Model,
+        n_ctx: usize,
+        type_k: KvType,
+        type_v: KvType,
+    ) -> Result<Session<'m>, EngineError> {
+        Ok(Session {
+            model,
+            cache: model.new_typed_cache(n_ctx.max(1), type_k, type_v)?,
+            tokens: Vec::new(),
+        })
+    }
+
+    /// The session's KV cache (its types and size).
+    pub fn cache(&self) -> &KvCache {
+        &self.cache
     }
 
     pub fn n_ctx(&self) -> usize {
@@ -248,7 +269,40 @@ impl<'a> StopMatcher<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::StopMatcher;
+    use super::*;
+
+    /// Logits through a Q8_0 cache against an f16 cache, as the largest difference relative to
+    /// the largest f16 logit (up to 1.6e-2 seen on the synthetic model).
+    const Q8_0_CACHE_VS_F16: f32 = 3e-2;
+
+    #[test]
+    fn q8_0_cache_gives_the_f16_caches_logits_within_budget() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/reference/synthetic/llama3-synthetic-q8_0.gguf");
+        let model = Model::load(&path, 2).unwrap();
+        let vocab = model.n_vocab() as u32;
+        // A prompt of 20 tokens takes the per-query attention, one of 100 the tiled one; then a
+        // decoding step reads the cache query by query.
+        for n in [20u32, 100] {
+            let prompt: Vec<u32> = (0..n).map(|i| (i * 7919 + 13) % vocab).collect();
+            let mut f16 = Session::new(&model, 128);
+            let mut q8 =
+                Session::with_cache_types(&model, 128, KvType::Q8_0, KvType::Q8_0).unwrap();
+            for step in [&prompt[..], &[42]] {
+                let (want, got) = (f16.eval(step).unwrap(), q8.eval(step).unwrap());
+                let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let diff = want
+                    .iter()
+                    .zip(&got)
+                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    diff <= Q8_0_CACHE_VS_F16 * scale,
+                    "n={n}: {diff} of {scale}"
+                );
+                assert_eq!(crate::argmax(&got), crate::argmax(&want), "n={n}");
+            }
+        }
+    }
 
     #[test]
     fn stop_string_split_across_pieces_is_cut() {

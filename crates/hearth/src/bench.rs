@@ -5,10 +5,12 @@
 //! A `ppN` test evaluates N random tokens as one prompt on an empty cache; a `tgN` test decodes N
 //! random tokens one at a time on an empty cache. Each test has one warm-up run, then
 //! `--repetitions` timed runs; the report is the mean ± sample standard deviation of tokens/s.
+//! As in llama-bench, every test runs for every combination of the KV cache types asked for
+//! (`-ctk f16,q8_0`), and the report names the types and the cache's size.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use engine::{Model, Session};
+use engine::{KvType, Model, Session};
 use serde_json::{json, Value};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,15 @@ pub struct BenchArgs {
     /// Timed runs of each test.
     #[arg(short = 'r', long, default_value_t = 5)]
     repetitions: usize,
+    /// How the KV cache stores keys, comma separated to compare (also -ctk, as llama-bench): f16,
+    /// or q8_0 for 34 bytes per 32 values instead of 64.
+    #[arg(long, value_name = "TYPES", value_delimiter = ',', default_value = "f16",
+          value_parser = crate::kv_type_parser())]
+    cache_type_k: Vec<KvType>,
+    /// How the KV cache stores values, comma separated (also -ctv): f16 or q8_0.
+    #[arg(long, value_name = "TYPES", value_delimiter = ',', default_value = "f16",
+          value_parser = crate::kv_type_parser())]
+    cache_type_v: Vec<KvType>,
     /// Print a JSON array with llama-bench's fields instead of a table.
     #[arg(long)]
     json: bool,
@@ -41,26 +52,36 @@ enum Kind {
     Generation,
 }
 
-/// One test's results.
-struct TestResult {
+/// One test: what it runs and on which cache.
+#[derive(Clone, Copy)]
+struct Test {
     kind: Kind,
     n_tokens: usize,
+    type_k: KvType,
+    type_v: KvType,
+}
+
+/// One test's results.
+struct TestResult {
+    test: Test,
+    /// Bytes of the test's KV cache (`n_tokens` positions).
+    kv_bytes: usize,
     test_time: SystemTime,
     samples_ns: Vec<u64>,
 }
 
 impl TestResult {
     fn name(&self) -> String {
-        match self.kind {
-            Kind::Prompt => format!("pp{}", self.n_tokens),
-            Kind::Generation => format!("tg{}", self.n_tokens),
+        match self.test.kind {
+            Kind::Prompt => format!("pp{}", self.test.n_tokens),
+            Kind::Generation => format!("tg{}", self.test.n_tokens),
         }
     }
 
     fn samples_ts(&self) -> Vec<f64> {
         self.samples_ns
             .iter()
-            .map(|&ns| self.n_tokens as f64 * 1e9 / ns.max(1) as f64)
+            .map(|&ns| self.test.n_tokens as f64 * 1e9 / ns.max(1) as f64)
             .collect()
     }
 }
@@ -88,21 +109,24 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if args.repetitions == 0 {
         bail!("--repetitions must be at least 1");
     }
-    let mut tests: Vec<(Kind, usize)> = Vec::new();
-    tests.extend(
-        args.n_prompt
-            .iter()
-            .filter(|&&n| n > 0)
-            .map(|&n| (Kind::Prompt, n)),
-    );
-    tests.extend(
-        args.n_gen
-            .iter()
-            .filter(|&&n| n > 0)
-            .map(|&n| (Kind::Generation, n)),
-    );
-    if tests.is_empty() {
+    let sizes: Vec<(Kind, usize)> = (args.n_prompt.iter().map(|&n| (Kind::Prompt, n)))
+        .chain(args.n_gen.iter().map(|&n| (Kind::Generation, n)))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    if sizes.is_empty() {
         bail!("nothing to measure: every --n-prompt and --n-gen is 0");
+    }
+    // Cache types outermost, as llama-bench orders its parameter combinations.
+    let mut tests = Vec::new();
+    for &type_k in &args.cache_type_k {
+        for &type_v in &args.cache_type_v {
+            tests.extend(sizes.iter().map(|&(kind, n_tokens)| Test {
+                kind,
+                n_tokens,
+                type_k,
+                type_v,
+            }));
+        }
     }
 
     let model = Model::load(&args.model, threads)
@@ -112,8 +136,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let mem_gbs = memory_read_bandwidth(threads);
 
     let mut results = Vec::new();
-    for &(kind, n) in &tests {
-        results.push(run_test(&model, kind, n, args.repetitions)?);
+    for &test in &tests {
+        results.push(run_test(&model, test, args.repetitions)?);
     }
 
     if args.json {
@@ -233,11 +257,15 @@ fn random_tokens(model: &Model, rng: &mut SplitMix64, n: usize) -> Vec<u32> {
         .collect()
 }
 
-fn run_test(model: &Model, kind: Kind, n: usize, repetitions: usize) -> Result<TestResult> {
+fn run_test(model: &Model, test: Test, repetitions: usize) -> Result<TestResult> {
+    let Test {
+        kind, n_tokens: n, ..
+    } = test;
     let test_time = SystemTime::now();
     // The cache is allocated once; `clear` empties it before each run, as llama-bench clears its
     // KV cache, so allocation is not timed.
-    let mut session = Session::new(model, n);
+    let mut session = Session::with_cache_types(model, n, test.type_k, test.type_v)?;
+    let kv_bytes = session.cache().bytes();
     let mut rng = SplitMix64(0x4845_4152_5448 ^ n as u64);
     let mut run = |n: usize| -> Result<Duration> {
         let tokens = random_tokens(model, &mut rng, n);
@@ -267,8 +295,8 @@ fn run_test(model: &Model, kind: Kind, n: usize, repetitions: usize) -> Result<T
         samples_ns.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     }
     Ok(TestResult {
-        kind,
-        n_tokens: n,
+        test,
+        kv_bytes,
         test_time,
         samples_ns,
     })
@@ -295,16 +323,16 @@ fn stddev(xs: &[f64]) -> f64 {
 /// Weight bandwidth generation achieves, in GB/s, or `None` for a prompt test (a batch reads each
 /// weight once for many tokens, so bytes × tokens/s means nothing there).
 fn weight_bandwidth_gbs(info: &ModelInfo, r: &TestResult) -> Option<f64> {
-    (r.kind == Kind::Generation)
+    (r.test.kind == Kind::Generation)
         .then(|| info.weight_bytes_per_token as f64 * mean(&r.samples_ts()) / 1e9)
 }
 
 fn to_json(info: &ModelInfo, threads: usize, mem_gbs: f64, r: &TestResult) -> Value {
     let ns: Vec<f64> = r.samples_ns.iter().map(|&n| n as f64).collect();
     let ts = r.samples_ts();
-    let (n_prompt, n_gen) = match r.kind {
-        Kind::Prompt => (r.n_tokens, 0),
-        Kind::Generation => (0, r.n_tokens),
+    let (n_prompt, n_gen) = match r.test.kind {
+        Kind::Prompt => (r.test.n_tokens, 0),
+        Kind::Generation => (0, r.test.n_tokens),
     };
     json!({
         "hearth_version": env!("CARGO_PKG_VERSION"),
@@ -317,8 +345,8 @@ fn to_json(info: &ModelInfo, threads: usize, mem_gbs: f64, r: &TestResult) -> Va
         "n_batch": 512,
         "n_ubatch": 512,
         "n_threads": threads,
-        "type_k": "f16",
-        "type_v": "f16",
+        "type_k": r.test.type_k.name(),
+        "type_v": r.test.type_v.name(),
         "use_mmap": true,
         "n_prompt": n_prompt,
         "n_gen": n_gen,
@@ -330,6 +358,7 @@ fn to_json(info: &ModelInfo, threads: usize, mem_gbs: f64, r: &TestResult) -> Va
         "stddev_ts": stddev(&ts),
         "samples_ns": r.samples_ns,
         "samples_ts": ts,
+        "kv_cache_bytes": r.kv_bytes,
         "weight_bytes_per_token": info.weight_bytes_per_token,
         "weight_bandwidth_gbs": weight_bandwidth_gbs(info, r),
         "memory_read_bandwidth_gbs": mem_gbs,
@@ -356,35 +385,55 @@ fn params_str(n: u64) -> String {
 }
 
 fn print_table(info: &ModelInfo, threads: usize, mem_gbs: f64, results: &[TestResult]) {
-    let header = ["model", "size", "params", "threads", "test", "t/s"];
-    let rows: Vec<[String; 6]> = results
+    // llama-bench shows the cache types only when one differs from the default f16.
+    let types = results
+        .iter()
+        .any(|r| (r.test.type_k, r.test.type_v) != (KvType::F16, KvType::F16));
+    // (title, right-aligned): text left, numbers and test names right, as llama-bench's markdown.
+    let mut header = vec![
+        ("model", false),
+        ("size", true),
+        ("params", true),
+        ("threads", true),
+    ];
+    if types {
+        header.extend([("type_k", true), ("type_v", true)]);
+    }
+    header.extend([("kv cache", true), ("test", true), ("t/s", true)]);
+    let rows: Vec<Vec<String>> = results
         .iter()
         .map(|r| {
             let ts = r.samples_ts();
-            [
+            let mut row = vec![
                 info.filename.clone(),
                 size_str(info.size),
                 params_str(info.n_params),
                 threads.to_string(),
+            ];
+            if types {
+                row.extend([r.test.type_k.to_string(), r.test.type_v.to_string()]);
+            }
+            row.extend([
+                size_str(r.kv_bytes as u64),
                 r.name(),
                 format!("{:.2} ± {:.2}", mean(&ts), stddev(&ts)),
-            ]
+            ]);
+            row
         })
         .collect();
-    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut width: Vec<usize> = header.iter().map(|(h, _)| h.chars().count()).collect();
     for row in &rows {
         for (w, cell) in width.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    // Text columns left-aligned, numbers right-aligned, as llama-bench's markdown.
-    let right = [false, true, true, true, true, true];
+    let right: Vec<bool> = header.iter().map(|&(_, r)| r).collect();
     let line = |cells: &[String]| {
         let parts: Vec<String> = cells
             .iter()
             .zip(&width)
-            .zip(right)
-            .map(|((c, &w), r)| {
+            .zip(&right)
+            .map(|((c, &w), &r)| {
                 let pad = " ".repeat(w - c.chars().count());
                 if r {
                     format!("{pad}{c}")
@@ -395,11 +444,12 @@ fn print_table(info: &ModelInfo, threads: usize, mem_gbs: f64, results: &[TestRe
             .collect();
         format!("| {} |", parts.join(" | "))
     };
-    println!("{}", line(&header.map(String::from)));
+    let titles: Vec<String> = header.iter().map(|(h, _)| h.to_string()).collect();
+    println!("{}", line(&titles));
     let rule: Vec<String> = width
         .iter()
-        .zip(right)
-        .map(|(&w, r)| {
+        .zip(&right)
+        .map(|(&w, &r)| {
             if r {
                 format!("{}:", "-".repeat(w + 1))
             } else {
@@ -414,9 +464,13 @@ fn print_table(info: &ModelInfo, threads: usize, mem_gbs: f64, results: &[TestRe
     println!();
     for r in results {
         if let Some(gbs) = weight_bandwidth_gbs(info, r) {
+            let name = if types {
+                format!("{} (K {}, V {})", r.name(), r.test.type_k, r.test.type_v)
+            } else {
+                r.name()
+            };
             println!(
-                "{}: weights {:.1} MB/token × {:.1} t/s = {:.1} GB/s of {:.1} GB/s measured ({:.0}%)",
-                r.name(),
+                "{name}: weights {:.1} MB/token × {:.1} t/s = {:.1} GB/s of {:.1} GB/s measured ({:.0}%)",
                 info.weight_bytes_per_token as f64 / 1e6,
                 mean(&r.samples_ts()),
                 gbs,
@@ -425,7 +479,7 @@ fn print_table(info: &ModelInfo, threads: usize, mem_gbs: f64, results: &[TestRe
             );
         }
     }
-    if !results.iter().any(|r| r.kind == Kind::Generation) {
+    if !results.iter().any(|r| r.test.kind == Kind::Generation) {
         println!("memory read bandwidth: {mem_gbs:.1} GB/s measured");
     }
 }
@@ -552,8 +606,13 @@ mod tests {
     #[test]
     fn samples_become_tokens_per_second() {
         let r = TestResult {
-            kind: Kind::Generation,
-            n_tokens: 128,
+            test: Test {
+                kind: Kind::Generation,
+                n_tokens: 128,
+                type_k: KvType::F16,
+                type_v: KvType::Q8_0,
+            },
+            kv_bytes: 0,
             test_time: UNIX_EPOCH,
             samples_ns: vec![1_000_000_000, 500_000_000],
         };

@@ -8,7 +8,10 @@ mod run;
 mod show;
 
 use anyhow::{Context, Result};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
+use engine::KvType;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -45,7 +48,7 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(llama_short_options(std::env::args_os()));
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Tokenize {
@@ -62,6 +65,33 @@ fn main() {
     }
 }
 
+/// llama.cpp's options of several letters after one dash, which clap cannot declare (it would
+/// read `-ctk` as `-c -t -k`), with the long names they stand for.
+const LLAMA_SHORT_OPTIONS: [(&str, &str); 2] =
+    [("-ctk", "--cache-type-k"), ("-ctv", "--cache-type-v")];
+
+/// The command line with llama.cpp's `-ctk`/`-ctv` written as `--cache-type-k`/`--cache-type-v`,
+/// up to a `--` (after which everything is prompt text, kept as it is).
+fn llama_short_options(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut options = true;
+    args.into_iter()
+        .map(|arg| {
+            options &= arg != "--";
+            match LLAMA_SHORT_OPTIONS.iter().find(|(short, _)| arg == *short) {
+                Some((_, long)) if options => OsString::from(long),
+                _ => arg,
+            }
+        })
+        .collect()
+}
+
+/// Parses a KV cache type by its llama.cpp name (`f16`, `q8_0`); clap lists the names in the
+/// help and in the error for any other value.
+fn kv_type_parser() -> impl TypedValueParser<Value = KvType> {
+    PossibleValuesParser::new(KvType::ALL.map(KvType::name))
+        .map(|name| name.parse().expect("every possible value names a type"))
+}
+
 fn open(path: &Path) -> Result<gguf::Gguf> {
     gguf::Gguf::open(path).with_context(|| format!("cannot load {}", path.display()))
 }
@@ -72,4 +102,34 @@ fn tokenize(model: &Path, text: &str, no_special: bool) -> Result<()> {
     let ids = tok.encode(text, !no_special, !no_special);
     println!("{}", serde_json::to_string(&ids)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn llama_short_options_become_long_ones_before_a_double_dash() {
+        let got = llama_short_options(args(&[
+            "hearth", "bench", "m.gguf", "-ctk", "q8_0", "-ctv", "f16", "-t", "2",
+        ]));
+        let want = args(&[
+            "hearth",
+            "bench",
+            "m.gguf",
+            "--cache-type-k",
+            "q8_0",
+            "--cache-type-v",
+            "f16",
+            "-t",
+            "2",
+        ]);
+        assert_eq!(got, want);
+        let prompt = args(&["hearth", "run", "m.gguf", "--", "-ctk", "is", "text"]);
+        assert_eq!(llama_short_options(prompt.clone()), prompt);
+    }
 }

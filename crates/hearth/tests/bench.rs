@@ -1,5 +1,5 @@
-//! `hearth bench` end to end on a small synthetic model: llama-bench-shaped JSON, the table, and a
-//! clean error for a missing file.
+//! `hearth bench` end to end on a small synthetic model: llama-bench-shaped JSON, the table, KV
+//! cache types, and clean errors for a missing file or an unknown cache type.
 
 use serde_json::Value;
 use std::process::Output;
@@ -126,4 +126,81 @@ fn missing_model_is_a_clear_error() {
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot load /nonexistent/model.gguf"), "{err}");
+}
+
+/// The JSON tests of a `bench` run.
+fn json_tests(out: &Output) -> Vec<Value> {
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn llama_bench_cache_type_flags_choose_a_q8_0_cache() {
+    let q8 = json_tests(&bench(&["-ctk", "q8_0", "-ctv", "q8_0", "--json"]));
+    let f16 = json_tests(&bench(&["--json"]));
+    assert_eq!(q8.len(), 2);
+    for (q, f) in q8.iter().zip(&f16) {
+        assert_eq!(
+            (&q["type_k"], &q["type_v"]),
+            (&"q8_0".into(), &"q8_0".into())
+        );
+        assert_eq!((&f["type_k"], &f["type_v"]), (&"f16".into(), &"f16".into()));
+        // 34 bytes per 32 values instead of 64.
+        let (qb, fb) = (
+            q["kv_cache_bytes"].as_u64().unwrap(),
+            f["kv_cache_bytes"].as_u64().unwrap(),
+        );
+        assert!(fb > 0 && qb * 64 == fb * 34, "{qb} vs {fb}");
+        assert!(q["avg_ts"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn every_cache_type_combination_is_a_test_and_the_table_names_them() {
+    let tests = json_tests(&bench(&[
+        "--cache-type-k",
+        "f16,q8_0",
+        "-ctv",
+        "q8_0",
+        "-n",
+        "0",
+        "--json",
+    ]));
+    let types: Vec<(&str, &str)> = tests
+        .iter()
+        .map(|t| (t["type_k"].as_str().unwrap(), t["type_v"].as_str().unwrap()))
+        .collect();
+    assert_eq!(types, [("f16", "q8_0"), ("q8_0", "q8_0")]);
+
+    let out = bench(&["-ctk", "q8_0"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.contains("| type_k | type_v |") && header.contains("kv cache"),
+        "{header}"
+    );
+    let row = text.lines().find(|l| l.contains(" pp16 |")).unwrap();
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert!(cells.windows(2).any(|c| c == ["q8_0", "f16"]), "{row}");
+    // The default cache needs no type columns, as in llama-bench.
+    let plain = String::from_utf8(bench(&[]).stdout).unwrap();
+    assert!(
+        !plain.contains("type_k") && plain.contains("kv cache"),
+        "{plain}"
+    );
+}
+
+#[test]
+fn unknown_cache_type_is_a_clear_error() {
+    let model = synthetic("llama3-synthetic-q8_0.gguf");
+    let out = hearth(&["bench", model.to_str().unwrap(), "-ctk", "q4_0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid value 'q4_0'") && err.contains("possible values: f16, q8_0"),
+        "{err}"
+    );
 }

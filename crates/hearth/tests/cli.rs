@@ -163,3 +163,74 @@ fn broken_file_is_a_clean_error() {
     assert!(err.starts_with("error: cannot load"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `hearth run` on the synthetic model, greedy, with `env` set: (success, stdout, stderr).
+fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let model = synthetic("llama3-synthetic-q8_0.gguf");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"));
+    cmd.args([
+        "run",
+        model.to_str().unwrap(),
+        "--raw",
+        "--temperature",
+        "0",
+    ])
+    .args(["--num-predict", "8", "--verbose"])
+    .args(args)
+    .env_remove("HEARTH_KV_CACHE_TYPE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status.success(), text(out.stdout), text(out.stderr))
+}
+
+#[test]
+fn run_takes_cache_types_from_flags_or_the_environment() {
+    let (ok, f16_text, err) = run_with_env(&["Hello"], &[]);
+    assert!(ok, "{err}");
+    assert!(err.contains("KV cache: keys f16, values f16"), "{err}");
+    for (args, env, want) in [
+        (
+            &["-ctk", "q8_0", "Hello"][..],
+            &[][..],
+            "keys q8_0, values f16",
+        ),
+        (
+            &["--cache-type-v", "q8_0", "Hello"],
+            &[],
+            "keys f16, values q8_0",
+        ),
+        (
+            &["Hello"],
+            &[("HEARTH_KV_CACHE_TYPE", "q8_0")],
+            "keys q8_0, values q8_0",
+        ),
+        // A flag wins over the environment.
+        (
+            &["-ctv", "f16", "Hello"],
+            &[("HEARTH_KV_CACHE_TYPE", "q8_0")],
+            "keys q8_0, values f16",
+        ),
+    ] {
+        let (ok, text, err) = run_with_env(args, env);
+        assert!(ok, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?} {env:?}: {err}");
+        assert!(!text.is_empty(), "{args:?}");
+    }
+    assert!(!f16_text.is_empty());
+}
+
+#[test]
+fn bad_cache_types_are_clear_errors() {
+    let (ok, _, err) = run_with_env(&["--cache-type-k", "f32", "Hello"], &[]);
+    assert!(!ok && err.contains("invalid value 'f32'"), "{err}");
+    assert!(err.contains("possible values: f16, q8_0"), "{err}");
+    let (ok, _, err) = run_with_env(&["Hello"], &[("HEARTH_KV_CACHE_TYPE", "q4")]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("HEARTH_KV_CACHE_TYPE=q4") && err.contains("unknown KV cache type `q4`"),
+        "{err}"
+    );
+}

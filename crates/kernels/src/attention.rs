@@ -1,26 +1,38 @@
-//! Causal (optionally sliding-window) attention over the f16 KV cache, with the numerics of
-//! llama.cpp's CPU flash attention (AVX-512 build), across the pool. Like llama.cpp it has two
-//! algorithms, chosen by the number of queries in the batch:
+//! Causal (optionally sliding-window) attention over the KV cache, with the numerics of
+//! llama.cpp's CPU flash attention (AVX-512 build), across the pool. The cache holds keys and
+//! values as f16 or as Q8_0 blocks ([`KvRows`], each independently, like llama.cpp's
+//! `--cache-type-k`/`--cache-type-v`); [`hadamard`] is the rotation llama.cpp gives the rows of a
+//! quantized cache (and the queries, and the output), which the caller applies. Like llama.cpp
+//! attention has two algorithms, chosen by the number of queries in the batch:
 //!
 //! - Below [`TILED_MIN_QUERIES`] (decoding, short prompts): query by query, key by key
-//!   (`flash_attn_ext_f16_one_chunk`). The query is rounded to f16; `q . k` is summed in 64 lanes
-//!   folded pairwise; the running weighted sum of values is rounded to f16 after every step.
-//!   Gemma-class models amplify last-bit differences, so this path follows ggml's order exactly,
-//!   and the reference tests hold its logits to llama.cpp's.
+//!   (`flash_attn_ext_f16_one_chunk`). With f16 keys the query is rounded to f16 and `q . k` is
+//!   summed in 64 lanes folded pairwise; with f16 values the running weighted sum of values is
+//!   rounded to f16 after every step. Gemma-class models amplify last-bit differences, so the f16
+//!   cache follows ggml's order exactly, and the reference tests hold its logits to llama.cpp's.
+//!   With Q8_0 keys the query is quantized to Q8_0 once and dotted with the Q8_0 dot kernel
+//!   (`vec_dot_q8_0_q8_0`); with Q8_0 values each row is dequantized and accumulated in f32.
+//!   That is ggml's algorithm (the logits of the three test models through a Q8_0 cache matched
+//!   llama.cpp's to 5 decimals on its short reference prompts), though no test holds it to them.
 //! - From [`TILED_MIN_QUERIES`] (prompts): tile by tile (`flash_attn_ext_tiled`). The f32 queries
 //!   of one KV head's group of heads, for a block of tokens, meet tiles of 64 keys converted to
 //!   f32 once: scores as a small matrix product (an FMA chain per element in ascending order, as
 //!   ggml's `simd_gemm`), an online softmax per query row with ggml's vector `expf` (sums in
 //!   f64), and the values accumulated in f32 by a second product. It is not bit-exact with the
-//!   per-query path (f32 instead of f16 roundings), as in llama.cpp.
+//!   per-query path (f32 instead of f16 roundings), as in llama.cpp. A Q8_0 tile is dequantized
+//!   to f32 instead. Here llama.cpp stays query by query (it tiles only f16 and f32 caches); tiles
+//!   process a 512-token prompt 1.8 times as fast (Qwen2.5 0.5B, 2 threads) and, the queries
+//!   keeping f32, stay a little closer to the f16 cache's results.
 //!
-//! The SIMD versions of every vector step (AVX2 + FMA + F16C) give exactly the scalar twins'
-//! results.
+//! The SIMD versions of every f16 vector step (AVX2 + FMA + F16C) give exactly the scalar twins'
+//! results; the Q8_0 dot and query quantization are the [`crate::simd`] kernels of the level.
 
 use crate::activation;
+use crate::formats::{self, q8_0, QK32};
 use crate::pool::{SharedMut, ThreadPool};
 use crate::rows::for_each_rows;
-use crate::simd::{active_level, Level};
+use crate::simd::{active_level, Activations, DotKernel, Level};
+use gguf::GgmlType;
 use half::f16;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use std::cell::RefCell;
@@ -35,16 +47,77 @@ const Q_BLOCK: usize = 64;
 /// Elements per step of ggml's f16 dot (4 registers of 16 f32 lanes).
 const LANES: usize = 64;
 
+/// One layer's cached keys or values: `n_head_kv * head_dim` values per position, position by
+/// position, each head's values contiguous.
+#[derive(Clone, Copy, Debug)]
+pub enum KvRows<'a> {
+    /// f16 bit patterns.
+    F16(&'a [u16]),
+    /// ggml Q8_0 blocks ([`q8_0`]: an f16 scale and 32 `i8` in 34 bytes); `head_dim` must be a
+    /// multiple of 32, so that every head is whole blocks.
+    Q8_0(&'a [u8]),
+}
+
+impl KvRows<'_> {
+    /// The number of positions the rows hold, for `kv_dim` values per position.
+    fn positions(&self, kv_dim: usize) -> usize {
+        match self {
+            KvRows::F16(r) => r.len() / kv_dim,
+            KvRows::Q8_0(r) => r.len() / q8_bytes(kv_dim),
+        }
+    }
+}
+
+/// Bytes of `n` values (a multiple of 32) in Q8_0 blocks; also the byte offset of value `n` of
+/// a Q8_0 row.
+fn q8_bytes(n: usize) -> usize {
+    n / QK32 * q8_0::BLOCK_BYTES
+}
+
+/// Rotates each run of `n` values of `x` by the orthonormal Walsh-Hadamard matrix of order `n`
+/// (Sylvester's: `H[i][j] = (-1)^popcount(i & j) / sqrt(n)`, symmetric and its own inverse), with
+/// the fast transform's butterflies.
+///
+/// llama.cpp rotates the queries and keys this way before a quantized K cache stores the keys
+/// (and the values before a quantized V cache, then the attention output back): `q . k` and the
+/// softmax weights do not change, but the few very large channels some models' keys carry
+/// (Qwen2.5's reach 150 where most are near 1) are spread over the whole run, so a Q8_0 block's
+/// scale no longer drowns the small ones.
+///
+/// # Panics
+/// If `n` is not a power of two or does not divide `x.len()`.
+pub fn hadamard(x: &mut [f32], n: usize) {
+    assert!(
+        n.is_power_of_two() && x.len().is_multiple_of(n),
+        "hadamard: {} values in runs of {n}",
+        x.len()
+    );
+    let scale = 1.0 / (n as f32).sqrt();
+    for run in x.chunks_exact_mut(n) {
+        let mut h = 1;
+        while h < n {
+            for pair in run.chunks_exact_mut(2 * h) {
+                let (a, b) = pair.split_at_mut(h);
+                for (a, b) in a.iter_mut().zip(b) {
+                    (*a, *b) = (*a + *b, *a - *b);
+                }
+            }
+            h *= 2;
+        }
+        run.iter_mut().for_each(|v| *v *= scale);
+    }
+}
+
 /// One layer's attention problem: `n` tokens of queries at positions `pos..pos + n`, over the
 /// cached keys and values of positions `0..pos + n`.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionInput<'a> {
     /// `n * n_head * head_dim` query values, token by token.
     pub q: &'a [f32],
-    /// Cached key rows (f16 bit patterns), `n_head_kv * head_dim` per position.
-    pub k: &'a [u16],
-    /// Cached value rows, laid out as `k`.
-    pub v: &'a [u16],
+    /// Cached key rows.
+    pub k: KvRows<'a>,
+    /// Cached value rows.
+    pub v: KvRows<'a>,
     pub n_head: usize,
     pub n_head_kv: usize,
     pub head_dim: usize,
@@ -116,11 +189,15 @@ fn attention_at(
         out.len(),
         nh * hd
     );
-    let needed = (a.pos + a.n_tokens()) * a.kv_dim();
+    let quantized = matches!(a.k, KvRows::Q8_0(_)) || matches!(a.v, KvRows::Q8_0(_));
     assert!(
-        a.k.len() >= needed && a.v.len() >= needed,
-        "attention: the cache holds fewer than {} positions",
-        a.pos + a.n_tokens()
+        !quantized || hd.is_multiple_of(QK32),
+        "attention: a Q8_0 cache needs heads of whole 32-value blocks, not {hd}"
+    );
+    let needed = a.pos + a.n_tokens();
+    assert!(
+        a.k.positions(a.kv_dim()) >= needed && a.v.positions(a.kv_dim()) >= needed,
+        "attention: the cache holds fewer than {needed} positions"
     );
     // ggml tiles only when whole 16-lane vectors cover a head.
     if tiled && hd.is_multiple_of(16) {
@@ -130,57 +207,147 @@ fn attention_at(
     }
 }
 
+/// Values `at..at + out.len()` of `rows` as f32 (for Q8_0, whole blocks: ggml's `to_float`).
+fn to_f32(rows: KvRows<'_>, at: usize, out: &mut [f32]) {
+    match rows {
+        KvRows::F16(r) => r[at..at + out.len()]
+            .reinterpret_cast::<f16>()
+            .convert_to_f32_slice(out),
+        KvRows::Q8_0(r) => {
+            let blocks = &r[q8_bytes(at)..][..q8_bytes(out.len())];
+            formats::dequantize_row(GgmlType::Q8_0, blocks, out).expect("heads are whole blocks");
+        }
+    }
+}
+
+/// The keys as the per-query path dots them with a query.
+enum Keys<'a> {
+    /// f16 rows, dotted with the query rounded to f16.
+    F16(&'a [u16]),
+    /// Q8_0 rows, dotted by `kernel` with the queries quantized to Q8_0 once for the call
+    /// (`queries`: row `t * n_head + head` for token `t`), as ggml's `vec_dot_q8_0_q8_0`.
+    Q8_0 {
+        rows: &'a [u8],
+        kernel: DotKernel,
+        queries: &'a Activations,
+    },
+}
+
+/// The queries of a Q8_0-key call, scaled and quantized, kept between calls on the calling
+/// thread (a prompt's are megabytes, whose pages would fault in again on every layer).
+#[derive(Default)]
+struct QueryBufs {
+    scaled: Vec<f32>,
+    quantized: Activations,
+}
+
+thread_local! {
+    static QUERY_BUFS: RefCell<QueryBufs> = RefCell::new(QueryBufs::default());
+}
+
 /// The per-query path, parallel over runs of (token, head) rows.
 fn attention_exact(level: Level, pool: &ThreadPool, a: &AttentionInput<'_>, out: &mut [f32]) {
     let rows = out.len() / a.head_dim;
     let chunk = rows.div_ceil(4 * pool.n_threads());
-    for_each_rows(pool, out, a.head_dim, chunk, &|first, rows| {
-        #[cfg(target_arch = "x86_64")]
-        if level != Level::Scalar {
-            // SAFETY: every SIMD level implies AVX2, FMA and F16C (checked at detection).
-            unsafe { x86::exact_rows(a, first, rows) };
-            return;
-        }
-        // SAFETY: the scalar build needs no CPU feature.
-        unsafe { exact_rows::<false>(a, first, rows) };
-    });
+    let run = |keys: &Keys<'_>, out: &mut [f32]| {
+        for_each_rows(pool, out, a.head_dim, chunk, &|first, rows| {
+            #[cfg(target_arch = "x86_64")]
+            if level != Level::Scalar {
+                // SAFETY: every SIMD level implies AVX2, FMA and F16C (checked at detection).
+                unsafe { x86::exact_rows(a, keys, first, rows) };
+                return;
+            }
+            // SAFETY: the scalar build needs no CPU feature.
+            unsafe { exact_rows::<false>(a, keys, first, rows) };
+        })
+    };
+    match a.k {
+        KvRows::F16(k) => run(&Keys::F16(k), out),
+        KvRows::Q8_0(k) => QUERY_BUFS.with_borrow_mut(|b| {
+            // ggml converts each query row to the key type's dot type once (`q_to_vec_dot`).
+            let kernel = DotKernel::new(level, GgmlType::Q8_0);
+            b.scaled.clear();
+            b.scaled.extend(a.q.iter().map(|&x| x * a.q_scale));
+            b.quantized
+                .quantize(&kernel, &b.scaled, a.head_dim, rows, pool);
+            let keys = Keys::Q8_0 {
+                rows: k,
+                kernel,
+                queries: &b.quantized,
+            };
+            run(&keys, out)
+        }),
+    }
 }
 
 /// (token, head) rows `first..` of the per-query path into `out`, with ggml's online softmax:
-/// the running maximum, the sum of weights kept with a fused multiply-add, the value sum in f16.
+/// the running maximum, the sum of weights kept with a fused multiply-add, the value sum in f16
+/// for f16 values and in f32 for Q8_0 values.
 ///
 /// # Safety
 /// With `SIMD`, the CPU must have AVX2, FMA and F16C.
 #[inline(always)]
-unsafe fn exact_rows<const SIMD: bool>(a: &AttentionInput<'_>, first: usize, out: &mut [f32]) {
+unsafe fn exact_rows<const SIMD: bool>(
+    a: &AttentionInput<'_>,
+    keys: &Keys<'_>,
+    first: usize,
+    out: &mut [f32],
+) {
     let (hd, nh, kv_dim, group) = (a.head_dim, a.n_head, a.kv_dim(), a.group());
     let mut q16 = vec![0f32; hd];
     let mut acc = vec![0f32; hd];
+    let mut v32 = vec![0f32; hd];
     for (i, out) in out.chunks_exact_mut(hd).enumerate() {
         let (t, head) = ((first + i) / nh, (first + i) % nh);
         let p = a.pos + t;
-        let q = &a.q[(t * nh + head) * hd..][..hd];
-        q16.iter_mut()
-            .zip(q)
-            .for_each(|(d, &x)| *d = round_f16(x * a.q_scale));
+        if let Keys::F16(_) = keys {
+            let q = &a.q[(t * nh + head) * hd..][..hd];
+            q16.iter_mut()
+                .zip(q)
+                .for_each(|(d, &x)| *d = round_f16(x * a.q_scale));
+        }
         let koff = (head / group) * hd;
         let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
         acc.fill(0.0);
         for j in a.first_key(p)..=p {
             let row = j * kv_dim + koff;
-            // SAFETY: the caller's guarantee.
-            let s = unsafe { dot_f16::<SIMD>(&q16, &a.k[row..row + hd]) } * a.kq_scale;
+            let s = match keys {
+                // SAFETY: the caller's guarantee.
+                Keys::F16(k) => unsafe { dot_f16::<SIMD>(&q16, &k[row..row + hd]) },
+                Keys::Q8_0 {
+                    rows,
+                    kernel,
+                    queries,
+                } => kernel.dot(
+                    &rows[q8_bytes(row)..][..q8_bytes(hd)],
+                    &queries.row(first + i),
+                    hd,
+                ),
+            } * a.kq_scale;
             let (mut ms, mut vs) = (1f32, 1f32);
             if s > max {
                 ms = (max - s).exp();
                 max = s;
-                // SAFETY: as above.
-                unsafe { scale_f16::<SIMD>(&mut acc, ms) };
+                match a.v {
+                    // SAFETY: as above.
+                    KvRows::F16(_) => unsafe { scale_f16::<SIMD>(&mut acc, ms) },
+                    // `ggml_vec_scale_f32`.
+                    KvRows::Q8_0(_) => acc.iter_mut().for_each(|x| *x *= ms),
+                }
             } else {
                 vs = (s - max).exp();
             }
-            // SAFETY: as above.
-            unsafe { mad_f16::<SIMD>(&mut acc, &a.v[row..row + hd], vs) };
+            match a.v {
+                // SAFETY: as above.
+                KvRows::F16(v) => unsafe { mad_f16::<SIMD>(&mut acc, &v[row..row + hd], vs) },
+                // `to_float`, then `ggml_vec_mad_f32` (vectorised by the SIMD build's features).
+                KvRows::Q8_0(_) => {
+                    to_f32(a.v, row, &mut v32);
+                    acc.iter_mut()
+                        .zip(&v32)
+                        .for_each(|(a, &x)| *a = x.mul_add(vs, *a));
+                }
+            }
             sum = sum.mul_add(ms, vs);
         }
         let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
@@ -368,8 +535,7 @@ fn tile_task(
         let kt = KV_TILE.min(end - k0);
         k.fill(0.0);
         for tk in 0..kt {
-            let src = &a.k[(k0 + tk) * kv_dim + g * hd..][..hd];
-            src.reinterpret_cast::<f16>().convert_to_f32_slice(row);
+            to_f32(a.k, (k0 + tk) * kv_dim + g * hd, row);
             for (dk, &x) in row.iter().enumerate() {
                 k[dk * KV_TILE + tk] = x;
             }
@@ -403,9 +569,7 @@ fn tile_task(
 
         v[kt * hd..].fill(0.0);
         for tk in 0..kt {
-            let src = &a.v[(k0 + tk) * kv_dim + g * hd..][..hd];
-            src.reinterpret_cast::<f16>()
-                .convert_to_f32_slice(&mut v[tk * hd..][..hd]);
+            to_f32(a.v, (k0 + tk) * kv_dim + g * hd, &mut v[tk * hd..][..hd]);
         }
         gemm(level, o, p, v, rows, KV_TILE, hd);
         k0 += KV_TILE;
@@ -522,9 +686,14 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn exact_rows(a: &super::AttentionInput<'_>, first: usize, out: &mut [f32]) {
+    pub(super) unsafe fn exact_rows(
+        a: &super::AttentionInput<'_>,
+        keys: &super::Keys<'_>,
+        first: usize,
+        out: &mut [f32],
+    ) {
         // SAFETY: this function's features are the SIMD build's requirement.
-        unsafe { super::exact_rows::<true>(a, first, out) }
+        unsafe { super::exact_rows::<true>(a, keys, first, out) }
     }
 
     /// Eight f16 at `p` as f32 lanes.
@@ -879,8 +1048,8 @@ mod tests {
         fn input(&self, window: usize) -> AttentionInput<'_> {
             AttentionInput {
                 q: &self.q,
-                k: &self.k,
-                v: &self.v,
+                k: KvRows::F16(&self.k),
+                v: KvRows::F16(&self.v),
                 n_head: self.nh,
                 n_head_kv: self.nkv,
                 head_dim: self.hd,
@@ -995,15 +1164,153 @@ mod tests {
         }
     }
 
+    /// A [`Problem`]'s keys and values as a Q8_0 cache stores them (the activation quantizer,
+    /// llama.cpp's x86 `quantize_row_q8_0`, which its CPU backend writes the cache with).
+    fn to_q8_0(x: &[u16]) -> Vec<u8> {
+        let mut f = vec![0f32; x.len()];
+        x.reinterpret_cast::<f16>().convert_to_f32_slice(&mut f);
+        let mut q = vec![0u8; q8_bytes(x.len())];
+        crate::formats::quantize_activations(GgmlType::Q8_0, &f, &mut q);
+        q
+    }
+
+    /// The cache types of a run: (keys in Q8_0, values in Q8_0).
+    const Q8_MIXES: [(bool, bool); 3] = [(true, true), (true, false), (false, true)];
+
+    impl Problem {
+        /// [`Problem::run`] with the keys and/or values in Q8_0.
+        fn run_q8(
+            &self,
+            pool: &ThreadPool,
+            level: Level,
+            (qk, qv): (bool, bool),
+            window: usize,
+            tiled: bool,
+        ) -> Vec<f32> {
+            let (k8, v8) = (to_q8_0(&self.k), to_q8_0(&self.v));
+            let mut a = self.input(window);
+            if qk {
+                a.k = KvRows::Q8_0(&k8);
+            }
+            if qv {
+                a.v = KvRows::Q8_0(&v8);
+            }
+            let mut out = vec![f32::NAN; self.q.len()];
+            attention_at(level, pool, &a, &mut out, tiled);
+            out
+        }
+    }
+
+    #[test]
+    fn hadamard_is_sylvesters_orthonormal_matrix() {
+        for n in [1, 2, 64, 256] {
+            let x = values(3 * n, 21);
+            let mut y = x.clone();
+            hadamard(&mut y, n);
+            for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact(n)) {
+                for (i, &yi) in yr.iter().enumerate() {
+                    let want: f64 = xr
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &xj)| {
+                            let sign = if (i & j).count_ones() % 2 == 0 {
+                                1.0
+                            } else {
+                                -1.0
+                            };
+                            sign * xj as f64
+                        })
+                        .sum::<f64>()
+                        / (n as f64).sqrt();
+                    assert!(
+                        (yi as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "n={n}"
+                    );
+                }
+            }
+            // Its own inverse, and it keeps dot products.
+            let mut back = y.clone();
+            hadamard(&mut back, n);
+            let close = |a: f32, b: f32| (a - b).abs() < 1e-4 * (1.0 + b.abs());
+            assert!(back.iter().zip(&x).all(|(&a, &b)| close(a, b)), "n={n}");
+            let dot = |a: &[f32]| a.iter().map(|v| v * v).sum::<f32>();
+            assert!(close(dot(&y), dot(&x)), "n={n}");
+        }
+    }
+
+    /// A Q8_0 cache against the f16 one on the same data and path, relative to the largest
+    /// output: Q8_0 keeps 8 bits per value against f16's 11, so a few steps of 1/127 of each
+    /// block's largest value remain. Up to 1.4e-2 was seen with Q8_0 keys query by query (where
+    /// the query is quantized to 8 bits too), 1.1e-2 tiled, 4.7e-3 with only the values in Q8_0.
+    const Q8_0_VS_F16: f64 = 3e-2;
+
+    #[test]
+    fn q8_0_cache_is_close_to_the_f16_cache_on_both_paths() {
+        let (pool, one) = (ThreadPool::new(3), ThreadPool::new(1));
+        let decoding = [(1, 40, 4, 2, 64, 0), (1, 300, 2, 1, 128, 0)];
+        for &(n, pos, nh, nkv, hd, window) in CASES.iter().chain(&decoding) {
+            let pr = Problem::new(n, pos, nh, nkv, hd);
+            for tiled in [false, true] {
+                let f16: Vec<f64> = pr
+                    .run(&pool, active_level(), window, tiled)
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect();
+                for mix in Q8_MIXES {
+                    let case = format!(
+                        "n={n} pos={pos} heads={nh}/{nkv} hd={hd} window={window} \
+                         tiled={tiled} q8_0 (k, v)={mix:?}"
+                    );
+                    let q8 = pr.run_q8(&pool, active_level(), mix, window, tiled);
+                    let err = rel_error(&q8, &f16);
+                    assert!(err < Q8_0_VS_F16, "{case}: {err}");
+                    // Rows are independent: the same bits on any number of threads.
+                    let single = pr.run_q8(&one, active_level(), mix, window, tiled);
+                    assert_eq!(bits32(&single), bits32(&q8), "{case}");
+                    let scalar = pr.run_q8(&one, Level::Scalar, mix, window, tiled);
+                    if tiled {
+                        // Tiles dequantize with the scalar code at every level.
+                        assert_eq!(bits32(&scalar), bits32(&q8), "{case}");
+                    } else {
+                        let err = rel_error(&scalar, &f16);
+                        assert!(err < Q8_0_VS_F16, "{case} scalar: {err}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "whole 32-value blocks")]
+    fn a_q8_0_cache_needs_heads_of_whole_blocks() {
+        let pr = Problem::new(2, 0, 2, 1, 48);
+        pr.run_q8(&ThreadPool::new(1), Level::Scalar, (true, true), 0, false);
+    }
+
     #[test]
     fn the_batch_size_chooses_the_path() {
         let pool = ThreadPool::new(2);
         for n in [TILED_MIN_QUERIES - 1, TILED_MIN_QUERIES] {
             let pr = Problem::new(n, 3, 2, 1, 64);
-            let mut out = vec![0f32; pr.q.len()];
-            attention(&pool, &pr.input(0), &mut out);
-            let want = pr.run(&pool, active_level(), 0, n >= TILED_MIN_QUERIES);
-            assert_eq!(bits32(&out), bits32(&want), "n={n}");
+            let (k8, v8) = (to_q8_0(&pr.k), to_q8_0(&pr.v));
+            for (qk, qv) in Q8_MIXES.into_iter().chain([(false, false)]) {
+                let mut a = pr.input(0);
+                if qk {
+                    a.k = KvRows::Q8_0(&k8);
+                }
+                if qv {
+                    a.v = KvRows::Q8_0(&v8);
+                }
+                let mut out = vec![0f32; pr.q.len()];
+                attention(&pool, &a, &mut out);
+                let tiled = n >= TILED_MIN_QUERIES;
+                let want = pr.run_q8(&pool, active_level(), (qk, qv), 0, tiled);
+                assert_eq!(
+                    bits32(&out),
+                    bits32(&want),
+                    "n={n} q8_0 (k, v)=({qk}, {qv})"
+                );
+            }
         }
     }
 }

@@ -9,8 +9,9 @@
 //! - [`simd`]: run-time instruction-set selection ([`simd::Level`]: AVX-512 VNNI, AVX2+FMA+F16C,
 //!   or scalar) and the per-type dot kernels ([`simd::DotKernel`]) and activation quantizers
 //!   ([`simd::QuantKernel`]); [`cpu_features`] names the level in use.
-//! - [`attention`]: causal attention over the f16 KV cache in llama.cpp's flash-attention
-//!   numerics (query by query below 64 queries, tiled from 64), across the pool.
+//! - [`attention`]: causal attention over the KV cache (f16 or Q8_0 rows) in llama.cpp's
+//!   flash-attention numerics (query by query below 64 queries, tiled from 64), across the pool,
+//!   and the Walsh-Hadamard rotation of a quantized cache's rows.
 //! - [`activation`]: SwiGLU and GEGLU with ggml's vector `expf` and f16 GELU table; [`rope`]:
 //!   rotary embeddings with fused multiply-adds; [`rows`]: parallel loops over disjoint rows.
 //! - [`ThreadPool`]: persistent workers with a spin-then-park barrier; [`ThreadPool::run`] and
