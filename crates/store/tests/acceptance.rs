@@ -180,6 +180,61 @@ fn dropped_connection_mid_blob_resumes_with_range() {
     assert!(no_partial_files(&store));
 }
 
+/// A transfer that stalls (the server stops sending without closing) times out after the
+/// stall timeout and resumes where it stopped; a transfer that keeps failing without progress
+/// gives up after the bounded number of attempts, keeping nothing listed.
+#[test]
+fn stalled_transfers_resume_and_failing_ones_give_up_after_bounded_retries() {
+    let registry = Registry::start();
+    let model = serve_tiny(&registry);
+    let digest = Digest::of_bytes(&model).to_string();
+    registry.set_fault(&digest, Fault::StallAfter { bytes: 300_000 });
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let name = tiny(&registry);
+    let options = store::PullOptions {
+        stall_timeout: Duration::from_millis(300),
+        ..test_options()
+    };
+    store
+        .pull_model(&name, &options, &mut |_: &PullEvent<'_>| {})
+        .unwrap();
+    registry.clear_fault(&digest);
+    let ranges: Vec<Option<String>> = registry
+        .requests_for(&digest)
+        .into_iter()
+        .map(|l| l.range)
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            None,
+            Some("bytes=300000-".into()),
+            Some("bytes=600000-".into())
+        ]
+    );
+    store.verify(&store.resolve(&name).unwrap()).unwrap();
+
+    let other = tempfile::tempdir().unwrap();
+    let store = Store::new(other.path());
+    registry.set_fault(
+        &digest,
+        Fault::DropAfter {
+            bytes: 0,
+            times: 100,
+        },
+    );
+    let before = registry.requests_for(&digest).len();
+    let err = pull(&store, &name).unwrap_err();
+    let StoreError::TransferFailed { attempts, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(*attempts, test_options().max_attempts);
+    assert_eq!(registry.requests_for(&digest).len() - before, 4);
+    assert!(err.to_string().contains("run the same pull again"), "{err}");
+    assert!(store.list().unwrap().is_empty());
+}
+
 /// A blob whose bytes do not hash to the digest in the manifest is rejected: the pull fails
 /// with a digest mismatch, the model is not listed, no manifest is written, the bad bytes are
 /// neither installed nor kept as a partial download.
