@@ -15,8 +15,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub struct RunArgs {
     /// Path to a .gguf model file.
     model: PathBuf,
-    /// The prompt; without one (and with a terminal on standard input) an interactive chat starts.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    /// The prompt, its words joined by spaces; options may come before or after it. Write it
+    /// after `--` when it starts with a dash (`hearth run MODEL --raw -- "-1 is negative"`).
+    /// Without one (and with a terminal on standard input) an interactive chat starts.
     prompt: Vec<String>,
     /// Randomness of sampling; 0 always picks the most likely token.
     #[arg(long, default_value_t = 0.8)]

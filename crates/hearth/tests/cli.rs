@@ -1,5 +1,5 @@
 //! The `hearth` binary seen from a user's side: `tokenize`, `run --raw`, `run` with a template,
-//! `show`, and clean errors.
+//! options on either side of the prompt, KV cache types, `show`, and clean errors.
 
 use serde_json::Value;
 
@@ -231,6 +231,79 @@ fn bad_cache_types_are_clear_errors() {
     assert!(!ok, "{err}");
     assert!(
         err.contains("HEARTH_KV_CACHE_TYPE=q4") && err.contains("unknown KV cache type `q4`"),
+        "{err}"
+    );
+}
+
+/// The number in `--verbose`'s "prompt eval: N tokens" line.
+fn prompt_tokens(stderr: &[u8]) -> usize {
+    let err = String::from_utf8_lossy(stderr);
+    let at = err.find("prompt eval: ").expect("a prompt eval line") + "prompt eval: ".len();
+    err[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Regression: the prompt took every argument after it, options included (`hearth run MODEL
+/// PROMPT --temperature 0` sampled at the default temperature from "PROMPT --temperature 0").
+#[test]
+fn run_options_after_prompt_are_options() {
+    let model = synthetic("qwen3-synthetic.gguf");
+    let model = model.to_str().unwrap();
+    let rec = first_record("qwen3-synthetic.gguf");
+    let prompt = rec["prompt"].as_str().unwrap();
+    let options = [
+        "--raw",
+        "--temperature",
+        "0",
+        "--num-predict",
+        "8",
+        "--verbose",
+    ];
+    let before = hearth(&[&["run", model][..], &options, &[prompt]].concat());
+    let after = hearth(&[&["run", model, prompt][..], &options].concat());
+    for out in [&before, &after] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The prompt is only the prompt: as many tokens as llama.cpp makes of it.
+        assert_eq!(
+            prompt_tokens(&out.stderr),
+            rec["tokens"].as_array().unwrap().len()
+        );
+    }
+    assert_eq!(after.stdout, before.stdout);
+    // Words on both sides of an option are one prompt.
+    let (first, rest) = prompt.split_once(' ').unwrap();
+    let split = hearth(&[&["run", model, first][..], &options, &[rest]].concat());
+    assert_eq!(split.stdout, before.stdout);
+}
+
+#[test]
+fn run_prompt_starting_with_a_dash_follows_a_double_dash() {
+    let model = synthetic("qwen3-synthetic.gguf");
+    let model = model.to_str().unwrap();
+    let args = ["run", model, "--raw", "--num-predict", "2", "--verbose"];
+    let out = hearth(&[&args[..], &["--", "-1 is", "negative"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids = hearth(&["tokenize", model, "--", "-1 is negative"]);
+    let ids: Value = serde_json::from_slice(&ids.stdout).unwrap();
+    assert_eq!(prompt_tokens(&out.stderr), ids.as_array().unwrap().len());
+    // Without `--` a leading dash is an (unknown) option, not silently prompt text.
+    let out = hearth(&[&args[..], &["-1 is negative"]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unexpected argument") && err.contains("'--"),
         "{err}"
     );
 }
