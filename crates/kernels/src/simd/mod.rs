@@ -273,18 +273,18 @@ fn simd_gemm(level: Level, ty: GgmlType) -> Option<(RawPack, RawGemm)> {
     use tiles::{avx2, vnni};
     use GgmlType::*;
     let k: (RawPack, RawGemm) = match (level, ty) {
-        (Level::Avx512, Q4_0) => (vnni::pack_q4_0, vnni::gemm_q4_0),
-        (Level::Avx512, Q4_1) => (vnni::pack_q4_1, vnni::gemm_q4_1),
-        (Level::Avx512, Q5_0) => (vnni::pack_q5_0, vnni::gemm_q5_0),
-        (Level::Avx512, Q5_1) => (vnni::pack_q5_1, vnni::gemm_q5_1),
-        (Level::Avx512, Q8_0) => (vnni::pack_q8_0, vnni::gemm_q8_0),
-        (Level::Avx512, IQ4_NL) => (vnni::pack_iq4_nl, vnni::gemm_iq4_nl),
-        (Level::Avx512, Q4_K) => (vnni::pack_q4_k, vnni::gemm_q4_k),
-        (Level::Avx2, Q4_0) => (avx2::pack_q4_0, avx2::gemm_q4_0),
-        (Level::Avx2, Q4_1) => (avx2::pack_q4_1, avx2::gemm_q4_1),
-        (Level::Avx2, Q5_0) => (avx2::pack_q5_0, avx2::gemm_q5_0),
-        (Level::Avx2, Q5_1) => (avx2::pack_q5_1, avx2::gemm_q5_1),
-        (Level::Avx2, Q4_K) => (avx2::pack_q4_k, avx2::gemm_q4_k),
+        (Level::Avx512, Q4_0) => (tiles::pack_q4_0, vnni::gemm_q4_0),
+        (Level::Avx512, Q4_1) => (tiles::pack_q4_1, vnni::gemm_q4_1),
+        (Level::Avx512, Q5_0) => (tiles::pack_q5_0, vnni::gemm_q5_0),
+        (Level::Avx512, Q5_1) => (tiles::pack_q5_1, vnni::gemm_q5_1),
+        (Level::Avx512, Q8_0) => (tiles::pack_q8_0, vnni::gemm_q8_0),
+        (Level::Avx512, IQ4_NL) => (tiles::pack_iq4_nl, vnni::gemm_iq4_nl),
+        (Level::Avx512, Q4_K) => (tiles::pack_q4_k, vnni::gemm_q4_k),
+        (Level::Avx2, Q4_0) => (tiles::pack_q4_0, avx2::gemm_q4_0),
+        (Level::Avx2, Q4_1) => (tiles::pack_q4_1, avx2::gemm_q4_1),
+        (Level::Avx2, Q5_0) => (tiles::pack_q5_0, avx2::gemm_q5_0),
+        (Level::Avx2, Q5_1) => (tiles::pack_q5_1, avx2::gemm_q5_1),
+        (Level::Avx2, Q4_K) => (tiles::pack_q4_k, avx2::gemm_q4_k),
         _ => return None,
     };
     Some(k)
@@ -346,9 +346,9 @@ impl DotKernel {
                 k.simd = Some(avx2::dot_q6_k_tiled);
                 k.simd4 = Some(avx2::dot4_q6_k_tiled);
                 k.gemm = Some(if level == Level::Avx512 {
-                    (tiles::vnni::pack_q6_k, tiles::vnni::gemm_q6_k)
+                    (tiles::pack_q6_k, tiles::vnni::gemm_q6_k)
                 } else {
-                    (tiles::avx2::pack_q6_k, tiles::avx2::gemm_q6_k)
+                    (tiles::pack_q6_k, tiles::avx2::gemm_q6_k)
                 });
             }
         }

@@ -39,22 +39,20 @@ pub(super) const fn layout32(kind: u8) -> (usize, usize, u8, bool) {
     }
 }
 
-/// `acc + (sums of 4 products u8 x i8 per i32 lane)`: `vpdpbusd` with VNNI, else `maddubs`
-/// (pairs, i16) + `madd` (the two pairs of a lane), exact for codes up to 63.
-///
-/// # Safety
-/// The CPU must have AVX-512 VNNI + VL if `VNNI`, else AVX2.
-#[inline(always)]
-unsafe fn dp<const VNNI: bool>(acc: __m256i, u: __m256i, q: __m256i) -> __m256i {
-    // SAFETY: per the contract.
-    unsafe {
-        if VNNI {
-            _mm256_dpbusd_epi32(acc, u, q)
-        } else {
-            let pairs = _mm256_maddubs_epi16(u, q);
-            _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
-        }
-    }
+/// `acc + (sums of 4 products u8 x i8 per i32 lane)` with VNNI's `vpdpbusd`.
+#[inline]
+#[target_feature(enable = "avx512vl,avx512vnni")]
+fn dp_vnni(acc: __m256i, u: __m256i, q: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(acc, u, q)
+}
+
+/// [`dp_vnni`] on AVX2: `maddubs` (pairs, i16) + `madd` (the two pairs of a lane), exact for
+/// codes up to 63.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dp_avx2(acc: __m256i, u: __m256i, q: __m256i) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(u, q);
+    _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -65,7 +63,8 @@ unsafe fn dp<const VNNI: bool>(acc: __m256i, u: __m256i, q: __m256i) -> __m256i 
 ///
 /// # Safety
 /// One whole block of the `KIND` type must be readable at `w`.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn codes32<const KIND: u8>(w: *const u8) -> __m256i {
     let (_, qs, _, _) = layout32(KIND);
     // SAFETY: all offsets are inside the block per the layouts.
@@ -96,7 +95,8 @@ const PACKED32: usize = 320;
 ///
 /// # Safety
 /// `off + 32 <= buf.len()`.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn put(buf: &mut [u8], off: usize, v: __m256i) {
     // SAFETY: per the contract.
     unsafe { _mm256_storeu_si256(buf.as_mut_ptr().add(off).cast(), v) }
@@ -106,15 +106,16 @@ unsafe fn put(buf: &mut [u8], off: usize, v: __m256i) {
 ///
 /// # Safety
 /// `p + off..p + off + 32` must be readable.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn get(p: *const u8, off: usize) -> __m256i {
     // SAFETY: per the contract.
     unsafe { _mm256_loadu_si256(p.add(off).cast()) }
 }
 
 /// Packs 8 rows of a 32-element type, `PACKED32` bytes per block.
-#[inline(always)]
-unsafe fn pack32<const KIND: u8>(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn pack32<const KIND: u8>(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
     let (wsz, _, _, has_min) = layout32(KIND);
     assert!(
         n.is_multiple_of(32),
@@ -148,87 +149,6 @@ unsafe fn pack32<const KIND: u8>(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
     }
 }
 
-/// The dots of 8 weight rows of a 32-element type, packed by [`pack32`], with a tile of 8
-/// tokens' activations: `out[t][r]`, bit-identical to [`dot32`] of each pair.
-///
-/// Each output's float order is [`dot32`]'s: 8 lanes `k` (lane `k` sums elements `4k..4k + 4`
-/// of every block) accumulated block after block, then [`hsum_ps`]'s tree. Here the lanes of a
-/// vector are the 8 rows instead, and each output's 8 lane accumulators are 8 vectors: each
-/// `vpdpbusd` takes the rows' transposed codes and one token's 4 quants as a broadcast, and each
-/// block's scale products `d_w * d_a` are one vector multiply for all rows.
-#[inline(always)]
-unsafe fn gemm32<const KIND: u8, const VNNI: bool>(
-    packed: &[u8],
-    tile: &ActTile<'_>,
-    n: usize,
-) -> [[f32; 8]; 8] {
-    let (_, _, _, has_min) = layout32(KIND);
-    assert!(
-        n.is_multiple_of(32),
-        "{n} elements are not whole blocks of 32"
-    );
-    let nb = n / 32;
-    assert!(
-        packed.len() >= nb * PACKED32,
-        "rows not packed for this kernel"
-    );
-    assert!(
-        tile.q8.len() >= 256 * nb
-            && tile.ls8.len() >= 64 * nb
-            && tile.d8.len() >= 8 * nb
-            && (!has_min || tile.s8.len() >= 8 * nb),
-        "activation tile not prepared for this kernel"
-    );
-    let (pk, q8, ls8) = (packed.as_ptr(), tile.q8.as_ptr(), tile.ls8.as_ptr());
-    let mut out = [[0f32; 8]; 8];
-    for t0 in (0..8).step_by(2) {
-        // `acc[k][i]`: lane k, token t0 + i, the rows in the vector lanes.
-        let mut acc = [[_mm256_setzero_ps(); 2]; 8];
-        let mut summ = [_mm256_setzero_ps(); 2];
-        for b in 0..nb {
-            // SAFETY: block b < nb of the packed rows and of tokens t0, t0 + 1 is inside the
-            // arrays (lengths checked above).
-            unsafe {
-                let pb = pk.add(b * PACKED32);
-                let dw = _mm256_castsi256_ps(get(pb, 256));
-                let s: [__m256; 2] = std::array::from_fn(|i| {
-                    _mm256_mul_ps(dw, _mm256_set1_ps(*tile.d8.get_unchecked(8 * b + t0 + i)))
-                });
-                let y = [0, 1].map(|i| q8.add(256 * b + 32 * (t0 + i)));
-                let l = [0, 1].map(|i| ls8.add(64 * b + 8 * (t0 + i)));
-                for (k, acc) in acc.iter_mut().enumerate() {
-                    let codes = get(pb, 32 * k);
-                    for i in 0..2 {
-                        // Each lane starts at -zp * (the token's 4 quants' sum): the zero point.
-                        let p = dp::<VNNI>(
-                            _mm256_set1_epi32(*l[i].add(k)),
-                            codes,
-                            bcast_i32(y[i].add(4 * k).cast()),
-                        );
-                        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s[i], acc[i]);
-                    }
-                }
-                if has_min {
-                    let mw = _mm256_castsi256_ps(get(pb, 288));
-                    for (i, summ) in summ.iter_mut().enumerate() {
-                        let sa = _mm256_set1_ps(*tile.s8.get_unchecked(8 * b + t0 + i));
-                        *summ = _mm256_add_ps(*summ, _mm256_mul_ps(mw, sa));
-                    }
-                }
-            }
-        }
-        for i in 0..2 {
-            let a: [__m256; 8] = std::array::from_fn(|k| acc[k][i]);
-            // [`hsum_ps`]'s tree, lane by lane: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)).
-            let s: [__m256; 4] = std::array::from_fn(|k| _mm256_add_ps(a[k], a[k + 4]));
-            let h = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[1], s[3]));
-            // SAFETY: `out[t0 + i]` is 8 writable f32.
-            unsafe { _mm256_storeu_ps(out[t0 + i].as_mut_ptr(), _mm256_add_ps(h, summ[i])) };
-        }
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------------------
 // Q4_K: tiles of 8 weight rows x 8 tokens (prompt processing)
 // ---------------------------------------------------------------------------------------------
@@ -240,7 +160,8 @@ unsafe fn gemm32<const KIND: u8, const VNNI: bool>(
 // does, in the same order, the scalar steps of the 4-token kernel for its row.
 
 /// The 8x8 transpose of 32-bit lanes: lane `r` of output `k` is lane `k` of input `r`.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn transpose8_epi32(r: [__m256i; 8]) -> [__m256i; 8] {
     let t = [
         _mm256_unpacklo_epi32(r[0], r[1]),
@@ -278,7 +199,8 @@ unsafe fn transpose8_epi32(r: [__m256i; 8]) -> [__m256i; 8] {
 ///
 /// # Safety
 /// 2 bytes at each `p[r] + off` must be readable.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn f16_rows(p: &[*const u8; 8], off: usize) -> __m256 {
     // SAFETY: per the contract.
     let h: [u16; 8] = std::array::from_fn(|r| unsafe {
@@ -289,7 +211,8 @@ unsafe fn f16_rows(p: &[*const u8; 8], off: usize) -> __m256 {
 }
 
 /// One i32 per row as a vector.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn rows_i32(v: [i32; 8]) -> __m256i {
     // SAFETY: `v` is 32 readable bytes.
     unsafe { _mm256_loadu_si256(v.as_ptr().cast()) }
@@ -299,7 +222,8 @@ unsafe fn rows_i32(v: [i32; 8]) -> __m256i {
 ///
 /// # Safety
 /// 4 bytes at `p` must be readable.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn bcast_i32(p: *const u8) -> __m256i {
     // SAFETY: per the contract.
     _mm256_set1_epi32(unsafe { p.cast::<i32>().read_unaligned() })
@@ -311,8 +235,8 @@ unsafe fn bcast_i32(p: *const u8) -> __m256i {
 const PACKED_Q4K: usize = 64 + 2 * 256 + 4 * 256;
 
 /// Packs 8 Q4_K rows, [`PACKED_Q4K`] bytes per block.
-#[inline(always)]
-unsafe fn pack_q4_k(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn pack_q4k_rows(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
     assert!(
         n.is_multiple_of(256),
         "{n} elements are not whole blocks of 256"
@@ -345,91 +269,12 @@ unsafe fn pack_q4_k(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
     }
 }
 
-/// The dots of 8 Q4_K weight rows, packed by [`pack_q4_k`], with a tile of 8 tokens' Q8_K
-/// activations: `out[t][r]`, bit-identical to [`super::avx2::dot4_q4_k`] of each pair.
-#[inline(always)]
-unsafe fn gemm_q4_k<const VNNI: bool>(
-    packed: &[u8],
-    tile: &ActTile<'_>,
-    n: usize,
-) -> [[f32; 8]; 8] {
-    assert!(
-        n.is_multiple_of(256),
-        "{n} elements are not whole blocks of 256"
-    );
-    let nb = n / 256;
-    assert!(
-        packed.len() >= nb * PACKED_Q4K,
-        "rows not packed for this kernel"
-    );
-    assert!(
-        tile.k8.len() >= 8 * nb * Q8_K_A && tile.ksub8.len() >= 64 * nb,
-        "activation tile not prepared for this kernel"
-    );
-    let low4 = _mm256_set1_epi8(0x0F);
-    // Per token, lanes = rows.
-    let mut acc = [_mm256_setzero_ps(); 8];
-    let mut acc_m = [_mm256_setzero_ps(); 8];
-    for i in 0..nb {
-        // SAFETY: block i < nb of the packed rows and of every token of the tile is in bounds
-        // (lengths checked above); the offsets are inside the blocks per the layouts.
-        unsafe {
-            let pb = packed.as_ptr().add(i * PACKED_Q4K);
-            let (dw, dmin) = (
-                _mm256_castsi256_ps(get(pb, 0)),
-                _mm256_castsi256_ps(get(pb, 32)),
-            );
-            // Token t's block: d (f32) at 0, quants at 4.
-            let ab = tile.k8.as_ptr().add(i * 8 * Q8_K_A);
-            let sub = tile.ksub8.as_ptr().add(i * 64);
-            let m: [__m256i; 8] = std::array::from_fn(|s| get(pb, 320 + 32 * s));
-            for (t, acc_m) in acc_m.iter_mut().enumerate() {
-                let scale_m = _mm256_mul_ps(dmin, _mm256_set1_ps(f32_ptr(ab.add(t * Q8_K_A))));
-                let bs = sub.add(8 * t);
-                for c in 0..4 {
-                    let msum = _mm256_add_epi32(
-                        _mm256_mullo_epi32(m[2 * c], _mm256_set1_epi32(*bs.add(2 * c))),
-                        _mm256_mullo_epi32(m[2 * c + 1], _mm256_set1_epi32(*bs.add(2 * c + 1))),
-                    );
-                    *acc_m = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), scale_m, *acc_m);
-                }
-            }
-            for c in 0..4 {
-                let raw: [__m256i; 8] = std::array::from_fn(|k| get(pb, 576 + 256 * c + 32 * k));
-                let lo = raw.map(|v| _mm256_and_si256(v, low4));
-                let hi = raw.map(|v| _mm256_and_si256(_mm256_srli_epi16::<4>(v), low4));
-                let (sc_lo, sc_hi) = (get(pb, 64 + 64 * c), get(pb, 96 + 64 * c));
-                for (t, acc) in acc.iter_mut().enumerate() {
-                    let a = ab.add(t * Q8_K_A);
-                    let y = a.add(4 + 64 * c);
-                    let (mut s_lo, mut s_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                    for k in 0..8 {
-                        s_lo = dp::<VNNI>(s_lo, lo[k], bcast_i32(y.add(4 * k)));
-                        s_hi = dp::<VNNI>(s_hi, hi[k], bcast_i32(y.add(32 + 4 * k)));
-                    }
-                    let isum = _mm256_add_epi32(
-                        _mm256_mullo_epi32(s_lo, sc_lo),
-                        _mm256_mullo_epi32(s_hi, sc_hi),
-                    );
-                    let scale = _mm256_mul_ps(dw, _mm256_set1_ps(f32_ptr(a)));
-                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, *acc);
-                }
-            }
-        }
-    }
-    let mut out = [[0f32; 8]; 8];
-    for (o, (a, m)) in out.iter_mut().zip(acc.iter().zip(&acc_m)) {
-        // SAFETY: `o` is 8 writable f32.
-        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm256_sub_ps(*a, *m)) };
-    }
-    out
-}
-
 /// Codes `32j..32j + 32` (0..63) of the Q6_K block at `wp`.
 ///
 /// # Safety
 /// A whole Q6_K block must be readable at `wp`.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6k_group(wp: *const u8, j: usize) -> __m256i {
     let (h, g) = (j / 4, j % 4);
     // SAFETY: ql is 128 bytes at 0, qh 64 bytes at 128, inside the block.
@@ -458,8 +303,8 @@ unsafe fn q6k_group(wp: *const u8, j: usize) -> __m256i {
 const PACKED_Q6K: usize = 32 + 16 * 32 + 8 * 256;
 
 /// Packs 8 Q6_K rows, [`PACKED_Q6K`] bytes per block.
-#[inline(always)]
-unsafe fn pack_q6_k(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn pack_q6k_rows(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
     assert!(
         n.is_multiple_of(256),
         "{n} elements are not whole blocks of 256"
@@ -492,122 +337,304 @@ unsafe fn pack_q6_k(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
     }
 }
 
-/// The dots of 8 Q6_K weight rows, packed by [`pack_q6_k`], with a tile of 8 tokens' Q8_K
-/// activations: `out[t][r]`, bit-identical to [`super::avx2::dot4_q6_k_tiled`] of each pair
-/// (llama.cpp's order for batches: whole-block integer sums, then `acc += (isum * d_w) * d_a`,
-/// the last step fused).
-#[inline(always)]
-unsafe fn gemm_q6_k<const VNNI: bool>(
-    packed: &[u8],
-    tile: &ActTile<'_>,
-    n: usize,
-) -> [[f32; 8]; 8] {
-    assert!(
-        n.is_multiple_of(256),
-        "{n} elements are not whole blocks of 256"
-    );
-    let nb = n / 256;
-    assert!(
-        packed.len() >= nb * PACKED_Q6K,
-        "rows not packed for this kernel"
-    );
-    assert!(
-        tile.k8.len() >= 8 * nb * Q8_K_A && tile.kbias16.len() >= 128 * nb,
-        "activation tile not prepared for this kernel"
-    );
-    let mut acc = [_mm256_setzero_ps(); 8];
-    for i in 0..nb {
-        // SAFETY: block i < nb of the packed rows and of every token of the tile is in bounds
-        // (lengths checked above); the offsets are inside the blocks per the layouts.
-        unsafe {
-            let pb = packed.as_ptr().add(i * PACKED_Q6K);
-            let dw = _mm256_castsi256_ps(get(pb, 0));
-            let ab = tile.k8.as_ptr().add(i * 8 * Q8_K_A);
-            let bias = tile.kbias16.as_ptr().add(i * 128);
-            let mut isum = [_mm256_setzero_si256(); 8];
-            for j in 0..8 {
-                let codes: [__m256i; 8] = std::array::from_fn(|k| get(pb, 544 + 256 * j + 32 * k));
-                let sc = [get(pb, 32 + 64 * j), get(pb, 64 + 64 * j)];
-                for (t, isum) in isum.iter_mut().enumerate() {
-                    let y = ab.add(t * Q8_K_A + 4 + 32 * j);
-                    let bt = bias.add(16 * t + 2 * j);
-                    // Each chain starts at -32 * (the sub-block's quant sum): the codes' offset.
-                    let (mut s0, mut s1) = (_mm256_set1_epi32(*bt), _mm256_set1_epi32(*bt.add(1)));
-                    for k in 0..4 {
-                        s0 = dp::<VNNI>(s0, codes[k], bcast_i32(y.add(4 * k)));
-                        s1 = dp::<VNNI>(s1, codes[4 + k], bcast_i32(y.add(16 + 4 * k)));
+/// The tile kernels of one level: the shared bodies under the level's features, with its
+/// multiply-add, and an entry point per type.
+macro_rules! tile_kernels {
+    ($features:literal, $dp:ident, $($gemm:ident = $body:expr;)*) => {
+        use super::*;
+
+        /// The dots of 8 weight rows of a 32-element type, packed by [`pack32`], with a tile of 8
+        /// tokens' activations: `out[t][r]`, bit-identical to [`dot32`] of each pair.
+        ///
+        /// Each output's float order is [`dot32`]'s: 8 lanes `k` (lane `k` sums elements `4k..4k + 4`
+        /// of every block) accumulated block after block, then [`hsum_ps`]'s tree. Here the lanes of a
+        /// vector are the 8 rows instead, and each output's 8 lane accumulators are 8 vectors: each
+        /// `vpdpbusd` takes the rows' transposed codes and one token's 4 quants as a broadcast, and each
+        /// block's scale products `d_w * d_a` are one vector multiply for all rows.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn gemm32<const KIND: u8>(
+            packed: &[u8],
+            tile: &ActTile<'_>,
+            n: usize,
+        ) -> [[f32; 8]; 8] {
+            let (_, _, _, has_min) = layout32(KIND);
+            assert!(
+                n.is_multiple_of(32),
+                "{n} elements are not whole blocks of 32"
+            );
+            let nb = n / 32;
+            assert!(
+                packed.len() >= nb * PACKED32,
+                "rows not packed for this kernel"
+            );
+            assert!(
+                tile.q8.len() >= 256 * nb
+                    && tile.ls8.len() >= 64 * nb
+                    && tile.d8.len() >= 8 * nb
+                    && (!has_min || tile.s8.len() >= 8 * nb),
+                "activation tile not prepared for this kernel"
+            );
+            let (pk, q8, ls8) = (packed.as_ptr(), tile.q8.as_ptr(), tile.ls8.as_ptr());
+            let mut out = [[0f32; 8]; 8];
+            for t0 in (0..8).step_by(2) {
+                // `acc[k][i]`: lane k, token t0 + i, the rows in the vector lanes.
+                let mut acc = [[_mm256_setzero_ps(); 2]; 8];
+                let mut summ = [_mm256_setzero_ps(); 2];
+                for b in 0..nb {
+                    // SAFETY: block b < nb of the packed rows and of tokens t0, t0 + 1 is inside the
+                    // arrays (lengths checked above).
+                    unsafe {
+                        let pb = pk.add(b * PACKED32);
+                        let dw = _mm256_castsi256_ps(get(pb, 256));
+                        let s: [__m256; 2] = std::array::from_fn(|i| {
+                            _mm256_mul_ps(dw, _mm256_set1_ps(*tile.d8.get_unchecked(8 * b + t0 + i)))
+                        });
+                        let y = [0, 1].map(|i| q8.add(256 * b + 32 * (t0 + i)));
+                        let l = [0, 1].map(|i| ls8.add(64 * b + 8 * (t0 + i)));
+                        for (k, acc) in acc.iter_mut().enumerate() {
+                            let codes = get(pb, 32 * k);
+                            for i in 0..2 {
+                                // Each lane starts at -zp * (the token's 4 quants' sum): the zero point.
+                                let p = $dp(
+                                    _mm256_set1_epi32(*l[i].add(k)),
+                                    codes,
+                                    bcast_i32(y[i].add(4 * k).cast()),
+                                );
+                                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s[i], acc[i]);
+                            }
+                        }
+                        if has_min {
+                            let mw = _mm256_castsi256_ps(get(pb, 288));
+                            for (i, summ) in summ.iter_mut().enumerate() {
+                                let sa = _mm256_set1_ps(*tile.s8.get_unchecked(8 * b + t0 + i));
+                                *summ = _mm256_add_ps(*summ, _mm256_mul_ps(mw, sa));
+                            }
+                        }
                     }
-                    *isum = _mm256_add_epi32(
-                        *isum,
-                        _mm256_add_epi32(
-                            _mm256_mullo_epi32(s0, sc[0]),
-                            _mm256_mullo_epi32(s1, sc[1]),
-                        ),
-                    );
+                }
+                for i in 0..2 {
+                    let a: [__m256; 8] = std::array::from_fn(|k| acc[k][i]);
+                    // [`hsum_ps`]'s tree, lane by lane: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)).
+                    let s: [__m256; 4] = std::array::from_fn(|k| _mm256_add_ps(a[k], a[k + 4]));
+                    let h = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[1], s[3]));
+                    // SAFETY: `out[t0 + i]` is 8 writable f32.
+                    unsafe { _mm256_storeu_ps(out[t0 + i].as_mut_ptr(), _mm256_add_ps(h, summ[i])) };
                 }
             }
-            for (t, (acc, isum)) in acc.iter_mut().zip(&isum).enumerate() {
-                let da = _mm256_set1_ps(f32_ptr(ab.add(t * Q8_K_A)));
-                *acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(*isum), dw), da, *acc);
-            }
+            out
         }
-    }
-    let mut out = [[0f32; 8]; 8];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        // SAFETY: `o` is 8 writable f32.
-        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) };
-    }
-    out
-}
 
-/// Entry points of one level: a packer and a tile kernel per type, each the shared code under
-/// the level's features.
-macro_rules! entry_points {
-    ($features:literal, $($pack:ident = $p:expr, $gemm:ident = $g:expr;)*) => {
-        $(
-            #[target_feature(enable = $features)]
-            pub(crate) fn $pack(w: [&[u8]; GEMM_ROWS], n: usize, buf: &mut Vec<u8>) {
-                // SAFETY: the dispatcher hands this out only on CPUs with these features.
-                unsafe { $p(w, n, buf) }
+        /// The dots of 8 Q4_K weight rows, packed by [`pack_q4k_rows`], with a tile of 8 tokens' Q8_K
+        /// activations: `out[t][r]`, bit-identical to [`super::avx2::dot4_q4_k`] of each pair.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn gemm_q4_k_body(
+            packed: &[u8],
+            tile: &ActTile<'_>,
+            n: usize,
+        ) -> [[f32; 8]; 8] {
+            assert!(
+                n.is_multiple_of(256),
+                "{n} elements are not whole blocks of 256"
+            );
+            let nb = n / 256;
+            assert!(
+                packed.len() >= nb * PACKED_Q4K,
+                "rows not packed for this kernel"
+            );
+            assert!(
+                tile.k8.len() >= 8 * nb * Q8_K_A && tile.ksub8.len() >= 64 * nb,
+                "activation tile not prepared for this kernel"
+            );
+            let low4 = _mm256_set1_epi8(0x0F);
+            // Per token, lanes = rows.
+            let mut acc = [_mm256_setzero_ps(); 8];
+            let mut acc_m = [_mm256_setzero_ps(); 8];
+            for i in 0..nb {
+                // SAFETY: block i < nb of the packed rows and of every token of the tile is in bounds
+                // (lengths checked above); the offsets are inside the blocks per the layouts.
+                unsafe {
+                    let pb = packed.as_ptr().add(i * PACKED_Q4K);
+                    let (dw, dmin) = (
+                        _mm256_castsi256_ps(get(pb, 0)),
+                        _mm256_castsi256_ps(get(pb, 32)),
+                    );
+                    // Token t's block: d (f32) at 0, quants at 4.
+                    let ab = tile.k8.as_ptr().add(i * 8 * Q8_K_A);
+                    let sub = tile.ksub8.as_ptr().add(i * 64);
+                    let m: [__m256i; 8] = std::array::from_fn(|s| get(pb, 320 + 32 * s));
+                    for (t, acc_m) in acc_m.iter_mut().enumerate() {
+                        let scale_m = _mm256_mul_ps(dmin, _mm256_set1_ps(f32_ptr(ab.add(t * Q8_K_A))));
+                        let bs = sub.add(8 * t);
+                        for c in 0..4 {
+                            let msum = _mm256_add_epi32(
+                                _mm256_mullo_epi32(m[2 * c], _mm256_set1_epi32(*bs.add(2 * c))),
+                                _mm256_mullo_epi32(m[2 * c + 1], _mm256_set1_epi32(*bs.add(2 * c + 1))),
+                            );
+                            *acc_m = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), scale_m, *acc_m);
+                        }
+                    }
+                    for c in 0..4 {
+                        let raw: [__m256i; 8] = std::array::from_fn(|k| get(pb, 576 + 256 * c + 32 * k));
+                        let lo = raw.map(|v| _mm256_and_si256(v, low4));
+                        let hi = raw.map(|v| _mm256_and_si256(_mm256_srli_epi16::<4>(v), low4));
+                        let (sc_lo, sc_hi) = (get(pb, 64 + 64 * c), get(pb, 96 + 64 * c));
+                        for (t, acc) in acc.iter_mut().enumerate() {
+                            let a = ab.add(t * Q8_K_A);
+                            let y = a.add(4 + 64 * c);
+                            let (mut s_lo, mut s_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                            for k in 0..8 {
+                                s_lo = $dp(s_lo, lo[k], bcast_i32(y.add(4 * k)));
+                                s_hi = $dp(s_hi, hi[k], bcast_i32(y.add(32 + 4 * k)));
+                            }
+                            let isum = _mm256_add_epi32(
+                                _mm256_mullo_epi32(s_lo, sc_lo),
+                                _mm256_mullo_epi32(s_hi, sc_hi),
+                            );
+                            let scale = _mm256_mul_ps(dw, _mm256_set1_ps(f32_ptr(a)));
+                            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, *acc);
+                        }
+                    }
+                }
             }
+            let mut out = [[0f32; 8]; 8];
+            for (o, (a, m)) in out.iter_mut().zip(acc.iter().zip(&acc_m)) {
+                // SAFETY: `o` is 8 writable f32.
+                unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm256_sub_ps(*a, *m)) };
+            }
+            out
+        }
 
+        /// The dots of 8 Q6_K weight rows, packed by [`pack_q6k_rows`], with a tile of 8 tokens' Q8_K
+        /// activations: `out[t][r]`, bit-identical to [`super::avx2::dot4_q6_k_tiled`] of each pair
+        /// (llama.cpp's order for batches: whole-block integer sums, then `acc += (isum * d_w) * d_a`,
+        /// the last step fused).
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn gemm_q6_k_body(
+            packed: &[u8],
+            tile: &ActTile<'_>,
+            n: usize,
+        ) -> [[f32; 8]; 8] {
+            assert!(
+                n.is_multiple_of(256),
+                "{n} elements are not whole blocks of 256"
+            );
+            let nb = n / 256;
+            assert!(
+                packed.len() >= nb * PACKED_Q6K,
+                "rows not packed for this kernel"
+            );
+            assert!(
+                tile.k8.len() >= 8 * nb * Q8_K_A && tile.kbias16.len() >= 128 * nb,
+                "activation tile not prepared for this kernel"
+            );
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for i in 0..nb {
+                // SAFETY: block i < nb of the packed rows and of every token of the tile is in bounds
+                // (lengths checked above); the offsets are inside the blocks per the layouts.
+                unsafe {
+                    let pb = packed.as_ptr().add(i * PACKED_Q6K);
+                    let dw = _mm256_castsi256_ps(get(pb, 0));
+                    let ab = tile.k8.as_ptr().add(i * 8 * Q8_K_A);
+                    let bias = tile.kbias16.as_ptr().add(i * 128);
+                    let mut isum = [_mm256_setzero_si256(); 8];
+                    for j in 0..8 {
+                        let codes: [__m256i; 8] = std::array::from_fn(|k| get(pb, 544 + 256 * j + 32 * k));
+                        let sc = [get(pb, 32 + 64 * j), get(pb, 64 + 64 * j)];
+                        for (t, isum) in isum.iter_mut().enumerate() {
+                            let y = ab.add(t * Q8_K_A + 4 + 32 * j);
+                            let bt = bias.add(16 * t + 2 * j);
+                            // Each chain starts at -32 * (the sub-block's quant sum): the codes' offset.
+                            let (mut s0, mut s1) = (_mm256_set1_epi32(*bt), _mm256_set1_epi32(*bt.add(1)));
+                            for k in 0..4 {
+                                s0 = $dp(s0, codes[k], bcast_i32(y.add(4 * k)));
+                                s1 = $dp(s1, codes[4 + k], bcast_i32(y.add(16 + 4 * k)));
+                            }
+                            *isum = _mm256_add_epi32(
+                                *isum,
+                                _mm256_add_epi32(
+                                    _mm256_mullo_epi32(s0, sc[0]),
+                                    _mm256_mullo_epi32(s1, sc[1]),
+                                ),
+                            );
+                        }
+                    }
+                    for (t, (acc, isum)) in acc.iter_mut().zip(&isum).enumerate() {
+                        let da = _mm256_set1_ps(f32_ptr(ab.add(t * Q8_K_A)));
+                        *acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(*isum), dw), da, *acc);
+                    }
+                }
+            }
+            let mut out = [[0f32; 8]; 8];
+            for (o, a) in out.iter_mut().zip(&acc) {
+                // SAFETY: `o` is 8 writable f32.
+                unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) };
+            }
+            out
+        }
+
+        $(
             #[target_feature(enable = $features)]
             pub(crate) fn $gemm(
                 packed: &[u8],
                 tile: &ActTile<'_>,
                 n: usize,
             ) -> [[f32; GEMM_ROWS]; GEMM_TOKENS] {
-                // SAFETY: as above.
-                unsafe { $g(packed, tile, n) }
+                // SAFETY: the dispatcher hands this out only on CPUs with these features.
+                unsafe { $body(packed, tile, n) }
             }
         )*
     };
 }
 
+/// Packers, shared by both levels (AVX2 instructions only).
+macro_rules! packers {
+    ($($pack:ident = $body:expr;)*) => {
+        $(
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub(crate) fn $pack(w: [&[u8]; GEMM_ROWS], n: usize, buf: &mut Vec<u8>) {
+                // SAFETY: the dispatcher hands this out only on CPUs with AVX2.
+                unsafe { $body(w, n, buf) }
+            }
+        )*
+    };
+}
+
+packers!(
+    pack_q4_0 = pack32::<K_Q4_0>;
+    pack_q4_1 = pack32::<K_Q4_1>;
+    pack_q5_0 = pack32::<K_Q5_0>;
+    pack_q5_1 = pack32::<K_Q5_1>;
+    pack_q8_0 = pack32::<K_Q8_0>;
+    pack_iq4_nl = pack32::<K_IQ4_NL>;
+    pack_q4_k = pack_q4k_rows;
+    pack_q6_k = pack_q6k_rows;
+);
+
 /// The AVX-512 VNNI level.
 pub(crate) mod vnni {
-    use super::*;
-    entry_points!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-        pack_q4_0 = super::pack32::<K_Q4_0>, gemm_q4_0 = super::gemm32::<K_Q4_0, true>;
-        pack_q4_1 = super::pack32::<K_Q4_1>, gemm_q4_1 = super::gemm32::<K_Q4_1, true>;
-        pack_q5_0 = super::pack32::<K_Q5_0>, gemm_q5_0 = super::gemm32::<K_Q5_0, true>;
-        pack_q5_1 = super::pack32::<K_Q5_1>, gemm_q5_1 = super::gemm32::<K_Q5_1, true>;
-        pack_q8_0 = super::pack32::<K_Q8_0>, gemm_q8_0 = super::gemm32::<K_Q8_0, true>;
-        pack_iq4_nl = super::pack32::<K_IQ4_NL>, gemm_iq4_nl = super::gemm32::<K_IQ4_NL, true>;
-        pack_q4_k = super::pack_q4_k, gemm_q4_k = super::gemm_q4_k::<true>;
-        pack_q6_k = super::pack_q6_k, gemm_q6_k = super::gemm_q6_k::<true>;
+    tile_kernels!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", dp_vnni,
+        gemm_q4_0 = gemm32::<K_Q4_0>;
+        gemm_q4_1 = gemm32::<K_Q4_1>;
+        gemm_q5_0 = gemm32::<K_Q5_0>;
+        gemm_q5_1 = gemm32::<K_Q5_1>;
+        gemm_q8_0 = gemm32::<K_Q8_0>;
+        gemm_iq4_nl = gemm32::<K_IQ4_NL>;
+        gemm_q4_k = gemm_q4_k_body;
+        gemm_q6_k = gemm_q6_k_body;
     );
 }
 
 /// The AVX2 level (no Q8_0 / IQ4_NL: see the module docs).
 pub(crate) mod avx2 {
-    use super::*;
-    entry_points!("avx2,fma,f16c",
-        pack_q4_0 = super::pack32::<K_Q4_0>, gemm_q4_0 = super::gemm32::<K_Q4_0, false>;
-        pack_q4_1 = super::pack32::<K_Q4_1>, gemm_q4_1 = super::gemm32::<K_Q4_1, false>;
-        pack_q5_0 = super::pack32::<K_Q5_0>, gemm_q5_0 = super::gemm32::<K_Q5_0, false>;
-        pack_q5_1 = super::pack32::<K_Q5_1>, gemm_q5_1 = super::gemm32::<K_Q5_1, false>;
-        pack_q4_k = super::pack_q4_k, gemm_q4_k = super::gemm_q4_k::<false>;
-        pack_q6_k = super::pack_q6_k, gemm_q6_k = super::gemm_q6_k::<false>;
+    tile_kernels!("avx2,fma,f16c", dp_avx2,
+        gemm_q4_0 = gemm32::<K_Q4_0>;
+        gemm_q4_1 = gemm32::<K_Q4_1>;
+        gemm_q5_0 = gemm32::<K_Q5_0>;
+        gemm_q5_1 = gemm32::<K_Q5_1>;
+        gemm_q4_k = gemm_q4_k_body;
+        gemm_q6_k = gemm_q6_k_body;
     );
 }
