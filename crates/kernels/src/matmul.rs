@@ -17,7 +17,7 @@
 
 use crate::formats;
 use crate::pool::{SharedMut, ThreadPool};
-use crate::simd::{self, ActRow, Activations, DotKernel, Level, GEMM_ROWS, GEMM_TOKENS};
+use crate::simd::{self, ActRow, ActTile, Activations, DotKernel, Level, GEMM_ROWS, GEMM_TOKENS};
 use crate::KernelError;
 use gguf::GgmlType;
 use std::cell::RefCell;
@@ -243,12 +243,16 @@ unsafe fn run_chunk(
         // Up to PACKED_TILES token tiles per packing of 8 rows: their activations stay in L2
         // while the packed rows (a few KiB) stay in L1.
         for g0 in (0..tiles).step_by(PACKED_TILES) {
-            let gs = g0..(g0 + PACKED_TILES).min(tiles);
+            // Made once here: a tile is 8 row views, as costly as a small gemm to build.
+            let group: Vec<(usize, ActTile)> = (g0..(g0 + PACKED_TILES).min(tiles))
+                .map(|g| (g, acts.tile(g)))
+                .collect();
             for r0 in (rs.start..full).step_by(GEMM_ROWS) {
                 let wr = std::array::from_fn(|k| w.row(r0 + k));
                 kernel.pack(wr, cols, &mut packed);
-                for g in gs.clone() {
-                    let v = kernel.gemm(wr, &packed, &acts.tile(g), cols);
+                for (g, tile) in &group {
+                    let g = *g;
+                    let v = kernel.gemm(wr, &packed, tile, cols);
                     for (j, vt) in v.iter().enumerate() {
                         for (k, &x) in vt.iter().enumerate() {
                             // SAFETY: (g * 8 + j, r0 + k) is ours per the contract.
@@ -258,8 +262,8 @@ unsafe fn run_chunk(
                 }
             }
             // The last rows that make no whole tile, 4 tokens at a time (same bits).
-            for g in gs {
-                let a = &acts.tile(g).rows;
+            for (g, tile) in &group {
+                let (g, a) = (*g, &tile.rows);
                 for r in full..rs.end {
                     for t0 in [0, 4] {
                         let v = kernel.dot4(
