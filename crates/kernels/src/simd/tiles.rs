@@ -8,11 +8,13 @@
 //! lane does, for its row, the steps of the single-token or 4-token kernel in the same order, so
 //! the results are bit-identical to them (the tests check it on every level).
 //!
-//! The two levels differ only in that multiply-add ([`dp`]): `vpdpbusd` with VNNI, and
-//! `maddubs` + `madd` on AVX2, exact as long as no pair of products exceeds i16, which holds for
-//! codes up to 63 (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K); Q8_0 and IQ4_NL, whose biased codes reach
-//! 255, have tiles only with VNNI. The shared code is `#[inline(always)]` and feature-free, and
-//! each entry point instantiates it under its level's `#[target_feature]`.
+//! The two levels differ only in that multiply-add: `vpdpbusd` with VNNI ([`dp_vnni`]), and
+//! `maddubs` + `madd` on AVX2 ([`dp_avx2`]), exact as long as no pair of products exceeds i16,
+//! which holds for codes up to 63 (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K); Q8_0 and IQ4_NL, whose
+//! biased codes reach 255, have tiles only with VNNI. The packers and helpers use AVX2 only and are
+//! shared; the tile bodies are written once in the `tile_kernels!` macro, which each level expands
+//! under its own `#[target_feature]` (a feature-free `#[inline(always)]` body would leave the
+//! intrinsics as calls).
 
 use super::avx2::{bytes_from_bits, f32_ptr, k4_scales_mins, load16, load32, nibbles32, u32_ptr};
 use super::layout::*;
