@@ -576,7 +576,7 @@ impl<'a> ActRow<'a> {
 /// for the kernels with a tile kernel the tokens interleaved block by block, so the kernel walks
 /// one pointer. Prepared Q8_0/Q8_1: for block `b` and token `t`, the 32 quants at
 /// `q8[256 * b + 32 * t..]`, the sums of each 4 of them times minus the weight type's zero point
-/// ([`DotKernel::zero_point`]) at `ls8[64 * b + 8 * t..]` (i32), and the scales at `d8[8 * b + t]` (`s8` likewise). Q8_K: the
+/// (`DotKernel::zero_point`) at `ls8[64 * b + 8 * t..]` (i32), and the scales at `d8[8 * b + t]` (`s8` likewise). Q8_K: the
 /// block itself at `k8[(8 * b + t) * 292..]` and its 8 sub-block sums (32 quants each) at
 /// `ksub8[64 * b + 8 * t..]`, and -32 times its 16 sums of 16 quants (Q6_K's code offset) at
 /// `kbias16[128 * b + 16 * t..]`.
