@@ -112,7 +112,6 @@ for model in "${models[@]}"; do
   echo "time    $file: llama-cli and hearth alternately, $reps runs each" \
     "($threads threads, context $ctx)" >&2
   cat "$model" >/dev/null # into the page cache, so that neither pays for reading the disk
-  # hearth run takes its options before MODEL: everything after MODEL is the prompt.
   for ((i = 0; i < reps; i++)); do
     once "$work/$file.llama" "$llama_cli" -m "$model" -p "$prompt" -n 1 -st -c "$ctx" \
       -t "$threads" --temp 0
