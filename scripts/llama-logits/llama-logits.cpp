@@ -1,11 +1,13 @@
-// Writes llama.cpp's reference record for a long prompt, in the format of
+// Writes llama.cpp's reference record for one prompt, in the format of
 // testdata/reference/<model>/generate.jsonl: the prompt's tokens (add_special, parse_special),
 // the 20 highest logits at its last position after one batched decode, and greedy steps
 // [token, margin] (margin: the gap to the runner-up).
 //
-//   llama-logits MODEL N_CTX N_GREEDY < prompt.txt
+//   llama-logits MODEL N_CTX N_GREEDY [CACHE_TYPE] < prompt.txt
 //
-// Built and run by scripts/long-prompt-reference.sh; 2 threads, f16 KV cache, CPU, llama.cpp's
+// CACHE_TYPE: f16 (default) or q8_0 for both keys and values.
+//
+// Built and run by scripts/llama-reference.sh; 2 threads, CPU, llama.cpp's
 // default batch sizes (the prompt runs as micro-batches of 512 tokens, as Hearth's sessions do).
 #include "llama.h"
 #include <algorithm>
@@ -29,10 +31,11 @@ static void json_string(const std::string & s) {
 }
 
 int main(int argc, char ** argv) {
-    if (argc != 4) {
-        std::fprintf(stderr, "usage: %s MODEL N_CTX N_GREEDY < prompt.txt\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        std::fprintf(stderr, "usage: %s MODEL N_CTX N_GREEDY [f16|q8_0] < prompt.txt\n", argv[0]);
         return 2;
     }
+    const bool q8 = argc == 5 && std::string(argv[4]) == "q8_0";
     llama_log_set(quiet, nullptr);
     llama_backend_init();
     std::string prompt((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
@@ -42,6 +45,10 @@ int main(int argc, char ** argv) {
     cp.n_ctx = std::atoi(argv[2]);
     cp.n_threads = 2;
     cp.n_threads_batch = 2;
+    if (q8) {
+        cp.type_k = GGML_TYPE_Q8_0;
+        cp.type_v = GGML_TYPE_Q8_0;
+    }
     llama_context * ctx = llama_init_from_model(model, cp);
     const llama_vocab * vocab = llama_model_get_vocab(model);
     int n = -llama_tokenize(vocab, prompt.data(), prompt.size(), nullptr, 0, true, true);

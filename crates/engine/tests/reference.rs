@@ -4,7 +4,7 @@
 //! The prompts are fed as llama.cpp's own token ids, so this tests the forward pass alone (the
 //! tokenizer has its own reference tests).
 
-use engine::{argmax, Model, Session};
+use engine::{argmax, KvType, Model, Session};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -59,7 +59,7 @@ fn ids(v: &Value) -> Vec<u32> {
 }
 
 /// Checks every record; returns a list of failures (empty when all match).
-fn check(model_path: &Path, recs: &[Value], tolerance: f32) -> Vec<String> {
+fn check(model_path: &Path, recs: &[Value], tolerance: f32, cache: KvType) -> Vec<String> {
     let model = Model::load(model_path, 2).unwrap();
     let name = model_path
         .file_name()
@@ -73,7 +73,7 @@ fn check(model_path: &Path, recs: &[Value], tolerance: f32) -> Vec<String> {
         if tokens.is_empty() {
             continue;
         }
-        let mut session = Session::new(&model, CONTEXT);
+        let mut session = Session::with_cache_types(&model, CONTEXT, cache, cache).unwrap();
         let mut logits = session.eval(&tokens).unwrap();
         let top = r["top"].as_array().unwrap();
         for pair in top.iter().take(TOP_CHECKED) {
@@ -128,9 +128,14 @@ fn check_real(folder: &str, tolerance: f32) {
     let mut recs = records(&dir.join("tokenize.jsonl"));
     recs.extend(records(&dir.join("generate.jsonl")));
     // Over 512 tokens in one batch: the tile kernels, the tiled attention and Gemma 3's sliding
-    // window (scripts/long-prompt-reference.sh made it with llama.cpp).
+    // window (scripts/llama-reference.sh made it with llama.cpp).
     recs.extend(records(&dir.join("long.jsonl")));
-    let failures = check(&real_model(&format!("{folder}.gguf")), &recs, tolerance);
+    let failures = check(
+        &real_model(&format!("{folder}.gguf")),
+        &recs,
+        tolerance,
+        KvType::F16,
+    );
     assert!(
         failures.is_empty(),
         "{} mismatches:\n{}",
@@ -175,6 +180,36 @@ fn synthetic_models_match_llama_cpp() {
             &gguf,
             &records(&gguf.with_extension("jsonl")),
             LOGIT_TOLERANCE,
+            KvType::F16,
+        ));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The optional q8_0 KV cache against llama.cpp's (`-ctk q8_0 -ctv q8_0`): the generate prompts
+/// and 8 greedy steps of each real model (`q8_0-cache.jsonl`, made with
+/// `scripts/llama-reference.sh`). Hearth quantizes, rotates and reads the
+/// cache as llama.cpp does, so the logits agree to the printed precision.
+#[test]
+fn q8_0_cache_matches_llama_cpp() {
+    let mut failures = Vec::new();
+    for folder in REAL {
+        let recs = records(
+            &repo()
+                .join("testdata/reference")
+                .join(folder)
+                .join("q8_0-cache.jsonl"),
+        );
+        failures.extend(check(
+            &real_model(&format!("{folder}.gguf")),
+            &recs,
+            REAL_MODEL_LOGIT_TOLERANCE,
+            KvType::Q8_0,
         ));
     }
     assert!(
