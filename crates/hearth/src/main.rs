@@ -1,9 +1,14 @@
 //! `hearth`: run open-weight language models on your own machine.
 //!
 //! A thin command line over the library crates: `run` (one answer or an interactive chat),
-//! `tokenize`, `show` and `bench`. The model store, the server and the rest come in later commands.
+//! `tokenize`, `show` and `bench` on a .gguf file or a model in the store, and the store's own
+//! commands `pull`, `list`, `rm`, `cp` and `create`. The server and the rest come in later commands.
 
 mod bench;
+mod manage;
+mod modelfile;
+mod models;
+mod progress;
 mod run;
 mod show;
 
@@ -31,20 +36,31 @@ enum Command {
     Run(run::RunArgs),
     /// Print the token ids of TEXT as a JSON array.
     Tokenize {
-        /// Path to a .gguf model file.
+        /// A model in the store (NAME), or a .gguf file.
         model: PathBuf,
         text: String,
         /// Add no BOS/EOS and treat special-token text as plain text.
         #[arg(long)]
         no_special: bool,
+        #[command(flatten)]
+        store: models::StoreArgs,
     },
-    /// Print a model's architecture, size, quantization, context length and chat template.
-    Show {
-        /// Path to a .gguf model file.
-        model: PathBuf,
-    },
+    /// Print what a model is: architecture, size, quantization, template, parameters…
+    Show(show::ShowArgs),
     /// Measure prompt and generation speed like llama.cpp's llama-bench.
     Bench(bench::BenchArgs),
+    /// Download a model from a registry (Ollama's, hf.co, or any that speaks the same protocol)
+    /// or a .gguf file from a URL into the store, verifying every byte.
+    Pull(manage::PullArgs),
+    /// List the models in the store (and in Ollama's, which Hearth reads).
+    #[command(alias = "ls")]
+    List(manage::ListArgs),
+    /// Remove models from the store, and the files no other model uses.
+    Rm(manage::RmArgs),
+    /// Copy a model under a new name.
+    Cp(manage::CpArgs),
+    /// Create a model from a Modelfile.
+    Create(manage::CreateArgs),
 }
 
 fn main() {
@@ -55,9 +71,15 @@ fn main() {
             model,
             text,
             no_special,
-        } => tokenize(&model, &text, no_special),
-        Command::Show { model } => show::show(&model),
+            store,
+        } => tokenize(&model, &text, no_special, &store),
+        Command::Show(args) => show::show(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Pull(args) => manage::pull(args),
+        Command::List(args) => manage::list(args),
+        Command::Rm(args) => manage::rm(args),
+        Command::Cp(args) => manage::cp(args),
+        Command::Create(args) => manage::create(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -96,8 +118,8 @@ fn open(path: &Path) -> Result<gguf::Gguf> {
     gguf::Gguf::open(path).with_context(|| format!("cannot load {}", path.display()))
 }
 
-fn tokenize(model: &Path, text: &str, no_special: bool) -> Result<()> {
-    let g = open(model)?;
+fn tokenize(model: &Path, text: &str, no_special: bool, store: &models::StoreArgs) -> Result<()> {
+    let g = models::load(model, store, models::IfMissing::Fail)?.gguf;
     let tok = tokenizer::Tokenizer::from_gguf(&g)?;
     let ids = tok.encode(text, !no_special, !no_special);
     println!("{}", serde_json::to_string(&ids)?);

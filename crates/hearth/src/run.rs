@@ -1,6 +1,7 @@
 //! `hearth run`: one answer to a prompt, or an interactive chat.
 
 use anyhow::{bail, Context, Result};
+use chat::ChatTemplate;
 use clap::Args;
 use engine::{
     GenerateOptions, GenerationStats, KvType, Message, Model, Sampler, SamplerConfig, Session,
@@ -11,46 +12,55 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::models::{self, is_go_template, IfMissing, StoreArgs};
+
 #[derive(Args)]
 pub struct RunArgs {
-    /// Path to a .gguf model file.
+    /// A model in the store (NAME; pulled first if it is not there), or a .gguf file.
     model: PathBuf,
     /// The prompt, its words joined by spaces; options may come before or after it. Write it
     /// after `--` when it starts with a dash (`hearth run MODEL --raw -- "-1 is negative"`).
     /// Without one (and with a terminal on standard input) an interactive chat starts.
     prompt: Vec<String>,
-    /// Randomness of sampling; 0 always picks the most likely token.
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f32,
-    /// Sample from the K most likely tokens only (0: all).
-    #[arg(long, default_value_t = 40)]
-    top_k: usize,
-    /// Sample from the smallest set of tokens whose probability adds up to P (1: off).
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f32,
-    /// Drop tokens less likely than P times the most likely one (0: off).
-    #[arg(long, default_value_t = 0.05)]
-    min_p: f32,
-    /// Penalize repeating recent tokens (1: off).
-    #[arg(long, default_value_t = 1.0)]
-    repeat_penalty: f32,
-    /// How many recent tokens the penalties look at.
-    #[arg(long, default_value_t = 64)]
-    repeat_last_n: usize,
-    #[arg(long, default_value_t = 0.0)]
-    presence_penalty: f32,
-    #[arg(long, default_value_t = 0.0)]
-    frequency_penalty: f32,
-    /// Random seed: the same seed and input give the same output (default: a fresh one).
+    /// Randomness of sampling; 0 always picks the most likely token [default: the model's
+    /// PARAMETER, else 0.8; the same for the options below].
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Sample from the K most likely tokens only (0: all) [default: 40].
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Sample from the smallest set of tokens whose probability adds up to P (1: off)
+    /// [default: 0.95].
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Drop tokens less likely than P times the most likely one (0: off) [default: 0.05].
+    #[arg(long)]
+    min_p: Option<f32>,
+    /// Penalize repeating recent tokens (1: off) [default: 1].
+    #[arg(long)]
+    repeat_penalty: Option<f32>,
+    /// How many recent tokens the penalties look at [default: 64].
+    #[arg(long)]
+    repeat_last_n: Option<usize>,
+    /// Penalize tokens that appeared at all among the recent ones (0: off) [default: 0].
+    #[arg(long)]
+    presence_penalty: Option<f32>,
+    /// Penalize tokens by how often they appeared among the recent ones (0: off) [default: 0].
+    #[arg(long)]
+    frequency_penalty: Option<f32>,
+    /// Random seed: the same seed and input give the same output [default: the model's, else a
+    /// fresh one].
     #[arg(long)]
     seed: Option<u64>,
-    /// Maximum number of tokens to generate (-1: until the model stops or the context is full).
-    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
-    num_predict: i64,
-    /// Context size in tokens (default: the model's, at most 4096).
+    /// Maximum number of tokens to generate (-1: until the model stops or the context is full)
+    /// [default: -1].
+    #[arg(long, allow_hyphen_values = true)]
+    num_predict: Option<i64>,
+    /// Context size in tokens (default: the model's num_ctx, else its training context, at most
+    /// 4096).
     #[arg(long)]
     ctx_size: Option<usize>,
-    /// Threads to compute with (default: all cores).
+    /// Threads to compute with (default: the model's num_thread, else all cores).
     #[arg(long)]
     threads: Option<usize>,
     /// How the KV cache stores keys (also -ctk, as llama.cpp): f16, or q8_0 for 34 bytes per 32
@@ -61,10 +71,10 @@ pub struct RunArgs {
     /// How the KV cache stores values (also -ctv): f16 or q8_0, as --cache-type-k.
     #[arg(long, value_name = "TYPE", value_parser = crate::kv_type_parser())]
     cache_type_v: Option<KvType>,
-    /// System message.
+    /// System message (default: the model's SYSTEM).
     #[arg(long)]
     system: Option<String>,
-    /// Stop when this text is generated (may be repeated).
+    /// Stop when this text is generated (may be repeated; default: the model's stop parameters).
     #[arg(long)]
     stop: Vec<String>,
     /// No chat template: continue the prompt exactly as `hearth tokenize` tokenizes it.
@@ -73,39 +83,96 @@ pub struct RunArgs {
     /// Print load time and speeds to standard error.
     #[arg(long)]
     verbose: bool,
+    /// Allow plain http when the model must be pulled first (a self-hosted registry).
+    #[arg(long)]
+    insecure: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// What a run uses: the engine's defaults, overridden by the model's parameters, overridden by
+/// the options given on the command line.
+struct Settings {
+    sampler: SamplerConfig,
+    generate: GenerateOptions,
+    n_ctx: Option<usize>,
+    threads: Option<usize>,
+    /// The model's parameters that Hearth has no use for (Ollama's `mirostat`, `num_gpu`…).
+    unused: Vec<String>,
 }
 
 impl RunArgs {
-    fn sampler_config(&self) -> SamplerConfig {
-        let seed = self.seed.unwrap_or_else(|| {
-            SystemTime::now()
+    fn settings(&self, params: &serde_json::Map<String, serde_json::Value>) -> Result<Settings> {
+        let mut sampler = SamplerConfig {
+            seed: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0)
-        });
-        SamplerConfig {
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            min_p: self.min_p,
-            repeat_penalty: self.repeat_penalty,
-            presence_penalty: self.presence_penalty,
-            frequency_penalty: self.frequency_penalty,
-            penalty_last_n: self.repeat_last_n,
-            seed,
+                .unwrap_or(0),
+            ..SamplerConfig::default()
+        };
+        let mut generate = GenerateOptions::default();
+        let (mut n_ctx, mut threads, mut unused) = (None, None, Vec::new());
+        for (name, value) in params {
+            let bad = || format!("the model's PARAMETER {name} {value} is not usable");
+            let count = || {
+                value
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .with_context(|| format!("{}: it must be a whole number", bad()))
+            };
+            match name.as_str() {
+                "stop" => {
+                    generate.stop = crate::modelfile::values(value)
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_string))
+                        .collect::<Option<_>>()
+                        .with_context(|| format!("{}: stops are strings", bad()))?;
+                }
+                "num_ctx" => n_ctx = Some(count()?),
+                "num_thread" => threads = Some(count()?),
+                // Ollama's -1: a fresh seed each run.
+                "seed" if value.as_i64().is_some_and(|s| s < 0) => {}
+                "seed" => sampler.seed = value.as_u64().with_context(bad)?,
+                name if SAMPLER_PARAMETERS.contains(&name) => {
+                    set_parameter(&mut sampler, &mut generate, name, &value.to_string())
+                        .with_context(bad)?
+                }
+                _ => unused.push(name.clone()),
+            }
         }
-    }
-
-    fn generate_options(&self) -> GenerateOptions {
-        GenerateOptions {
-            max_tokens: usize::try_from(self.num_predict).ok(),
-            stop: self.stop.clone(),
+        let s = &mut sampler;
+        s.temperature = self.temperature.unwrap_or(s.temperature);
+        s.top_k = self.top_k.unwrap_or(s.top_k);
+        s.top_p = self.top_p.unwrap_or(s.top_p);
+        s.min_p = self.min_p.unwrap_or(s.min_p);
+        s.repeat_penalty = self.repeat_penalty.unwrap_or(s.repeat_penalty);
+        s.penalty_last_n = self.repeat_last_n.unwrap_or(s.penalty_last_n);
+        s.presence_penalty = self.presence_penalty.unwrap_or(s.presence_penalty);
+        s.frequency_penalty = self.frequency_penalty.unwrap_or(s.frequency_penalty);
+        s.seed = self.seed.unwrap_or(s.seed);
+        if let Some(n) = self.num_predict {
+            generate.max_tokens = usize::try_from(n).ok();
         }
+        if !self.stop.is_empty() {
+            generate.stop = self.stop.clone();
+        }
+        Ok(Settings {
+            sampler,
+            generate,
+            n_ctx: self.ctx_size.or(n_ctx),
+            threads: self.threads.or(threads),
+            unused,
+        })
     }
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let threads = args.threads.unwrap_or_else(|| {
+    let insecure = args.insecure;
+    let loaded = models::load(&args.model, &args.store, IfMissing::Pull { insecure })?;
+    let stored = loaded.stored.as_ref();
+    let no_params = serde_json::Map::new();
+    let settings = args.settings(stored.map_or(&no_params, |s| &s.params))?;
+    let threads = settings.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -117,11 +184,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     let type_k = args.cache_type_k.or(env_type).unwrap_or_default();
     let type_v = args.cache_type_v.or(env_type).unwrap_or_default();
     let t0 = Instant::now();
-    let model = Model::load(&args.model, threads)
-        .with_context(|| format!("cannot load {}", args.model.display()))?;
+    let mut model = Model::from_gguf(loaded.gguf, threads)
+        .with_context(|| format!("cannot load {}", loaded.label))?;
     let load_time = t0.elapsed();
-    let n_ctx = args
-        .ctx_size
+    let n_ctx = settings
+        .n_ctx
         .unwrap_or_else(|| model.hparams.n_ctx_train.min(4096));
     if n_ctx == 0 {
         bail!("--ctx-size must be at least 1");
@@ -129,13 +196,23 @@ pub fn run(args: RunArgs) -> Result<()> {
     if args.verbose {
         eprintln!(
             "loaded {} ({}) in {:.2} s; {} threads, {} kernels, context {}",
-            args.model.display(),
+            loaded.label,
             model.hparams.arch.name(),
             load_time.as_secs_f64(),
             model.n_threads(),
             kernels::cpu_features(),
             n_ctx
         );
+        if !settings.unused.is_empty() {
+            eprintln!(
+                "the model's parameters {} do not apply to Hearth and are ignored",
+                settings.unused.join(", ")
+            );
+        }
+    }
+    if let Some(template) = stored.and_then(|s| s.template.as_deref()) {
+        use_template(&mut model, template, args.verbose)
+            .with_context(|| format!("the TEMPLATE of {} cannot be used", loaded.label))?;
     }
     let mut session = Session::with_cache_types(&model, n_ctx, type_k, type_v)?;
     if args.verbose {
@@ -144,6 +221,18 @@ pub fn run(args: RunArgs) -> Result<()> {
             session.cache().bytes() as f64 / (1024.0 * 1024.0)
         );
     }
+    let chat = Chat {
+        system: args
+            .system
+            .clone()
+            .or_else(|| stored.and_then(|s| s.system.clone())),
+        preamble: stored.map_or(Vec::new(), |s| {
+            s.messages
+                .iter()
+                .map(|m| message(&m.role, &m.content))
+                .collect()
+        }),
+    };
 
     let mut prompt = args.prompt.join(" ");
     if prompt.is_empty() && !std::io::stdin().is_terminal() {
@@ -152,21 +241,16 @@ pub fn run(args: RunArgs) -> Result<()> {
             .context("cannot read the prompt from standard input")?;
     }
     if prompt.is_empty() {
-        return interactive(&args, &model, &mut session);
+        return interactive(&args, settings, chat, &model, &mut session);
     }
     let tokens = if args.raw {
         model.tokenizer.encode(&prompt, true, true)
     } else {
-        let mut messages = Vec::new();
-        if let Some(s) = &args.system {
-            messages.push(message("system", s));
-        }
-        messages.push(message("user", &prompt));
-        model.chat_tokens(&messages, true)?
+        model.chat_tokens(&chat.messages(&[message("user", &prompt)]), true)?
     };
-    let mut sampler = Sampler::new(args.sampler_config());
+    let mut sampler = Sampler::new(settings.sampler);
     let mut out = std::io::stdout().lock();
-    let stats = session.generate(&tokens, &mut sampler, &args.generate_options(), |text| {
+    let stats = session.generate(&tokens, &mut sampler, &settings.generate, |text| {
         out.write_all(text.as_bytes()).is_ok() && out.flush().is_ok()
     })?;
     if !args.raw {
@@ -176,6 +260,44 @@ pub fn run(args: RunArgs) -> Result<()> {
         report(&stats);
     }
     Ok(())
+}
+
+/// A model's TEMPLATE layer replaces the GGUF's chat template when it is Jinja (written by
+/// `hearth create`); a Go template (from Ollama's registry) cannot be rendered, and the GGUF's
+/// own template, which such models also carry, is kept.
+fn use_template(model: &mut Model, template: &str, verbose: bool) -> Result<()> {
+    if is_go_template(template) {
+        if verbose {
+            eprintln!(
+                "template: the model's TEMPLATE is an Ollama Go template, which Hearth does not \
+                 render; using the GGUF's chat template"
+            );
+        }
+        return Ok(());
+    }
+    let tok = &model.tokenizer;
+    let text = |id: Option<u32>| id.map_or("", |i| tok.token_text(i));
+    model.template = ChatTemplate::new(template, text(tok.bos()), text(tok.eos()))?;
+    if verbose {
+        eprintln!("template: the model's TEMPLATE");
+    }
+    Ok(())
+}
+
+/// What every chat turn starts with: the system message, then the model's few-shot messages.
+struct Chat {
+    system: Option<String>,
+    preamble: Vec<Message>,
+}
+
+impl Chat {
+    fn messages(&self, conversation: &[Message]) -> Vec<Message> {
+        let system = self.system.iter().map(|s| message("system", s));
+        system
+            .chain(self.preamble.iter().cloned())
+            .chain(conversation.iter().cloned())
+            .collect()
+    }
 }
 
 /// The cache type `HEARTH_KV_CACHE_TYPE` names for both keys and values (unset or empty: none).
@@ -224,16 +346,20 @@ const HELP: &str = "Commands:
   \"\"\"                         begin or end multi-line input
 Ctrl-C stops the current answer.";
 
-fn interactive(args: &RunArgs, model: &Model, session: &mut Session) -> Result<()> {
+fn interactive(
+    args: &RunArgs,
+    settings: Settings,
+    mut chat: Chat,
+    model: &Model,
+    session: &mut Session,
+) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .context("cannot install the Ctrl-C handler")?;
     }
-    let mut cfg = args.sampler_config();
-    let mut opts = args.generate_options();
-    let mut system = args.system.clone();
+    let (mut cfg, mut opts) = (settings.sampler, settings.generate);
     let mut history: Vec<Message> = Vec::new();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
@@ -278,7 +404,7 @@ fn interactive(args: &RunArgs, model: &Model, session: &mut Session) -> Result<(
                 ["set", "system", ..] => {
                     let text =
                         cmd.trim_start()["set".len()..].trim_start()["system".len()..].trim();
-                    system = Some(text.to_string());
+                    chat.system = Some(text.to_string());
                     history.clear();
                     eprintln!("Set the system message.");
                 }
@@ -293,12 +419,7 @@ fn interactive(args: &RunArgs, model: &Model, session: &mut Session) -> Result<(
             continue;
         }
         history.push(message("user", trimmed));
-        let mut messages = Vec::new();
-        if let Some(s) = &system {
-            messages.push(message("system", s));
-        }
-        messages.extend(history.iter().cloned());
-        let tokens = match model.chat_tokens(&messages, true) {
+        let tokens = match model.chat_tokens(&chat.messages(&history), true) {
             Ok(t) => t,
             Err(e) => {
                 history.pop();
@@ -332,6 +453,20 @@ fn interactive(args: &RunArgs, model: &Model, session: &mut Session) -> Result<(
     }
     Ok(())
 }
+
+/// The options [`set_parameter`] sets (besides `seed`, which a model's parameters may leave
+/// random).
+const SAMPLER_PARAMETERS: [&str; 9] = [
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repeat_penalty",
+    "repeat_last_n",
+    "presence_penalty",
+    "frequency_penalty",
+    "num_predict",
+];
 
 fn set_parameter(
     cfg: &mut SamplerConfig,

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{hearth, synthetic};
+use common::{hearth, prompt_tokens, synthetic};
 
 fn first_record(model: &str) -> Value {
     let text = std::fs::read_to_string(synthetic(model).with_extension("jsonl")).unwrap();
@@ -233,18 +233,6 @@ fn bad_cache_types_are_clear_errors() {
         err.contains("HEARTH_KV_CACHE_TYPE=q4") && err.contains("unknown KV cache type `q4`"),
         "{err}"
     );
-}
-
-/// The number in `--verbose`'s "prompt eval: N tokens" line.
-fn prompt_tokens(stderr: &[u8]) -> usize {
-    let err = String::from_utf8_lossy(stderr);
-    let at = err.find("prompt eval: ").expect("a prompt eval line") + "prompt eval: ".len();
-    err[at..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// Regression: the prompt took every argument after it, options included (`hearth run MODEL

@@ -1,5 +1,5 @@
-//! Acceptance tests of the model store against a real HTTP registry on loopback (see
-//! `support/`), serving the synthetic GGUF models of `testdata/reference/synthetic`.
+//! Acceptance tests of the model store against a real HTTP registry on loopback (the
+//! `test-registry` crate), serving the synthetic GGUF models of `testdata/reference/synthetic`.
 
 mod support;
 
@@ -12,9 +12,8 @@ use std::time::Duration;
 use store::{
     media_type, Digest, ModelName, Modelfile, PullEvent, PullSource, Source, Store, StoreError,
 };
-use support::{
-    manifest_json, snapshot, synthetic, synthetic_path, test_options, wait_until, Fault, Registry,
-};
+use support::{snapshot, synthetic, synthetic_path, wait_until};
+use test_registry::{manifest_json, test_options, Fault, Registry};
 
 const MODEL_FILE: &str = "llama3-synthetic-q4_0.gguf";
 const TEMPLATE: &str = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}";

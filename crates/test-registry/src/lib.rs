@@ -1,14 +1,22 @@
-//! Test fixtures: a small HTTP/1.1 registry on loopback that can be told to misbehave, and
-//! helpers to build manifests and compare store directories.
+//! A small HTTP/1.1 model registry on loopback for tests: it serves manifests and blobs the way
+//! Ollama's registry does (`/v2/<namespace>/<model>/manifests/<tag>`, `/v2/…/blobs/<digest>`),
+//! plus plain files for URL pulls, and can be told to misbehave ([`Fault`]) so that resume, retry
+//! and verification can be tested against a real socket.
+//!
+//! - [`Registry::start`] binds `127.0.0.1:0`; [`Registry::host`] is the host part of the model
+//!   names it serves; [`Registry::add_model`] serves a model from its layers' bytes.
+//! - [`manifest_json`] writes a manifest with digests as given (valid or hostile).
+//! - [`test_options`] are [`PullOptions`] for loopback: plain http, short backoff.
+//!
+//! Used by the `store` crate's acceptance tests and the `hearth` binary's end-to-end tests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use store::{media_type, Digest, PullOptions};
 
@@ -338,43 +346,5 @@ pub fn test_options() -> PullOptions {
         retry_delay: Duration::from_millis(10),
         stall_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),
-    }
-}
-
-/// A synthetic model from the shared reference data.
-pub fn synthetic(file: &str) -> Vec<u8> {
-    std::fs::read(synthetic_path(file)).unwrap()
-}
-
-pub fn synthetic_path(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/reference/synthetic")
-        .join(file)
-}
-
-/// Every file under `dir` with its content digest: equal snapshots mean nothing was touched.
-pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.insert(path.clone(), "dir".into());
-            out.extend(snapshot(&path));
-        } else {
-            out.insert(path.clone(), Digest::of_file(&path).unwrap().0.to_string());
-        }
-    }
-    out
-}
-
-/// Polls `check` every 10 ms until it holds, failing after `limit`.
-pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(10));
     }
 }
