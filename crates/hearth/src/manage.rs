@@ -160,6 +160,10 @@ pub struct CreateArgs {
     /// MESSAGE, LICENSE.
     #[arg(short, long, value_name = "PATH", default_value = "Modelfile")]
     file: PathBuf,
+    /// Re-quantize the FROM model's weights (F32, F16, BF16 or Q8_0) into q8_0, q4_0, q4_K_M or
+    /// q5_K_M, with llama.cpp's per-tensor choices
+    #[arg(short, long, value_name = "TYPE")]
+    quantize: Option<quantize::Target>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -190,8 +194,45 @@ pub fn create(args: CreateArgs) -> Result<()> {
     let dir = args.file.parent().unwrap_or(std::path::Path::new(""));
     let store = args.store.open()?;
     eprintln!("creating {} from {}", args.name, modelfile.from);
-    store.create(&args.name, &modelfile, dir)?;
+    match args.quantize {
+        None => store.create(&args.name, &modelfile, dir)?,
+        Some(target) => {
+            let mut convert = |src: &std::path::Path, dst: &std::path::Path| {
+                requantize(src, dst, target).map_err(Into::into)
+            };
+            store.create_converted(&args.name, &modelfile, dir, &mut convert)?
+        }
+    }
     eprintln!("success");
+    Ok(())
+}
+
+/// `hearth create --quantize`: one bar step per tensor, then the sizes.
+fn requantize(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    target: quantize::Target,
+) -> Result<(), quantize::QuantizeError> {
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "quantizing {percent:>3}% [{wide_bar}] {pos}/{len} tensors {msg}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    let report = quantize::quantize_file(src, dst, target, &mut |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_message(p.tensor.name.clone());
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    eprintln!(
+        "quantized to {}: {} -> {}",
+        target.name(),
+        indicatif::DecimalBytes(report.src_bytes),
+        indicatif::DecimalBytes(report.dst_bytes)
+    );
     Ok(())
 }
 

@@ -368,3 +368,47 @@ fn real_model_pulls_and_runs_by_name_when_present() {
     assert!(!text.trim().is_empty(), "no text generated");
     assert_eq!(text, want);
 }
+
+/// `hearth create --quantize` re-quantizes the FROM model (here an F16 file, then a model in the
+/// store) and installs the result: the new model is Q8_0 / Q4_K_M, keeps the Modelfile's
+/// parameters, and runs; a quantized FROM is refused with the quantizer's message.
+#[test]
+fn create_quantize_installs_a_requantized_model() {
+    let store = TestStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(
+        synthetic("llama3-synthetic-f16.gguf"),
+        dir.path().join("f16.gguf"),
+    )
+    .unwrap();
+    let modelfile = dir.path().join("Modelfile");
+    fs::write(&modelfile, "FROM ./f16.gguf\nPARAMETER temperature 0\n").unwrap();
+    let (_, err) = store.ok(&[
+        "create",
+        "small",
+        "-f",
+        path(&modelfile),
+        "--quantize",
+        "q8_0",
+    ]);
+    assert!(err.contains("quantized to q8_0"), "{err}");
+    let (shown, _) = store.ok(&["show", "small"]);
+    assert!(shown.contains("quantization        Q8_0"), "{shown}");
+    let (params, _) = store.ok(&["show", "small", "--parameters"]);
+    assert!(params.contains("temperature"), "{params}");
+    let (text, _) = store.ok(&["run", "small", "--num-predict", "3", "Hi"]);
+    assert!(!text.is_empty());
+
+    // From a model in the store, to a K-quant mix.
+    fs::write(&modelfile, "FROM small\n").unwrap();
+    store.ok(&["create", "smaller", "-f", path(&modelfile), "-q", "Q4_K_M"]);
+    let (shown, _) = store.ok(&["show", "smaller"]);
+    assert!(shown.contains("Q4_K"), "{shown}");
+
+    fs::write(&modelfile, "FROM smaller\n").unwrap();
+    let out = store.hearth(&["create", "again", "-f", path(&modelfile), "-q", "q4_0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot create again"), "{err}");
+    assert!(!store.ok(&["list"]).0.contains("again"));
+}

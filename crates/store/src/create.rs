@@ -1,19 +1,40 @@
 //! Creating models: importing a .gguf file, and applying a [`Modelfile`] on top of a base.
 
+use std::fs;
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
+use crate::error::io_err;
 use crate::error::{Result, StoreError};
+use crate::fsx::temp_sibling;
 use crate::manifest::{media_type, Layer, Manifest};
 use crate::modelfile::{Base, Modelfile};
 use crate::name::ModelName;
 use crate::store::{read_text_blob, Store};
 
+/// A conversion of a model file for [`Store::create_converted`]: `(src, dst)`.
+pub type Convert<'a> = dyn FnMut(&Path, &Path) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>
+    + 'a;
+
+/// Deletes a temporary file when dropped (it may not exist).
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.0);
+    }
+}
+
 impl Store {
     /// Imports a .gguf file as model `name`, as a Modelfile holding only `FROM <path>` would.
     pub fn import(&self, name: &ModelName, path: &Path) -> Result<()> {
-        self.create_from(name, &Base::File(path.to_path_buf()), &Modelfile::default())
+        self.create_from(
+            name,
+            &Base::File(path.to_path_buf()),
+            &Modelfile::default(),
+            None,
+        )
     }
 
     /// Creates model `name` from a Modelfile; `dir` is the directory relative `FROM` paths start
@@ -22,10 +43,30 @@ impl Store {
     /// Modelfile's template, system message, license and messages replace the base's; its
     /// parameters are merged over the base's.
     pub fn create(&self, name: &ModelName, modelfile: &Modelfile, dir: &Path) -> Result<()> {
-        self.create_from(name, &modelfile.base(dir)?, modelfile)
+        self.create_from(name, &modelfile.base(dir)?, modelfile, None)
     }
 
-    fn create_from(&self, name: &ModelName, base: &Base, m: &Modelfile) -> Result<()> {
+    /// [`Store::create`] with the base's weights rewritten into a new model blob (for example
+    /// re-quantized): `convert(src, dst)` reads the base GGUF at `src` and writes the new one at
+    /// `dst`, a temporary path inside the store (so the result is linked, not copied, into
+    /// place). The new file is validated like an imported one; the base's other layers are kept.
+    pub fn create_converted(
+        &self,
+        name: &ModelName,
+        modelfile: &Modelfile,
+        dir: &Path,
+        convert: &mut Convert<'_>,
+    ) -> Result<()> {
+        self.create_from(name, &modelfile.base(dir)?, modelfile, Some(convert))
+    }
+
+    fn create_from(
+        &self,
+        name: &ModelName,
+        base: &Base,
+        m: &Modelfile,
+        convert: Option<&mut Convert<'_>>,
+    ) -> Result<()> {
         let gguf_error = |path: &Path| {
             let path = path.to_path_buf();
             move |source| StoreError::Gguf { path, source }
@@ -35,6 +76,26 @@ impl Store {
             gguf::Gguf::open(path).map_err(gguf_error(path))?;
         }
         let _lock = self.lock_shared()?;
+        let converted = match (convert, base) {
+            (Some(convert), base) => {
+                let src = match base {
+                    Base::File(path) => path.clone(),
+                    Base::Model(from) => self.resolve(from)?.model_path,
+                };
+                fs::create_dir_all(self.root())
+                    .map_err(io_err("create the directory", self.root()))?;
+                let dst = temp_sibling(&self.root().join("converted.gguf"));
+                // Removed whether the conversion and install succeed or not.
+                let _cleanup = RemoveOnDrop(&dst);
+                convert(&src, &dst).map_err(|source| StoreError::Convert {
+                    name: name.to_string(),
+                    source,
+                })?;
+                gguf::Gguf::open(&dst).map_err(gguf_error(&dst))?;
+                Some(self.install_file(&dst, None, &format!("the converted {name}"))?)
+            }
+            (None, _) => None,
+        };
         let mut layers = match base {
             Base::File(path) => {
                 let (digest, size) = self.install_file(path, None, &path.display().to_string())?;
@@ -53,6 +114,15 @@ impl Store {
                 manifest.layers
             }
         };
+        if let Some((digest, size)) = converted {
+            // In place, so the model layer keeps its position.
+            for layer in layers
+                .iter_mut()
+                .filter(|l| l.media_type == media_type::MODEL)
+            {
+                (layer.digest, layer.size) = (digest.clone(), size);
+            }
+        }
         let shown = name.to_string();
         let model = layers
             .iter()

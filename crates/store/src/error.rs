@@ -159,6 +159,14 @@ pub enum StoreError {
     #[error("{name} cannot be used by Hearth: {reason}")]
     Unsupported { name: String, reason: String },
 
+    /// [`crate::Store::create_converted`]'s conversion failed; nothing was installed.
+    #[error("cannot create {name}: converting its model file failed: {source}")]
+    Convert {
+        name: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// The name is in neither the Hearth store nor the Ollama store.
     #[error("model {name} is not in the store: pull it first (hearth pull {name})")]
     NotInStore { name: String },

@@ -47,6 +47,7 @@ mod pull;
 mod store;
 mod verify;
 
+pub use create::Convert;
 pub use digest::Digest;
 pub use error::{Result, StoreError};
 pub use manifest::{

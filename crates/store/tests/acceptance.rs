@@ -890,3 +890,51 @@ fn real_test_model_pulls_and_verifies_when_present() {
     let gguf = store.verify(&store.resolve(&name).unwrap()).unwrap();
     assert_eq!(gguf.architecture(), Some("llama"));
 }
+
+/// `create_converted` (behind `hearth create --quantize`) installs what the conversion wrote in
+/// place of the base's model layer, keeps the base's other layers, and leaves nothing behind
+/// when the conversion fails.
+#[test]
+fn create_converted_replaces_the_model_layer_and_cleans_up_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let base = ModelName::parse("base").unwrap();
+    store.import(&base, &synthetic_path(MODEL_FILE)).unwrap();
+    let mut modelfile = Modelfile::parse("FROM base\nSYSTEM Be brief.\n").unwrap();
+
+    // A stand-in conversion: another synthetic model's bytes.
+    let other = synthetic_path("llama3-synthetic-q8_0.gguf");
+    let converted = ModelName::parse("converted").unwrap();
+    let mut copy = |src: &Path, dst: &Path| {
+        assert_eq!(src, store.resolve(&base).unwrap().model_path);
+        fs::copy(&other, dst).map(drop).map_err(|e| e.into())
+    };
+    store
+        .create_converted(&converted, &modelfile, dir.path(), &mut copy)
+        .unwrap();
+    let got = store.resolve(&converted).unwrap();
+    assert_eq!(got.model.digest, Digest::of_file(&other).unwrap().0);
+    assert_eq!(got.system.as_deref(), Some("Be brief."));
+    store.verify(&got).unwrap();
+
+    // A failing conversion, and one that writes something that is not a GGUF file.
+    modelfile.system = None;
+    let failed = ModelName::parse("failed").unwrap();
+    let mut fail = |_: &Path, _: &Path| Err("out of memory".into());
+    let err = store
+        .create_converted(&failed, &modelfile, dir.path(), &mut fail)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Convert { .. }), "{err}");
+    let mut garbage = |_: &Path, dst: &Path| fs::write(dst, b"garbage").map_err(|e| e.into());
+    let err = store
+        .create_converted(&failed, &modelfile, dir.path(), &mut garbage)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Gguf { .. }), "{err}");
+    assert!(!store.contains(&failed).unwrap());
+    let leftovers: Vec<_> = fs::read_dir(store.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("converted"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
