@@ -59,13 +59,13 @@ impl Model {
         let hparams = HParams::from_gguf(&gguf)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let weights = Weights::load(&gguf, &hparams, tokenizer.vocab_size())?;
-        let text = |id: Option<u32>| id.map(|i| tokenizer.token_text(i).to_string());
+        let (bos, eos) = special_texts(&tokenizer);
         let template = ChatTemplate::for_model(
             gguf.get("tokenizer.chat_template")
                 .and_then(gguf::Value::as_str),
             hparams.arch.name(),
-            &text(tokenizer.bos()).unwrap_or_default(),
-            &text(tokenizer.eos()).unwrap_or_default(),
+            bos,
+            eos,
         )?;
         Ok(Model {
             gguf,
@@ -76,6 +76,14 @@ impl Model {
             pool: ThreadPool::new(n_threads.max(1)),
             buffers: Mutex::default(),
         })
+    }
+
+    /// Replaces the chat template with Jinja `source` (a store model's `TEMPLATE`), rendered
+    /// with this model's BOS and EOS texts as the file's own template is.
+    pub fn set_template(&mut self, source: &str) -> Result<(), EngineError> {
+        let (bos, eos) = special_texts(&self.tokenizer);
+        self.template = ChatTemplate::new(source, bos, eos)?;
+        Ok(())
     }
 
     pub fn n_vocab(&self) -> usize {
@@ -379,4 +387,10 @@ impl Model {
         };
         Ok(logits)
     }
+}
+
+/// The texts of the BOS and EOS tokens ("" where the model has none), which templates print.
+fn special_texts(tokenizer: &Tokenizer) -> (&str, &str) {
+    let text = |id: Option<u32>| id.map_or("", |i| tokenizer.token_text(i));
+    (text(tokenizer.bos()), text(tokenizer.eos()))
 }

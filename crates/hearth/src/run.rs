@@ -1,7 +1,6 @@
 //! `hearth run`: one answer to a prompt, or an interactive chat.
 
 use anyhow::{bail, Context, Result};
-use chat::ChatTemplate;
 use clap::Args;
 use engine::{
     GenerateOptions, GenerationStats, KvType, Message, Model, Sampler, SamplerConfig, Session,
@@ -275,9 +274,7 @@ fn use_template(model: &mut Model, template: &str, verbose: bool) -> Result<()> 
         }
         return Ok(());
     }
-    let tok = &model.tokenizer;
-    let text = |id: Option<u32>| id.map_or("", |i| tok.token_text(i));
-    model.template = ChatTemplate::new(template, text(tok.bos()), text(tok.eos()))?;
+    model.set_template(template)?;
     if verbose {
         eprintln!("template: the model's TEMPLATE");
     }
