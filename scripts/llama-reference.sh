@@ -5,7 +5,9 @@
 #                      (scripts/llama-logits/long-prompt.txt), which takes the batched kernels, the
 #                      tiled attention and Gemma 3's sliding window;
 #   q8_0-cache.jsonl   logits and 8 greedy steps for each prompt of generate.jsonl with a q8_0 KV
-#                      cache (llama.cpp's -ctk q8_0 -ctv q8_0).
+#                      cache (llama.cpp's -ctk q8_0 -ctv q8_0);
+#   embed.jsonl        for each prompt of generate.jsonl, the final hidden states mean-pooled and
+#                      scaled to unit length (llama.cpp's --pooling mean --embd-normalize 2).
 #
 #   scripts/llama-reference.sh [MODEL...]      MODEL: smollm2, gemma3, qwen2 (default: all)
 #
@@ -31,12 +33,13 @@ for name in "${want[@]}"; do
   "$python" - "$tool" "$model" "$dir" <<'PY'
 import json, subprocess, sys
 tool, model, folder = sys.argv[1:]
-with open(f"{folder}/q8_0-cache.jsonl", "w") as out:
-    for line in open(f"{folder}/generate.jsonl"):
-        prompt = json.loads(line)["prompt"]
-        run = subprocess.run([tool, model, "512", "8", "q8_0"], input=prompt.encode(),
-                             capture_output=True, check=True)
-        out.write(run.stdout.decode())
+prompts = [json.loads(line)["prompt"] for line in open(f"{folder}/generate.jsonl")]
+for file, args in [("q8_0-cache.jsonl", ["8", "q8_0"]), ("embed.jsonl", ["embed"])]:
+    with open(f"{folder}/{file}", "w") as out:
+        for prompt in prompts:
+            run = subprocess.run([tool, model, "512", *args], input=prompt.encode(),
+                                 capture_output=True, check=True)
+            out.write(run.stdout.decode())
 PY
-  echo "wrote $dir/long.jsonl and $dir/q8_0-cache.jsonl" >&2
+  echo "wrote $dir/long.jsonl, q8_0-cache.jsonl and embed.jsonl" >&2
 done

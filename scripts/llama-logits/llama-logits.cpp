@@ -4,13 +4,17 @@
 // [token, margin] (margin: the gap to the runner-up).
 //
 //   llama-logits MODEL N_CTX N_GREEDY [CACHE_TYPE] < prompt.txt
+//   llama-logits MODEL N_CTX embed < prompt.txt
 //
-// CACHE_TYPE: f16 (default) or q8_0 for both keys and values.
+// CACHE_TYPE: f16 (default) or q8_0 for both keys and values. `embed` writes instead
+// {"prompt", "tokens", "embedding"}: the final hidden states mean-pooled and scaled to unit length
+// (llama.cpp's --pooling mean --embd-normalize 2).
 //
 // Built and run by scripts/llama-reference.sh; 2 threads, CPU, llama.cpp's
 // default batch sizes (the prompt runs as micro-batches of 512 tokens, as Hearth's sessions do).
 #include "llama.h"
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -36,6 +40,7 @@ int main(int argc, char ** argv) {
         return 2;
     }
     const bool q8 = argc == 5 && std::string(argv[4]) == "q8_0";
+    const bool embed = std::string(argv[3]) == "embed";
     llama_log_set(quiet, nullptr);
     llama_backend_init();
     std::string prompt((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
@@ -45,6 +50,10 @@ int main(int argc, char ** argv) {
     cp.n_ctx = std::atoi(argv[2]);
     cp.n_threads = 2;
     cp.n_threads_batch = 2;
+    if (embed) {
+        cp.embeddings = true;
+        cp.pooling_type = LLAMA_POOLING_TYPE_MEAN;
+    }
     if (q8) {
         cp.type_k = GGML_TYPE_Q8_0;
         cp.type_v = GGML_TYPE_Q8_0;
@@ -55,6 +64,21 @@ int main(int argc, char ** argv) {
     std::vector<llama_token> toks(n);
     llama_tokenize(vocab, prompt.data(), prompt.size(), toks.data(), n, true, true);
     if (llama_decode(ctx, llama_batch_get_one(toks.data(), toks.size()))) return 1;
+    if (embed) {
+        const float * e = llama_get_embeddings_seq(ctx, 0);
+        const int n_embd = llama_model_n_embd(model);
+        double norm = 0;
+        for (int i = 0; i < n_embd; i++) norm += (double) e[i] * e[i];
+        norm = std::sqrt(norm);
+        std::printf("{\"prompt\":");
+        json_string(prompt);
+        std::printf(",\"tokens\":[");
+        for (int i = 0; i < n; i++) std::printf("%s%d", i ? "," : "", toks[i]);
+        std::printf("],\"embedding\":[");
+        for (int i = 0; i < n_embd; i++) std::printf("%s%.7g", i ? "," : "", e[i] / norm);
+        std::printf("]}\n");
+        return 0;
+    }
     const int n_vocab = llama_vocab_n_tokens(vocab);
     auto ranked = [&]() {
         const float * l = llama_get_logits_ith(ctx, -1);

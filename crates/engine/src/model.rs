@@ -168,6 +168,42 @@ impl Model {
         pos: usize,
         all_logits: bool,
     ) -> Result<Vec<f32>, EngineError> {
+        let head = if all_logits {
+            Head::AllLogits
+        } else {
+            Head::LastLogits
+        };
+        self.run(cache, tokens, pos, head)
+    }
+
+    /// An embedding of `tokens`: the final (normalised) hidden states averaged over the tokens,
+    /// scaled to unit length, as Ollama returns for a generative model. The tokens run in
+    /// batches of 512 through a cache of their own.
+    pub fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+        if tokens.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let d = self.hparams.n_embd;
+        let mut cache = self.new_cache(tokens.len());
+        let mut sum = vec![0f64; d];
+        for (i, chunk) in tokens.chunks(512).enumerate() {
+            let hidden = self.run(&mut cache, chunk, i * 512, Head::Hidden)?;
+            for row in hidden.chunks_exact(d) {
+                sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
+            }
+        }
+        let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+        Ok(sum.iter().map(|v| (v * scale) as f32).collect())
+    }
+
+    fn run(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        pos: usize,
+        head: Head,
+    ) -> Result<Vec<f32>, EngineError> {
         let hp = &self.hparams;
         let n = tokens.len();
         if n == 0 {
@@ -359,15 +395,18 @@ impl Model {
         }
 
         // Only the positions whose logits are wanted go through the head.
-        let (rows, n_out) = if all_logits {
-            (&mut x[..], n)
-        } else {
-            (&mut x[(n - 1) * d..], 1)
+        let (rows, n_out) = match head {
+            Head::LastLogits => (&mut x[(n - 1) * d..], 1),
+            Head::AllLogits | Head::Hidden => (&mut x[..], n),
         };
         self.for_rows(rows, d, &|_, rows| rms_norm(rows, &w.output_norm, eps));
         let mut logits = Vec::new();
-        self.matmuls([&w.output], rows, n_out, [&mut logits]);
-        if let Some(c) = hp.final_logit_softcap {
+        if head == Head::Hidden {
+            logits.extend_from_slice(rows);
+        } else {
+            self.matmuls([&w.output], rows, n_out, [&mut logits]);
+        }
+        if let (Some(c), false) = (hp.final_logit_softcap, head == Head::Hidden) {
             self.for_rows(&mut logits, 1, &|_, ls| {
                 ls.iter_mut().for_each(|l| *l = (*l * (1.0 / c)).tanh() * c);
             });
@@ -393,4 +432,15 @@ impl Model {
 fn special_texts(tokenizer: &Tokenizer) -> (&str, &str) {
     let text = |id: Option<u32>| id.map_or("", |i| tokenizer.token_text(i));
     (text(tokenizer.bos()), text(tokenizer.eos()))
+}
+
+/// What [`Model::run`] returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Head {
+    /// The last token's logits.
+    LastLogits,
+    /// Every token's logits.
+    AllLogits,
+    /// Every token's final hidden state, after the output norm.
+    Hidden,
 }

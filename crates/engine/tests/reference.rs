@@ -219,3 +219,40 @@ fn q8_0_cache_matches_llama_cpp() {
         failures.join("\n")
     );
 }
+
+/// Largest difference allowed per component of a unit-length embedding: llama.cpp averages the
+/// hidden states with a matrix product in f32, Hearth in f64, so the last bits differ.
+const EMBEDDING_TOLERANCE: f32 = 1e-5;
+
+/// `Model::embed` against llama.cpp's mean-pooled, normalised embeddings (`embed.jsonl`, made by
+/// `scripts/llama-reference.sh`) on the generate prompts of each real model.
+#[test]
+fn embeddings_match_llama_cpp() {
+    let mut failures = Vec::new();
+    for folder in REAL {
+        let model = Model::load(&real_model(&format!("{folder}.gguf")), 2).unwrap();
+        let path = repo()
+            .join("testdata/reference")
+            .join(folder)
+            .join("embed.jsonl");
+        for r in records(&path) {
+            let want: Vec<f32> = r["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let got = model.embed(&ids(&r["tokens"])).unwrap();
+            assert_eq!(got.len(), want.len(), "{folder}: embedding length");
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            if worst > EMBEDDING_TOLERANCE {
+                failures.push(format!("{folder} {:?}: off by {worst}", r["prompt"]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
