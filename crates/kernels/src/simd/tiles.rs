@@ -57,6 +57,36 @@ fn dp_avx2(acc: __m256i, u: __m256i, q: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
 }
 
+/// The blocks of `block` elements in `n`, after checking that each of the rows `w` holds them
+/// (`block_bytes` each).
+fn row_blocks(w: &[&[u8]; GEMM_ROWS], n: usize, block: usize, block_bytes: usize) -> usize {
+    assert!(
+        n.is_multiple_of(block),
+        "{n} elements are not whole blocks of {block}"
+    );
+    let nb = n / block;
+    assert!(
+        w.iter().all(|w| w.len() >= nb * block_bytes),
+        "row too short"
+    );
+    nb
+}
+
+/// The blocks of `block` elements in `n`, after checking that `packed` holds them
+/// (`packed_bytes` per block).
+fn packed_blocks(packed: &[u8], n: usize, block: usize, packed_bytes: usize) -> usize {
+    assert!(
+        n.is_multiple_of(block),
+        "{n} elements are not whole blocks of {block}"
+    );
+    let nb = n / block;
+    assert!(
+        packed.len() >= nb * packed_bytes,
+        "rows not packed for this kernel"
+    );
+    nb
+}
+
 // ---------------------------------------------------------------------------------------------
 // 32-element block types
 // ---------------------------------------------------------------------------------------------
@@ -119,12 +149,7 @@ unsafe fn get(p: *const u8, off: usize) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn pack32<const KIND: u8>(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
     let (wsz, _, _, has_min) = layout32(KIND);
-    assert!(
-        n.is_multiple_of(32),
-        "{n} elements are not whole blocks of 32"
-    );
-    let nb = n / 32;
-    assert!(w.iter().all(|w| w.len() >= nb * wsz), "row too short");
+    let nb = row_blocks(&w, n, 32, wsz);
     buf.resize(nb * PACKED32, 0);
     for b in 0..nb {
         // SAFETY: block b < nb of every row is readable (checked above), and the packed block
@@ -239,12 +264,7 @@ const PACKED_Q4K: usize = 64 + 2 * 256 + 4 * 256;
 /// Packs 8 Q4_K rows, [`PACKED_Q4K`] bytes per block.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn pack_q4k_rows(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
-    assert!(
-        n.is_multiple_of(256),
-        "{n} elements are not whole blocks of 256"
-    );
-    let nb = n / 256;
-    assert!(w.iter().all(|w| w.len() >= nb * Q4_K_W), "row too short");
+    let nb = row_blocks(&w, n, 256, Q4_K_W);
     buf.resize(nb * PACKED_Q4K, 0);
     for i in 0..nb {
         // SAFETY: block i < nb of every row is readable (checked above; offsets inside the
@@ -307,12 +327,7 @@ const PACKED_Q6K: usize = 32 + 16 * 32 + 8 * 256;
 /// Packs 8 Q6_K rows, [`PACKED_Q6K`] bytes per block.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn pack_q6k_rows(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
-    assert!(
-        n.is_multiple_of(256),
-        "{n} elements are not whole blocks of 256"
-    );
-    let nb = n / 256;
-    assert!(w.iter().all(|w| w.len() >= nb * Q6_K_W), "row too short");
+    let nb = row_blocks(&w, n, 256, Q6_K_W);
     buf.resize(nb * PACKED_Q6K, 0);
     for i in 0..nb {
         // SAFETY: block i < nb of every row is readable (checked above; offsets inside the
@@ -361,15 +376,7 @@ macro_rules! tile_kernels {
             n: usize,
         ) -> [[f32; 8]; 8] {
             let (_, _, _, has_min) = layout32(KIND);
-            assert!(
-                n.is_multiple_of(32),
-                "{n} elements are not whole blocks of 32"
-            );
-            let nb = n / 32;
-            assert!(
-                packed.len() >= nb * PACKED32,
-                "rows not packed for this kernel"
-            );
+            let nb = packed_blocks(packed, n, 32, PACKED32);
             assert!(
                 tile.q8.len() >= 256 * nb
                     && tile.ls8.len() >= 64 * nb
@@ -436,15 +443,7 @@ macro_rules! tile_kernels {
             tile: &ActTile<'_>,
             n: usize,
         ) -> [[f32; 8]; 8] {
-            assert!(
-                n.is_multiple_of(256),
-                "{n} elements are not whole blocks of 256"
-            );
-            let nb = n / 256;
-            assert!(
-                packed.len() >= nb * PACKED_Q4K,
-                "rows not packed for this kernel"
-            );
+            let nb = packed_blocks(packed, n, 256, PACKED_Q4K);
             assert!(
                 tile.k8.len() >= 8 * nb * Q8_K_A && tile.ksub8.len() >= 64 * nb,
                 "activation tile not prepared for this kernel"
@@ -519,15 +518,7 @@ macro_rules! tile_kernels {
             tile: &ActTile<'_>,
             n: usize,
         ) -> [[f32; 8]; 8] {
-            assert!(
-                n.is_multiple_of(256),
-                "{n} elements are not whole blocks of 256"
-            );
-            let nb = n / 256;
-            assert!(
-                packed.len() >= nb * PACKED_Q6K,
-                "rows not packed for this kernel"
-            );
+            let nb = packed_blocks(packed, n, 256, PACKED_Q6K);
             assert!(
                 tile.k8.len() >= 8 * nb * Q8_K_A && tile.kbias16.len() >= 128 * nb,
                 "activation tile not prepared for this kernel"
