@@ -123,19 +123,19 @@ const REAL: [&str; 3] = [
     "qwen2.5-coder-0.5b-instruct-q4_k_m",
 ];
 
-fn check_real(folder: &str, tolerance: f32) {
+/// The mismatches of real model `folder` on its reference `files`, with a `cache` KV cache.
+fn check_real(folder: &str, files: &[&str], cache: KvType) -> Vec<String> {
     let dir = repo().join("testdata/reference").join(folder);
-    let mut recs = records(&dir.join("tokenize.jsonl"));
-    recs.extend(records(&dir.join("generate.jsonl")));
-    // Over 512 tokens in one batch: the tile kernels, the tiled attention and Gemma 3's sliding
-    // window (scripts/llama-reference.sh made it with llama.cpp).
-    recs.extend(records(&dir.join("long.jsonl")));
-    let failures = check(
+    let recs: Vec<Value> = files.iter().flat_map(|f| records(&dir.join(f))).collect();
+    check(
         &real_model(&format!("{folder}.gguf")),
         &recs,
-        tolerance,
-        KvType::F16,
-    );
+        REAL_MODEL_LOGIT_TOLERANCE,
+        cache,
+    )
+}
+
+fn assert_none(failures: Vec<String>) {
     assert!(
         failures.is_empty(),
         "{} mismatches:\n{}",
@@ -144,19 +144,24 @@ fn check_real(folder: &str, tolerance: f32) {
     );
 }
 
+/// The short prompts, their greedy continuations, and a prompt of over 512 tokens (the tile
+/// kernels, the tiled attention and Gemma 3's sliding window; scripts/llama-reference.sh made it
+/// with llama.cpp).
+const F16_FILES: [&str; 3] = ["tokenize.jsonl", "generate.jsonl", "long.jsonl"];
+
 #[test]
 fn smollm2_matches_llama_cpp() {
-    check_real(REAL[0], REAL_MODEL_LOGIT_TOLERANCE);
+    assert_none(check_real(REAL[0], &F16_FILES, KvType::F16));
 }
 
 #[test]
 fn gemma3_matches_llama_cpp() {
-    check_real(REAL[1], REAL_MODEL_LOGIT_TOLERANCE);
+    assert_none(check_real(REAL[1], &F16_FILES, KvType::F16));
 }
 
 #[test]
 fn qwen2_matches_llama_cpp() {
-    check_real(REAL[2], REAL_MODEL_LOGIT_TOLERANCE);
+    assert_none(check_real(REAL[2], &F16_FILES, KvType::F16));
 }
 
 #[test]
@@ -183,12 +188,7 @@ fn synthetic_models_match_llama_cpp() {
             KvType::F16,
         ));
     }
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_none(failures);
 }
 
 /// The optional q8_0 KV cache against llama.cpp's (`-ctk q8_0 -ctv q8_0`): the generate prompts
@@ -197,27 +197,11 @@ fn synthetic_models_match_llama_cpp() {
 /// cache as llama.cpp does, so the logits agree to the printed precision.
 #[test]
 fn q8_0_cache_matches_llama_cpp() {
-    let mut failures = Vec::new();
-    for folder in REAL {
-        let recs = records(
-            &repo()
-                .join("testdata/reference")
-                .join(folder)
-                .join("q8_0-cache.jsonl"),
-        );
-        failures.extend(check(
-            &real_model(&format!("{folder}.gguf")),
-            &recs,
-            REAL_MODEL_LOGIT_TOLERANCE,
-            KvType::Q8_0,
-        ));
-    }
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    let failures = REAL
+        .iter()
+        .flat_map(|folder| check_real(folder, &["q8_0-cache.jsonl"], KvType::Q8_0))
+        .collect();
+    assert_none(failures);
 }
 
 /// Largest difference allowed per component of a unit-length embedding: llama.cpp averages the
