@@ -444,3 +444,43 @@ fn convert_error(err: &minijinja::Error) -> ChatError {
         },
     }
 }
+
+/// Whether a `TEMPLATE` layer is written in Go's text/template syntax (what Ollama's registry
+/// serves: `{{ .Prompt }}`, `{{- range .Messages }}`, `{{ end }}`) rather than Jinja (what
+/// GGUF files and `hearth create` use). Hearth renders only Jinja, so such a template is
+/// set aside for the GGUF's own.
+pub fn is_go_template(template: &str) -> bool {
+    template.split("{{").skip(1).any(|rest| {
+        let action = rest.split("}}").next().unwrap_or_default();
+        let action = action.trim_start_matches('-').trim();
+        action.starts_with('.')
+            || matches!(
+                action.split_whitespace().next(),
+                Some("if" | "range" | "with" | "end" | "else" | "template" | "define" | "block")
+            )
+    })
+}
+
+#[cfg(test)]
+mod go_template_tests {
+    use super::*;
+
+    #[test]
+    fn go_templates_are_told_from_jinja() {
+        for go in [
+            "{{ .System }}\n{{ .Prompt }}",
+            "{{- range .Messages }}<|{{ .Role }}|>{{ .Content }}{{ end }}",
+            "{{if .System}}<s>{{.System}}</s>{{end}}",
+        ] {
+            assert!(is_go_template(go), "{go}");
+        }
+        for jinja in [
+            "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}",
+            "{{- bos_token }}{{ messages[0]['content'] if messages else '' }}",
+            "{%- if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}",
+            "plain text",
+        ] {
+            assert!(!is_go_template(jinja), "{jinja}");
+        }
+    }
+}

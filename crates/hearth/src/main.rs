@@ -10,6 +10,7 @@ mod modelfile;
 mod models;
 mod progress;
 mod run;
+mod serve;
 mod show;
 
 use anyhow::{Context, Result};
@@ -61,6 +62,8 @@ enum Command {
     Cp(manage::CpArgs),
     /// Create a model from a Modelfile.
     Create(manage::CreateArgs),
+    /// Serve the Ollama and OpenAI APIs (on 127.0.0.1:11434 unless told otherwise).
+    Serve(serve::ServeArgs),
 }
 
 fn main() {
@@ -80,6 +83,7 @@ fn main() {
         Command::Rm(args) => manage::rm(args),
         Command::Cp(args) => manage::cp(args),
         Command::Create(args) => manage::create(args),
+        Command::Serve(args) => serve::serve(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

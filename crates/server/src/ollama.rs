@@ -1,0 +1,489 @@
+//! Ollama's native API (`/api/*`): NDJSON streams ending in a `done` object with nanosecond
+//! statistics, `options`, `keep_alive`, and `{"error": "..."}` failures.
+
+use crate::error::{Result, ServerError};
+use crate::generate::{self, check_json, done_reason, GenerationRequest, Piece, Prompt, Started};
+use crate::options::{parse_keep_alive, KeepAlive};
+use crate::runner::parse_name;
+use crate::scheduler::LoadRequest;
+use crate::{AppState, RequestLog};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use engine::{GenerationStats, Message};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// A JSON body that failed to parse is a 400 with serde's message, in Ollama's error shape.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ServerError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self> {
+        let Json(v) = Json::<T>::from_request(req, state)
+            .await
+            .map_err(|e| ServerError::BadRequest(e.body_text()))?;
+        Ok(Body(v))
+    }
+}
+
+pub async fn version() -> Json<Value> {
+    Json(json!({ "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// Now, as Ollama writes `created_at`.
+pub fn now() -> String {
+    humantime::format_rfc3339_nanos(SystemTime::now()).to_string()
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// `details` of a model, from its GGUF metadata where it can be read.
+fn details(store: &store::Store, name: &store::ModelName) -> Value {
+    let Ok(resolved) = store.resolve(name) else {
+        return json!({"format": "gguf"});
+    };
+    let Ok(g) = gguf::Gguf::open(&resolved.model_path) else {
+        return json!({"format": "gguf"});
+    };
+    let arch = g
+        .get("general.architecture")
+        .and_then(gguf::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let params: u64 = g.tensors().iter().map(|t| t.n_elements()).sum();
+    json!({
+        "parent_model": "",
+        "format": "gguf",
+        "family": arch,
+        "families": [arch],
+        "parameter_size": parameter_size(params),
+        "quantization_level": quantization(&g),
+    })
+}
+
+/// "8.0B", "135M", as Ollama shows parameter counts.
+fn parameter_size(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{}M", n / 1_000_000),
+        n => format!("{}K", n / 1000),
+    }
+}
+
+/// The most common type among the weight matrices.
+fn quantization(g: &gguf::Gguf) -> String {
+    let mut counts = std::collections::HashMap::new();
+    for t in g.tensors().iter().filter(|t| t.dims.len() >= 2) {
+        *counts.entry(t.ty.to_string()).or_insert(0u64) += t.n_elements();
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map_or_else(String::new, |(ty, _)| ty)
+}
+
+pub async fn tags(State(state): State<Arc<AppState>>) -> Result<Json<Value>> {
+    let store = state.store.clone();
+    let models = tokio::task::spawn_blocking(move || -> Result<Vec<Value>> {
+        Ok(store
+            .list()?
+            .into_iter()
+            .filter(|m| m.problem.is_none())
+            .map(|m| {
+                json!({
+                    "name": m.name.to_string(),
+                    "model": m.name.to_string(),
+                    "modified_at": rfc3339(m.modified),
+                    "size": m.size,
+                    "digest": m.digest.hex(),
+                    "details": details(&store, &m.name),
+                })
+            })
+            .collect())
+    })
+    .await
+    .map_err(|e| ServerError::Internal(e.to_string()))??;
+    Ok(Json(json!({ "models": models })))
+}
+
+pub async fn ps(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let models: Vec<Value> = state
+        .scheduler
+        .loaded()
+        .into_iter()
+        .map(|l| {
+            json!({
+                "name": l.name,
+                "model": l.name,
+                "size": l.bytes,
+                "size_vram": 0,
+                "digest": l.model.resolved.digest.hex(),
+                "context_length": l.n_ctx,
+                "expires_at": l.expires_at.map_or_else(
+                    || rfc3339(SystemTime::now() + Duration::from_secs(100 * 365 * 86400)),
+                    rfc3339,
+                ),
+                "details": {"format": "gguf", "family": l.model.model.hparams.arch.name()},
+            })
+        })
+        .collect();
+    Json(json!({ "models": models }))
+}
+
+#[derive(Deserialize)]
+pub struct ModelRequest {
+    #[serde(alias = "name")]
+    model: String,
+}
+
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Body(req): Body<ModelRequest>,
+) -> Result<Json<Value>> {
+    let store = state.store.clone();
+    let loader = state.scheduler.loader();
+    let resolved = loader.resolve(&req.model)?;
+    let name = resolved.name.clone();
+    let info = tokio::task::spawn_blocking(move || {
+        let params: Vec<String> = resolved
+            .params
+            .iter()
+            .flat_map(|(k, v)| match v {
+                Value::Array(all) => all.iter().map(|v| format!("{k} {v}")).collect(),
+                v => vec![format!("{k} {v}")],
+            })
+            .collect();
+        let mut modelfile = format!("FROM {}\n", resolved.model_path.display());
+        for p in &params {
+            modelfile += &format!("PARAMETER {p}\n");
+        }
+        json!({
+            "modelfile": modelfile,
+            "parameters": params.join("\n"),
+            "template": resolved.template.clone().unwrap_or_default(),
+            "system": resolved.system.clone().unwrap_or_default(),
+            "license": resolved.license.join("\n"),
+            "details": details(&store, &name),
+            "messages": resolved.messages,
+            "capabilities": ["completion"],
+            "modified_at": rfc3339(SystemTime::now()),
+        })
+    })
+    .await
+    .map_err(|e| ServerError::Internal(e.to_string()))?;
+    Ok(Json(info))
+}
+
+#[derive(Deserialize)]
+pub struct CopyRequest {
+    source: String,
+    destination: String,
+}
+
+pub async fn copy(
+    State(state): State<Arc<AppState>>,
+    Body(req): Body<CopyRequest>,
+) -> Result<Response> {
+    let (from, to) = (parse_name(&req.source)?, parse_name(&req.destination)?);
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || store.copy(&from, &to))
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?
+        .map_err(|e| not_found_as_404(e, &req.source))?;
+    Ok(axum::http::StatusCode::OK.into_response())
+}
+
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Body(req): Body<ModelRequest>,
+) -> Result<Response> {
+    let name = parse_name(&req.model)?;
+    let store = state.store.clone();
+    let canonical = name.to_string();
+    tokio::task::spawn_blocking(move || store.remove(&name))
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?
+        .map_err(|e| not_found_as_404(e, &req.model))?;
+    state.scheduler.unload(&canonical);
+    Ok(axum::http::StatusCode::OK.into_response())
+}
+
+fn not_found_as_404(e: store::StoreError, model: &str) -> ServerError {
+    match e {
+        store::StoreError::NotInStore { .. } => ServerError::ModelNotFound(model.to_string()),
+        e => e.into(),
+    }
+}
+
+/// The fields `/api/generate` and `/api/chat` share.
+#[derive(Deserialize)]
+pub struct Common {
+    model: String,
+    #[serde(default)]
+    options: Option<Map<String, Value>>,
+    #[serde(default)]
+    keep_alive: Option<Value>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    format: Option<Value>,
+    #[serde(default)]
+    truncate: Option<bool>,
+    #[serde(default)]
+    template: Option<String>,
+}
+
+impl Common {
+    fn keep_alive(&self) -> Result<Option<KeepAlive>> {
+        self.keep_alive.as_ref().map(parse_keep_alive).transpose()
+    }
+
+    /// `format`: `"json"` or a schema object, both checked as JSON at the end; "" is none.
+    fn json(&self) -> Result<bool> {
+        match &self.format {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::String(s)) if s.is_empty() => Ok(false),
+            Some(Value::String(s)) if s == "json" => Ok(true),
+            Some(Value::Object(_)) => Ok(true),
+            Some(other) => Err(ServerError::BadRequest(format!(
+                "format {other} is not supported: use \"json\" or a JSON schema object"
+            ))),
+        }
+    }
+
+    fn check_unsupported(&self) -> Result<()> {
+        if self.template.as_deref().is_some_and(|t| !t.is_empty()) {
+            return Err(ServerError::BadRequest(
+                "a per-request template is not supported: create a model with a TEMPLATE (Jinja) through /api/create or `hearth create`".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+pub struct GenerateRequest {
+    #[serde(flatten)]
+    common: Common,
+    #[serde(default)]
+    prompt: String,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    raw: bool,
+    #[serde(default)]
+    suffix: Option<String>,
+    #[serde(default)]
+    images: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+pub struct ChatMessage {
+    role: String,
+    #[serde(default)]
+    content: String,
+    #[serde(default)]
+    images: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+pub struct ChatRequest {
+    #[serde(flatten)]
+    common: Common,
+    #[serde(default)]
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+}
+
+fn no_images(images: &Option<Vec<String>>) -> Result<()> {
+    if images.as_ref().is_some_and(|i| !i.is_empty()) {
+        return Err(ServerError::BadRequest(
+            "images are not supported: Hearth runs text models only".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The `done` object's statistics, durations in nanoseconds.
+fn statistics(started: &Started, stats: &GenerationStats) -> Map<String, Value> {
+    let ns = |d: Duration| d.as_nanos() as u64;
+    let mut m = Map::new();
+    m.insert("done".into(), json!(true));
+    m.insert("done_reason".into(), json!(done_reason(&stats.stop)));
+    m.insert(
+        "total_duration".into(),
+        json!(ns(started.started.elapsed())),
+    );
+    m.insert("load_duration".into(), json!(ns(started.load_duration)));
+    m.insert("prompt_eval_count".into(), json!(started.prompt_tokens));
+    m.insert("prompt_eval_duration".into(), json!(ns(stats.prompt_time)));
+    m.insert("eval_count".into(), json!(stats.generated_tokens));
+    m.insert("eval_duration".into(), json!(ns(stats.generation_time)));
+    if started.truncated {
+        m.insert("truncated".into(), json!(true));
+    }
+    m
+}
+
+/// The answer to an empty prompt: load the model (`done_reason: "load"`), or with
+/// `keep_alive: 0` unload it (`"unload"`), as Ollama does.
+async fn load_or_unload(state: &Arc<AppState>, common: &Common, chat: bool) -> Result<Response> {
+    let keep_alive = common.keep_alive()?;
+    let reason = if keep_alive == Some(Some(Duration::ZERO)) {
+        let name = state
+            .scheduler
+            .loader()
+            .resolve(&common.model)?
+            .name
+            .to_string();
+        state.scheduler.unload(&name);
+        "unload"
+    } else {
+        let asked = crate::options::settings(&[common.options.as_ref().unwrap_or(&Map::new())])?;
+        let request = LoadRequest {
+            model: common.model.clone(),
+            n_ctx: asked.n_ctx,
+        };
+        drop(state.scheduler.acquire(request, keep_alive).await?);
+        "load"
+    };
+    let mut body = json!({
+        "model": common.model,
+        "created_at": now(),
+        "done": true,
+        "done_reason": reason,
+    });
+    if chat {
+        body["message"] = json!({"role": "assistant", "content": ""});
+    } else {
+        body["response"] = json!("");
+    }
+    Ok(Json(body).into_response())
+}
+
+pub async fn generate(
+    State(state): State<Arc<AppState>>,
+    Extension(log): Extension<Arc<RequestLog>>,
+    Body(req): Body<GenerateRequest>,
+) -> Result<Response> {
+    req.common.check_unsupported()?;
+    no_images(&req.images)?;
+    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ServerError::BadRequest(
+            "suffix (fill-in-the-middle) is not supported yet".into(),
+        ));
+    }
+    if req.prompt.is_empty() {
+        return load_or_unload(&state, &req.common, false).await;
+    }
+    let prompt = if req.raw {
+        Prompt::Raw(req.prompt)
+    } else {
+        Prompt::Chat {
+            messages: vec![Message::new("user", req.prompt)],
+            system: req.system,
+        }
+    };
+    respond(state, log, req.common, prompt, false).await
+}
+
+pub async fn chat(
+    State(state): State<Arc<AppState>>,
+    Extension(log): Extension<Arc<RequestLog>>,
+    Body(req): Body<ChatRequest>,
+) -> Result<Response> {
+    req.common.check_unsupported()?;
+    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ServerError::BadRequest(
+            "tools are not supported yet".into(),
+        ));
+    }
+    for m in &req.messages {
+        no_images(&m.images)?;
+    }
+    if req.messages.is_empty() {
+        return load_or_unload(&state, &req.common, true).await;
+    }
+    let messages = req
+        .messages
+        .into_iter()
+        .map(|m| Message::new(m.role, m.content))
+        .collect();
+    let prompt = Prompt::Chat {
+        messages,
+        system: None,
+    };
+    respond(state, log, req.common, prompt, true).await
+}
+
+/// Runs a generation and answers as a stream of NDJSON lines or as one object.
+async fn respond(
+    state: Arc<AppState>,
+    log: Arc<RequestLog>,
+    common: Common,
+    prompt: Prompt,
+    chat: bool,
+) -> Result<Response> {
+    let json_format = common.json()?;
+    let started = generate::start(
+        &state,
+        GenerationRequest {
+            model: common.model.clone(),
+            prompt,
+            options: common.options.clone().unwrap_or_default(),
+            keep_alive: common.keep_alive()?,
+            truncate: common.truncate.unwrap_or(false),
+        },
+    )
+    .await?;
+    if state.log_prompts {
+        eprintln!(
+            "prompt for {}: {} tokens",
+            common.model, started.prompt_tokens
+        );
+    }
+    let model = common.model.clone();
+    let chunk = move |text: &str| -> Value {
+        let mut v = json!({"model": model, "created_at": now(), "done": false});
+        if chat {
+            v["message"] = json!({"role": "assistant", "content": text});
+        } else {
+            v["response"] = json!(text);
+        }
+        v
+    };
+    if common.stream.unwrap_or(true) {
+        let render = move |piece: Piece<'_>, started: &Started| {
+            let v = match piece {
+                Piece::Text(t) => chunk(t),
+                Piece::Done(stats) => {
+                    let mut v = chunk("");
+                    if let Value::Object(m) = &mut v {
+                        m.extend(statistics(started, stats));
+                    }
+                    v
+                }
+                Piece::Failed(e) => json!({ "error": e }),
+            };
+            format!("{v}\n")
+        };
+        let body = generate::stream_body(state, started, Some(log), json_format, render, None);
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
+    }
+    let (done, started) = started.collect(&state).await?;
+    log.set_tokens(started.prompt_tokens, done.stats.generated_tokens);
+    check_json(json_format, &done.text)?;
+    let mut v = chunk(&done.text);
+    if let Value::Object(m) = &mut v {
+        m.extend(statistics(&started, &done.stats));
+    }
+    Ok(Json(v).into_response())
+}

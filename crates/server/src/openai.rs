@@ -1,0 +1,415 @@
+//! The OpenAI-compatible API (`/v1/*`): chat completions and completions (SSE streams of
+//! `data: {...}` chunks ending in `data: [DONE]`), models, with OpenAI's error shape.
+//!
+//! Extensions over OpenAI's fields: `num_ctx` (the context size of this request; also
+//! `options.num_ctx`), `options` (any Ollama option), `keep_alive`, and `truncate`.
+
+use crate::error::ServerError;
+use crate::generate::{self, check_json, done_reason, GenerationRequest, Piece, Prompt, Started};
+use crate::ollama::Body;
+use crate::options::parse_keep_alive;
+use crate::{AppState, RequestLog};
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use engine::{GenerationStats, Message};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A [`ServerError`] in OpenAI's shape: `{"error": {"message", "type", "code"}}`.
+pub struct OpenAiError(pub ServerError);
+
+impl From<ServerError> for OpenAiError {
+    fn from(e: ServerError) -> Self {
+        OpenAiError(e)
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        let kind = match status.as_u16() {
+            400 | 413 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            503 => "server_busy",
+            _ => "server_error",
+        };
+        let message = self.0.to_string();
+        // The Ollama-shaped response keeps its status and headers (Retry-After); the body changes.
+        let mut response = self.0.into_response();
+        let body = json!({"error": {"message": message, "type": kind, "code": status.as_u16()}});
+        *response.body_mut() = axum::body::Body::from(body.to_string());
+        response
+    }
+}
+
+type Result<T> = std::result::Result<T, OpenAiError>;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn owner(name: &store::ModelName) -> String {
+    name.namespace().to_string()
+}
+
+pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>> {
+    let store = state.store.clone();
+    let list = tokio::task::spawn_blocking(move || store.list())
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?
+        .map_err(ServerError::from)?;
+    let data: Vec<Value> = list
+        .into_iter()
+        .filter(|m| m.problem.is_none())
+        .map(|m| {
+            let created = m
+                .modified
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            json!({"id": m.name.to_string(), "object": "model", "created": created, "owned_by": owner(&m.name)})
+        })
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+pub async fn model(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>> {
+    let resolved = state.scheduler.loader().resolve(&model)?;
+    Ok(Json(json!({
+        "id": resolved.name.to_string(),
+        "object": "model",
+        "created": unix_now(),
+        "owned_by": owner(&resolved.name),
+    })))
+}
+
+/// Message content: a string, or an array of parts of which only text is supported.
+fn content_text(content: &Value) -> std::result::Result<String, ServerError> {
+    match content {
+        Value::Null => Ok(String::new()),
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for p in parts {
+                match (p.get("type").and_then(Value::as_str), p.get("text")) {
+                    (Some("text"), Some(Value::String(t))) => text.push_str(t),
+                    (kind, _) => {
+                        return Err(ServerError::BadRequest(format!(
+                        "content parts of type {} are not supported: Hearth runs text models only",
+                        kind.unwrap_or("(none)")
+                    )))
+                    }
+                }
+            }
+            Ok(text)
+        }
+        other => Err(ServerError::BadRequest(format!(
+            "message content {other} is neither a string nor a list of parts"
+        ))),
+    }
+}
+
+/// The fields both endpoints share.
+#[derive(Deserialize)]
+pub struct Common {
+    model: String,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<Value>,
+    #[serde(default)]
+    max_tokens: Option<i64>,
+    #[serde(default)]
+    max_completion_tokens: Option<i64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    seed: Option<i64>,
+    #[serde(default)]
+    stop: Option<Value>,
+    #[serde(default)]
+    n: Option<u64>,
+    #[serde(default)]
+    frequency_penalty: Option<f64>,
+    #[serde(default)]
+    presence_penalty: Option<f64>,
+    #[serde(default)]
+    logprobs: Option<Value>,
+    #[serde(default)]
+    top_logprobs: Option<u64>,
+    #[serde(default)]
+    response_format: Option<Value>,
+    /// Extension: the context size of this request.
+    #[serde(default)]
+    num_ctx: Option<u64>,
+    /// Extension: Ollama's options.
+    #[serde(default)]
+    options: Option<Map<String, Value>>,
+    #[serde(default)]
+    keep_alive: Option<Value>,
+    #[serde(default)]
+    truncate: Option<bool>,
+}
+
+impl Common {
+    /// OpenAI's fields as Ollama options, over the request's `options` extension.
+    fn options(&self) -> std::result::Result<Map<String, Value>, ServerError> {
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(ServerError::BadRequest(
+                "n must be 1: Hearth returns one choice per request".into(),
+            ));
+        }
+        let wants_logprobs = match &self.logprobs {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+            Some(Value::Number(n)) => n.as_u64() != Some(0),
+            Some(_) => true,
+        };
+        if wants_logprobs || self.top_logprobs.is_some_and(|n| n > 0) {
+            return Err(ServerError::BadRequest(
+                "logprobs are not supported yet".into(),
+            ));
+        }
+        let mut o = self.options.clone().unwrap_or_default();
+        let mut set = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                o.insert(k.into(), v);
+            }
+        };
+        set(
+            "num_predict",
+            self.max_completion_tokens
+                .or(self.max_tokens)
+                .map(Value::from),
+        );
+        set("temperature", self.temperature.map(Value::from));
+        set("top_p", self.top_p.map(Value::from));
+        set("seed", self.seed.map(Value::from));
+        set("stop", self.stop.clone());
+        set("frequency_penalty", self.frequency_penalty.map(Value::from));
+        set("presence_penalty", self.presence_penalty.map(Value::from));
+        set("num_ctx", self.num_ctx.map(Value::from));
+        Ok(o)
+    }
+
+    fn json(&self) -> std::result::Result<bool, ServerError> {
+        let kind = self
+            .response_format
+            .as_ref()
+            .and_then(|f| f.get("type"))
+            .and_then(Value::as_str);
+        match kind {
+            None | Some("text") => Ok(false),
+            Some("json_object" | "json_schema") => Ok(true),
+            Some(other) => Err(ServerError::BadRequest(format!(
+                "response_format type {other} is not supported"
+            ))),
+        }
+    }
+
+    fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ChatCompletionRequest {
+    #[serde(flatten)]
+    common: Common,
+    messages: Vec<Map<String, Value>>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+}
+
+#[derive(Deserialize)]
+pub struct CompletionRequest {
+    #[serde(flatten)]
+    common: Common,
+    prompt: Value,
+    #[serde(default)]
+    suffix: Option<String>,
+    #[serde(default)]
+    echo: Option<bool>,
+}
+
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    Extension(log): Extension<Arc<RequestLog>>,
+    Body(req): Body<ChatCompletionRequest>,
+) -> Result<Response> {
+    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ServerError::BadRequest("tools are not supported yet".into()).into());
+    }
+    if req.messages.is_empty() {
+        return Err(ServerError::BadRequest("messages must not be empty".into()).into());
+    }
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for m in &req.messages {
+        let role = m
+            .get("role")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ServerError::BadRequest("every message needs a role".into()))?;
+        // OpenAI's newer name for the system role.
+        let role = if role == "developer" { "system" } else { role };
+        let content = content_text(m.get("content").unwrap_or(&Value::Null))?;
+        messages.push(Message::new(role, content));
+    }
+    let prompt = Prompt::Chat {
+        messages,
+        system: None,
+    };
+    respond(state, log, req.common, prompt, true).await
+}
+
+pub async fn completions(
+    State(state): State<Arc<AppState>>,
+    Extension(log): Extension<Arc<RequestLog>>,
+    Body(req): Body<CompletionRequest>,
+) -> Result<Response> {
+    let prompt = match &req.prompt {
+        Value::String(s) => s.clone(),
+        Value::Array(a) if a.len() == 1 && a[0].is_string() => {
+            a[0].as_str().unwrap_or_default().to_string()
+        }
+        _ => {
+            return Err(ServerError::BadRequest(
+                "prompt must be a string (one prompt per request)".into(),
+            )
+            .into())
+        }
+    };
+    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) || req.echo == Some(true) {
+        return Err(ServerError::BadRequest("suffix and echo are not supported yet".into()).into());
+    }
+    respond(state, log, req.common, Prompt::Raw(prompt), false).await
+}
+
+fn usage(started: &Started, stats: &GenerationStats) -> Value {
+    json!({
+        "prompt_tokens": started.prompt_tokens,
+        "completion_tokens": stats.generated_tokens,
+        "total_tokens": started.prompt_tokens + stats.generated_tokens,
+    })
+}
+
+/// One choice: a chat message/delta or completion text.
+fn choice(chat: bool, stream: bool, text: Option<&str>, finish: Option<&str>) -> Value {
+    let mut c = json!({"index": 0, "finish_reason": finish, "logprobs": null});
+    match (chat, stream) {
+        (true, false) => c["message"] = json!({"role": "assistant", "content": text.unwrap_or("")}),
+        (true, true) => {
+            c["delta"] = match text {
+                Some(t) => json!({"role": "assistant", "content": t}),
+                None => json!({}),
+            }
+        }
+        (false, _) => c["text"] = json!(text.unwrap_or("")),
+    }
+    c
+}
+
+async fn respond(
+    state: Arc<AppState>,
+    log: Arc<RequestLog>,
+    common: Common,
+    prompt: Prompt,
+    chat: bool,
+) -> Result<Response> {
+    let json_format = common.json()?;
+    let options = common.options()?;
+    let keep_alive = common
+        .keep_alive
+        .as_ref()
+        .map(parse_keep_alive)
+        .transpose()?;
+    let started = generate::start(
+        &state,
+        GenerationRequest {
+            model: common.model.clone(),
+            prompt,
+            options,
+            keep_alive,
+            truncate: common.truncate.unwrap_or(false),
+        },
+    )
+    .await?;
+    let created = unix_now();
+    let id = format!(
+        "{}-{:x}",
+        if chat { "chatcmpl" } else { "cmpl" },
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let object = match (chat, common.stream) {
+        (true, true) => "chat.completion.chunk",
+        (true, false) => "chat.completion",
+        (false, _) => "text_completion",
+    };
+    let model = common.model.clone();
+    let envelope = move |choices: Vec<Value>| json!({"id": id, "object": object, "created": created, "model": model, "system_fingerprint": "hearth", "choices": choices});
+    if common.stream {
+        let include_usage = common.include_usage();
+        let render = move |piece: Piece<'_>, started: &Started| match piece {
+            Piece::Text(t) => format!(
+                "data: {}\n\n",
+                envelope(vec![choice(chat, true, Some(t), None)])
+            ),
+            Piece::Done(stats) => {
+                let reason = done_reason(&stats.stop);
+                let mut out = format!(
+                    "data: {}\n\n",
+                    envelope(vec![choice(chat, true, None, Some(reason))])
+                );
+                if include_usage {
+                    let mut last = envelope(Vec::new());
+                    last["usage"] = usage(started, stats);
+                    out += &format!("data: {last}\n\n");
+                }
+                out
+            }
+            Piece::Failed(e) => format!(
+                "data: {}\n\n",
+                json!({"error": {"message": e, "type": "server_error"}})
+            ),
+        };
+        let body = generate::stream_body(
+            state,
+            started,
+            Some(log),
+            json_format,
+            render,
+            Some("data: [DONE]\n\n".into()),
+        );
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/event-stream"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response());
+    }
+    let (done, started) = started.collect(&state).await?;
+    log.set_tokens(started.prompt_tokens, done.stats.generated_tokens);
+    check_json(json_format, &done.text)?;
+    let reason = done_reason(&done.stats.stop);
+    let mut v = envelope(vec![choice(chat, false, Some(&done.text), Some(reason))]);
+    v["usage"] = usage(&started, &done.stats);
+    Ok(Json(v).into_response())
+}

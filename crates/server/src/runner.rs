@@ -1,0 +1,204 @@
+//! The real models behind the [`Scheduler`](crate::scheduler::Scheduler): [`EngineLoader`]
+//! resolves store names and loads them; a [`Runner`] is a loaded model with one thread per slot.
+//!
+//! Each slot thread owns a [`Session`] (its own KV cache) for as long as the model is loaded, so
+//! a conversation that comes back to the same slot reuses its cached prefix. The model's thread
+//! pool serialises the slots' forward passes, so parallel requests interleave token by token.
+//! Text goes back to the request through a bounded channel; when the request is gone (the
+//! client disconnected and its response body was dropped) the next send fails and generation
+//! stops there, freeing the slot.
+
+use crate::error::{Result, ServerError};
+use crate::scheduler::{LoadRequest, Loader, Plan};
+use engine::{
+    EngineError, GenerateOptions, GenerationStats, HParams, KvType, Message, Model, Sampler,
+    SamplerConfig, Session,
+};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use store::{ModelName, ResolvedModel, Store, StoreError};
+use tokio::sync::mpsc;
+
+/// A model's context when neither the request nor the model's `PARAMETER num_ctx` says: its
+/// training context, at most this (as `hearth run`).
+pub const DEFAULT_MAX_CTX: usize = 4096;
+
+/// Loads store models for the scheduler.
+pub struct EngineLoader {
+    pub store: Store,
+    /// Threads of each loaded model's pool.
+    pub threads: usize,
+}
+
+/// What [`EngineLoader::plan`] found: the resolved model and its opened, verified file.
+pub struct Found {
+    resolved: ResolvedModel,
+    gguf: gguf::Gguf,
+}
+
+/// Parses a model name from a request: a 400 that says why when it is not one.
+pub fn parse_name(model: &str) -> Result<ModelName> {
+    if model.trim().is_empty() {
+        return Err(ServerError::BadRequest("model is required".into()));
+    }
+    ModelName::parse(model)
+        .map_err(|e| ServerError::BadRequest(format!("invalid model name {model:?}: {e}")))
+}
+
+impl EngineLoader {
+    /// Resolves a request's model name, mapping "not installed" to a 404.
+    pub fn resolve(&self, model: &str) -> Result<ResolvedModel> {
+        let name = parse_name(model)?;
+        self.store.resolve(&name).map_err(|e| match e {
+            StoreError::NotInStore { .. } => ServerError::ModelNotFound(model.to_string()),
+            e => e.into(),
+        })
+    }
+}
+
+impl Loader for EngineLoader {
+    type Model = Runner;
+    type Detail = Found;
+
+    fn plan(&self, request: &LoadRequest, slots: usize) -> Result<Plan<Found>> {
+        let resolved = self.resolve(&request.model)?;
+        let gguf = self.store.verify(&resolved)?;
+        let hp = HParams::from_gguf(&gguf)?;
+        let from_params = resolved
+            .params
+            .get("num_ctx")
+            .and_then(|v| v.as_u64())
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0);
+        let n_ctx = request
+            .n_ctx
+            .or(from_params)
+            .unwrap_or_else(|| hp.n_ctx_train.clamp(1, DEFAULT_MAX_CTX));
+        // Keys and values, f16, every layer, every position, every slot.
+        let kv_bytes = 2
+            * hp.n_layer as u64
+            * KvType::F16.row_bytes(hp.n_head_kv * hp.head_dim) as u64
+            * n_ctx as u64
+            * slots as u64;
+        Ok(Plan {
+            name: resolved.name.to_string(),
+            n_ctx,
+            file_bytes: resolved.model.size,
+            kv_bytes,
+            detail: Found { resolved, gguf },
+        })
+    }
+
+    fn load(&self, plan: Plan<Found>, slots: usize) -> Result<Runner> {
+        let Found { resolved, gguf } = plan.detail;
+        let mut model = Model::from_gguf(gguf, self.threads)?;
+        // A Jinja TEMPLATE layer (from `hearth create`) replaces the file's; a Go template (from
+        // Ollama's registry) cannot be rendered and the file's own, which such models carry, is used.
+        if let Some(t) = resolved.template.as_deref() {
+            if !chat::is_go_template(t) {
+                model.set_template(t)?;
+            }
+        }
+        Ok(Runner::start(Arc::new(model), resolved, plan.n_ctx, slots))
+    }
+}
+
+/// One generation for a slot thread.
+pub struct Job {
+    pub tokens: Vec<u32>,
+    pub sampler: SamplerConfig,
+    pub generate: GenerateOptions,
+    pub events: mpsc::Sender<Event>,
+    /// Held until the generation has ended: the scheduler's lease, so the slot is not given to
+    /// another request before this one has let go of it.
+    pub guard: Box<dyn Send>,
+}
+
+/// What a slot thread reports.
+#[derive(Debug)]
+pub enum Event {
+    Text(String),
+    Done(GenerationStats),
+    Failed(EngineError),
+}
+
+/// A loaded model and its slot threads.
+pub struct Runner {
+    pub model: Arc<Model>,
+    pub resolved: ResolvedModel,
+    pub n_ctx: usize,
+    /// Senders of the idle slot threads. Dropping the runner drops them, which ends the threads.
+    idle: Arc<Mutex<Vec<Slot>>>,
+}
+
+impl Runner {
+    fn start(model: Arc<Model>, resolved: ResolvedModel, n_ctx: usize, slots: usize) -> Runner {
+        let idle = Arc::new(Mutex::new(Vec::with_capacity(slots)));
+        for _ in 0..slots {
+            let (tx, rx) = sync_channel(1);
+            let (model, pool) = (model.clone(), Arc::downgrade(&idle));
+            std::thread::spawn(move || slot_thread(&model, n_ctx, rx, pool));
+            lock(&idle).push(Slot(tx));
+        }
+        Runner {
+            model,
+            resolved,
+            n_ctx,
+            idle,
+        }
+    }
+
+    /// Hands `job` to an idle slot. The caller holds a scheduler slot, so one is idle.
+    pub fn submit(&self, job: Job) -> Result<()> {
+        let slot = lock(&self.idle)
+            .pop()
+            .ok_or_else(|| ServerError::Internal("no idle slot for a scheduled request".into()))?;
+        let back = slot.clone();
+        slot.0
+            .send((job, back))
+            .map_err(|_| ServerError::Internal("a slot thread has ended".into()))
+    }
+
+    /// Tokens of `messages` in the model's chat template, ready for the assistant's answer.
+    pub fn chat_tokens(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        Ok(self.model.chat_tokens(messages, true)?)
+    }
+}
+
+/// A slot thread's job queue (of one); the job carries the slot back to the idle list.
+#[derive(Clone)]
+struct Slot(SyncSender<(Job, Slot)>);
+
+type Pool = Weak<Mutex<Vec<Slot>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs the jobs sent to one slot until the runner is dropped. Each job comes with this slot's
+/// own sender, which the thread puts back in the idle list when the job is done (the thread
+/// keeps none between jobs, so that dropping the list ends it).
+fn slot_thread(model: &Model, n_ctx: usize, jobs: Receiver<(Job, Slot)>, pool: Pool) {
+    let mut session = Session::new(model, n_ctx);
+    while let Ok((job, me)) = jobs.recv() {
+        let mut sampler = Sampler::new(job.sampler);
+        let events = job.events;
+        let result = session.generate(&job.tokens, &mut sampler, &job.generate, |text| {
+            events.blocking_send(Event::Text(text.to_string())).is_ok()
+        });
+        let _ = events.blocking_send(match result {
+            Ok(stats) => Event::Done(stats),
+            Err(e) => {
+                // The cache may hold part of a failed prompt: start the next one afresh.
+                session.clear();
+                Event::Failed(e)
+            }
+        });
+        // Back in the idle list before the lease (and its permit) is released.
+        match pool.upgrade() {
+            Some(idle) => lock(&idle).push(me),
+            None => return,
+        }
+        drop(job.guard);
+    }
+}
