@@ -1,0 +1,465 @@
+//! The server's router driven in-process with the synthetic llama (testdata) imported into a
+//! temporary store: both APIs, streaming and not, their error cases, the queue, and security.
+
+use axum::body::{to_bytes, Body};
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use server::Config;
+use std::path::Path;
+use std::time::Duration;
+use tower::ServiceExt;
+
+const MODEL: &str = "synthetic";
+
+struct TestServer {
+    router: Router,
+    state: std::sync::Arc<server::AppState>,
+    _dir: tempfile::TempDir,
+}
+
+fn config_with(f: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::Store::new(dir.path());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/reference/synthetic/llama3-synthetic-q8_0.gguf");
+    store
+        .import(&store::ModelName::parse(MODEL).unwrap(), &path)
+        .unwrap();
+    let mut config = Config::new(store);
+    config.threads = 1;
+    config.num_parallel = 2;
+    config.max_memory = Some(1 << 30);
+    f(&mut config);
+    let (router, state) = server::app(&config, true);
+    TestServer {
+        router,
+        state,
+        _dir: dir,
+    }
+}
+
+fn server() -> TestServer {
+    config_with(|_| {})
+}
+
+fn post(path: &str, body: Value) -> Request<Body> {
+    Request::post(path)
+        .header(header::HOST, "localhost:11434")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path)
+        .header(header::HOST, "127.0.0.1:11434")
+        .body(Body::empty())
+        .unwrap()
+}
+
+async fn call(s: &TestServer, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+    let response = s.router.clone().oneshot(req).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = to_bytes(body, usize::MAX).await.unwrap();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8(bytes.to_vec()).unwrap(),
+    )
+}
+
+async fn call_json(s: &TestServer, req: Request<Body>) -> (StatusCode, Value) {
+    let (status, _, body) = call(s, req).await;
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (status, v)
+}
+
+fn greedy(n: u64) -> Value {
+    json!({"temperature": 0, "num_predict": n, "seed": 1})
+}
+
+#[tokio::test]
+async fn health_version_and_tags() {
+    let s = server();
+    let (status, _, body) = call(&s, get("/health")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    let (status, v) = call_json(&s, get("/api/version")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(v["version"].is_string());
+    let (status, v) = call_json(&s, get("/api/tags")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["models"][0]["name"], "synthetic:latest");
+    assert_eq!(v["models"][0]["details"]["family"], "llama");
+    let (_, v) = call_json(&s, get("/v1/models")).await;
+    assert_eq!(v["data"][0]["id"], "synthetic:latest");
+}
+
+#[tokio::test]
+async fn generate_without_streaming_has_the_done_statistics() {
+    let s = server();
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/api/generate",
+            json!({"model": MODEL, "prompt": "Hello", "stream": false, "options": greedy(4)}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["done"], true);
+    assert!(v["response"].is_string());
+    assert!(["stop", "length"].contains(&v["done_reason"].as_str().unwrap()));
+    for key in [
+        "total_duration",
+        "load_duration",
+        "prompt_eval_count",
+        "prompt_eval_duration",
+        "eval_count",
+        "eval_duration",
+    ] {
+        assert!(v[key].is_u64(), "{key} in {v}");
+    }
+    assert!(v["prompt_eval_count"].as_u64().unwrap() > 0);
+    assert!(v["eval_count"].as_u64().unwrap() <= 4);
+    assert!(v["load_duration"].as_u64().unwrap() > 0, "first use loads");
+    // Greedy decoding: the same request gives the same answer, now without a load.
+    let (_, again) = call_json(
+        &s,
+        post(
+            "/api/generate",
+            json!({"model": MODEL, "prompt": "Hello", "stream": false, "options": greedy(4)}),
+        ),
+    )
+    .await;
+    assert_eq!(again["response"], v["response"]);
+    assert_eq!(again["load_duration"], 0);
+}
+
+#[tokio::test]
+async fn generate_streams_ndjson_ending_in_done() {
+    let s = server();
+    let (status, headers, body) = call(
+        &s,
+        post(
+            "/api/generate",
+            json!({"model": MODEL, "prompt": "Once upon", "options": greedy(6)}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/x-ndjson");
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (last, rest) = lines.split_last().unwrap();
+    assert!(rest
+        .iter()
+        .all(|l| l["done"] == false && l["model"] == MODEL));
+    assert_eq!(last["done"], true);
+    assert!(last["eval_count"].as_u64().unwrap() >= rest.len() as u64 / 2);
+}
+
+#[tokio::test]
+async fn chat_streaming_and_not_agree() {
+    let s = server();
+    let request = |stream: bool| {
+        post(
+            "/api/chat",
+            json!({"model": MODEL, "stream": stream, "options": greedy(5),
+                   "messages": [{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": "Hi there"}]}),
+        )
+    };
+    let (status, whole) = call_json(&s, request(false)).await;
+    assert_eq!(status, StatusCode::OK, "{whole}");
+    assert_eq!(whole["message"]["role"], "assistant");
+    let (_, _, body) = call(&s, request(true)).await;
+    let mut text = String::new();
+    let mut done = Value::Null;
+    for line in body.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        text += v["message"]["content"].as_str().unwrap();
+        if v["done"] == true {
+            done = v;
+        }
+    }
+    assert_eq!(text, whole["message"]["content"].as_str().unwrap());
+    assert_eq!(done["eval_count"], whole["eval_count"]);
+}
+
+#[tokio::test]
+async fn openai_chat_completions_stream_sse_with_usage_and_done() {
+    let s = server();
+    let (status, headers, body) = call(
+        &s,
+        post(
+            "/v1/chat/completions",
+            json!({"model": MODEL, "stream": true, "temperature": 0, "max_tokens": 5,
+                   "stream_options": {"include_usage": true},
+                   "messages": [{"role": "user", "content": "Hello"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers[header::CONTENT_TYPE], "text/event-stream");
+    let events: Vec<&str> = body
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| e.strip_prefix("data: ").unwrap())
+        .collect();
+    assert_eq!(*events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
+    let usage = &chunks.last().unwrap()["usage"];
+    assert!(usage["prompt_tokens"].as_u64().unwrap() > 0);
+    assert!(usage["completion_tokens"].as_u64().unwrap() <= 5);
+    let finish = &chunks[chunks.len() - 2]["choices"][0]["finish_reason"];
+    assert!(finish == "stop" || finish == "length", "{finish}");
+
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/v1/chat/completions",
+            json!({"model": MODEL, "temperature": 0, "max_completion_tokens": 3, "seed": 3,
+                   "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn openai_completions_and_the_per_request_context() {
+    let s = server();
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/v1/completions",
+            json!({"model": MODEL, "prompt": "The sky is", "max_tokens": 3, "temperature": 0,
+                   "num_ctx": 64}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["object"], "text_completion");
+    assert!(v["choices"][0]["text"].is_string());
+    let (_, ps) = call_json(&s, get("/api/ps")).await;
+    assert_eq!(ps["models"][0]["context_length"], 64);
+}
+
+#[tokio::test]
+async fn errors_are_404_and_400_with_messages() {
+    let s = server();
+    let (status, v) = call_json(
+        &s,
+        post("/api/generate", json!({"model": "nope", "prompt": "x"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(v["error"].as_str().unwrap().contains("not found"), "{v}");
+
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/api/generate",
+            json!({"model": "../etc/passwd", "prompt": "x"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+
+    let (status, v) = call_json(&s, post("/api/chat", json!({"messages": []}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/api/generate",
+            json!({"model": MODEL, "prompt": "x", "options": {"temperature": "hot"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/v1/chat/completions",
+            json!({"model": MODEL, "n": 2, "messages": [{"role": "user", "content": "x"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("n must be 1"));
+
+    let long = "word ".repeat(200);
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/api/generate",
+            json!({"model": MODEL, "prompt": long, "options": {"num_ctx": 32}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"].as_str().unwrap().contains("context is 32"),
+        "{v}"
+    );
+    // Asked for explicitly, truncation keeps what fits.
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/api/generate",
+            json!({"model": MODEL, "prompt": long, "raw": true, "stream": false, "truncate": true,
+                   "options": {"num_ctx": 32, "num_predict": 1}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["truncated"], true);
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_and_a_dropped_client_frees_its_slot() {
+    let s = config_with(|c| {
+        c.num_parallel = 1;
+        c.max_queue = 0;
+    });
+    let long = |n: u64| {
+        post(
+            "/api/generate",
+            json!({"model": MODEL, "prompt": "Go on", "options": {"num_predict": n, "num_ctx": 4096}}),
+        )
+    };
+    // Its body is never read: the slot stays busy once the channel is full.
+    let first = s.router.clone().oneshot(long(100_000)).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let (status, headers, body) = call(&s, long(1)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    // The client goes away; generation stops at its next token and the slot is free again.
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _, body) = call(&s, long(1)).await;
+        if status == StatusCode::OK {
+            assert!(body.contains("\"done\":true"), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_zero_with_an_empty_prompt_unloads() {
+    let s = server();
+    let (_, v) = call_json(&s, post("/api/generate", json!({"model": MODEL}))).await;
+    assert_eq!(v["done_reason"], "load");
+    let (_, ps) = call_json(&s, get("/api/ps")).await;
+    assert_eq!(ps["models"].as_array().unwrap().len(), 1);
+    let (_, v) = call_json(
+        &s,
+        post("/api/generate", json!({"model": MODEL, "keep_alive": 0})),
+    )
+    .await;
+    assert_eq!(v["done_reason"], "unload");
+    assert!(s.state.scheduler.loaded().is_empty());
+}
+
+#[tokio::test]
+async fn api_keys_are_required_except_for_health() {
+    let s = config_with(|c| c.api_keys = vec!["sekrit".into()]);
+    let (status, headers, _) = call(&s, get("/api/tags")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+    let mut wrong = get("/api/tags");
+    wrong
+        .headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer sekrit2".parse().unwrap());
+    assert_eq!(call(&s, wrong).await.0, StatusCode::UNAUTHORIZED);
+    let mut right = get("/api/tags");
+    right
+        .headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer sekrit".parse().unwrap());
+    assert_eq!(call(&s, right).await.0, StatusCode::OK);
+    assert_eq!(call(&s, get("/health")).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn foreign_hosts_and_origins_are_403() {
+    let s = server();
+    let mut rebound = get("/api/tags");
+    rebound
+        .headers_mut()
+        .insert(header::HOST, "attacker.example:11434".parse().unwrap());
+    assert_eq!(call(&s, rebound).await.0, StatusCode::FORBIDDEN);
+
+    let mut foreign = get("/api/tags");
+    foreign
+        .headers_mut()
+        .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    assert_eq!(call(&s, foreign).await.0, StatusCode::FORBIDDEN);
+
+    let mut local = get("/api/tags");
+    local
+        .headers_mut()
+        .insert(header::ORIGIN, "http://localhost:3000".parse().unwrap());
+    let (status, headers, _) = call(&s, local).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "http://localhost:3000"
+    );
+}
+
+#[tokio::test]
+async fn listening_on_the_network_without_a_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(store::Store::new(dir.path()));
+    config.host = "0.0.0.0:0".into();
+    let e = server::serve(config).await.unwrap_err();
+    assert!(matches!(e, server::ServerError::NoApiKey(_)), "{e}");
+    assert!(e.to_string().contains("--api-key-file"), "{e}");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_tokens() {
+    let s = server();
+    call(
+        &s,
+        post(
+            "/api/generate",
+            json!({"model": MODEL, "prompt": "Hi", "stream": false, "options": greedy(2)}),
+        ),
+    )
+    .await;
+    let (status, _, text) = call(&s, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains("hearth_requests_total{route=\"/api/generate\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("hearth_loaded_models 1"), "{text}");
+    assert!(
+        text.contains("hearth_model_memory_bytes{model=\"synthetic:latest\"}"),
+        "{text}"
+    );
+}
