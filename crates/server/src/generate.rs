@@ -270,3 +270,103 @@ pub fn check_json(json: bool, text: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Embeddings of several texts.
+pub struct Embedded {
+    pub vectors: Vec<Vec<f32>>,
+    pub prompt_tokens: usize,
+    pub load_duration: Duration,
+    pub started: Instant,
+}
+
+/// What an embedding request asks for.
+pub struct EmbedRequest {
+    pub model: String,
+    pub inputs: Vec<String>,
+    pub options: Map<String, Value>,
+    pub keep_alive: Option<KeepAlive>,
+    /// Cut an input longer than the context to fit (Ollama's default) instead of a 400.
+    pub truncate: bool,
+    /// Keep only the first `dimensions` values, scaled back to unit length.
+    pub dimensions: Option<usize>,
+}
+
+/// The mean-pooled, unit-length final hidden states of each input ([`engine::Model::embed`]),
+/// computed on a scheduled slot of the model.
+pub async fn embed(state: &Arc<AppState>, req: EmbedRequest) -> Result<Embedded> {
+    let started = Instant::now();
+    let asked = options::settings(&[&req.options])?;
+    let lease = state
+        .scheduler
+        .acquire(
+            LoadRequest {
+                model: req.model.clone(),
+                n_ctx: asked.n_ctx,
+            },
+            req.keep_alive,
+        )
+        .await?;
+    let load_duration = lease.load_duration;
+    let (truncate, dimensions) = (req.truncate, req.dimensions);
+    let (vectors, prompt_tokens) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let runner = lease.model();
+        let n_ctx = lease.n_ctx();
+        let mut vectors = Vec::with_capacity(req.inputs.len());
+        let mut count = 0;
+        for text in &req.inputs {
+            // User text never becomes special tokens.
+            let mut tokens = runner.model.tokenizer.encode(text, true, false);
+            if tokens.len() > n_ctx {
+                if !truncate {
+                    return Err(ServerError::PromptTooLong {
+                        tokens: tokens.len(),
+                        n_ctx,
+                    });
+                }
+                tokens.truncate(n_ctx);
+            }
+            count += tokens.len();
+            let mut v = runner.model.embed(&tokens)?;
+            if let Some(d) = dimensions.filter(|&d| d > 0 && d < v.len()) {
+                v.truncate(d);
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if norm > 0.0 {
+                    v.iter_mut().for_each(|x| *x /= norm);
+                }
+            }
+            vectors.push(v);
+        }
+        Ok((vectors, count))
+    })
+    .await
+    .map_err(|e| ServerError::Internal(format!("embedding failed: {e}")))??;
+    state
+        .metrics
+        .generation(prompt_tokens, 0, None, Duration::ZERO);
+    Ok(Embedded {
+        vectors,
+        prompt_tokens,
+        load_duration,
+        started,
+    })
+}
+
+/// `input` of an embedding request: a string or a list of strings.
+pub fn embed_inputs(input: &Value) -> Result<Vec<String>> {
+    match input {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(all) => all
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                ServerError::BadRequest(
+                    "input must be a string or a non-empty list of strings".into(),
+                )
+            }),
+        _ => Err(ServerError::BadRequest(
+            "input must be a string or a list of strings".into(),
+        )),
+    }
+}

@@ -18,6 +18,7 @@
 
 pub mod error;
 pub mod generate;
+pub mod manage;
 pub mod metrics;
 pub mod ollama;
 pub mod openai;
@@ -187,12 +188,17 @@ pub fn app(config: &Config, loopback: bool) -> (Router, Arc<AppState>) {
         .route("/api/show", post(ollama::show))
         .route("/api/generate", post(ollama::generate))
         .route("/api/chat", post(ollama::chat))
+        .route("/api/embed", post(ollama::embed))
+        .route("/api/embeddings", post(ollama::embeddings))
+        .route("/api/pull", post(manage::pull))
+        .route("/api/create", post(manage::create))
         .route("/api/copy", post(ollama::copy))
         .route("/api/delete", axum::routing::delete(ollama::delete))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*model}", get(openai::model))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(openai::embeddings))
         .fallback(|| async { ServerError::NotFound("no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(middleware::from_fn_with_state(security, security::guard))

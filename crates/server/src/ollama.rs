@@ -487,3 +487,67 @@ async fn respond(
     }
     Ok(Json(v).into_response())
 }
+
+#[derive(Deserialize)]
+pub struct EmbedRequest {
+    model: String,
+    #[serde(default)]
+    input: Value,
+    /// The legacy endpoint's single text.
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    truncate: Option<bool>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+    #[serde(default)]
+    options: Option<Map<String, Value>>,
+    #[serde(default)]
+    keep_alive: Option<Value>,
+}
+
+impl EmbedRequest {
+    async fn run(self, state: &Arc<AppState>, inputs: Vec<String>) -> Result<generate::Embedded> {
+        generate::embed(
+            state,
+            generate::EmbedRequest {
+                model: self.model,
+                inputs,
+                options: self.options.unwrap_or_default(),
+                keep_alive: self.keep_alive.as_ref().map(parse_keep_alive).transpose()?,
+                truncate: self.truncate.unwrap_or(true),
+                dimensions: self.dimensions,
+            },
+        )
+        .await
+    }
+}
+
+/// `/api/embed`: `input` (a string or a list) → `embeddings`.
+pub async fn embed(
+    State(state): State<Arc<AppState>>,
+    Body(req): Body<EmbedRequest>,
+) -> Result<Json<Value>> {
+    let inputs = generate::embed_inputs(&req.input)?;
+    let model = req.model.clone();
+    let e = req.run(&state, inputs).await?;
+    Ok(Json(json!({
+        "model": model,
+        "embeddings": e.vectors,
+        "total_duration": e.started.elapsed().as_nanos() as u64,
+        "load_duration": e.load_duration.as_nanos() as u64,
+        "prompt_eval_count": e.prompt_tokens,
+    })))
+}
+
+/// `/api/embeddings` (legacy): `prompt` → `embedding`.
+pub async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    Body(req): Body<EmbedRequest>,
+) -> Result<Json<Value>> {
+    let prompt = req.prompt.clone().unwrap_or_default();
+    let mut e = req.run(&state, vec![prompt]).await?;
+    Ok(Json(
+        json!({ "embedding": e.vectors.pop().unwrap_or_default() }),
+    ))
+}

@@ -413,3 +413,52 @@ async fn respond(
     v["usage"] = usage(&started, &done.stats);
     Ok(Json(v).into_response())
 }
+
+#[derive(Deserialize)]
+pub struct EmbeddingsRequest {
+    model: String,
+    input: Value,
+    #[serde(default)]
+    dimensions: Option<usize>,
+    #[serde(default)]
+    encoding_format: Option<String>,
+    #[serde(default)]
+    options: Option<Map<String, Value>>,
+    #[serde(default)]
+    keep_alive: Option<Value>,
+}
+
+/// `/v1/embeddings`: float vectors (`encoding_format` `float`; `base64` is refused).
+pub async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    Body(req): Body<EmbeddingsRequest>,
+) -> Result<Json<Value>> {
+    if req.encoding_format.as_deref().is_some_and(|f| f != "float") {
+        return Err(ServerError::BadRequest("encoding_format must be \"float\"".into()).into());
+    }
+    let inputs = generate::embed_inputs(&req.input)?;
+    let e = generate::embed(
+        &state,
+        generate::EmbedRequest {
+            model: req.model.clone(),
+            inputs,
+            options: req.options.unwrap_or_default(),
+            keep_alive: req.keep_alive.as_ref().map(parse_keep_alive).transpose()?,
+            truncate: false,
+            dimensions: req.dimensions,
+        },
+    )
+    .await?;
+    let data: Vec<Value> = e
+        .vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .collect();
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "model": req.model,
+        "usage": {"prompt_tokens": e.prompt_tokens, "total_tokens": e.prompt_tokens},
+    })))
+}

@@ -463,3 +463,124 @@ async fn metrics_count_requests_and_tokens() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn embeddings_are_unit_vectors_in_both_apis() {
+    let s = server();
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/api/embed",
+            json!({"model": MODEL, "input": ["hello", "world"]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let all = v["embeddings"].as_array().unwrap();
+    assert_eq!(all.len(), 2);
+    let norm: f64 = all[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap().powi(2))
+        .sum();
+    assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    assert_ne!(all[0], all[1]);
+    assert!(v["prompt_eval_count"].as_u64().unwrap() >= 2);
+
+    let (_, legacy) = call_json(
+        &s,
+        post(
+            "/api/embeddings",
+            json!({"model": MODEL, "prompt": "hello"}),
+        ),
+    )
+    .await;
+    assert_eq!(legacy["embedding"], all[0]);
+
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/v1/embeddings",
+            json!({"model": MODEL, "input": "hello", "dimensions": 8}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 8);
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn create_copy_show_and_delete() {
+    let s = server();
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/api/create",
+            json!({"model": "brief", "from": MODEL, "system": "Answer in one word.",
+                   "parameters": {"temperature": 0.1}, "stream": false}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "success");
+    let (_, shown) = call_json(&s, post("/api/show", json!({"model": "brief"}))).await;
+    assert_eq!(shown["system"], "Answer in one word.");
+    assert!(shown["parameters"]
+        .as_str()
+        .unwrap()
+        .contains("temperature 0.1"));
+
+    // From a file on the server's disk: refused over HTTP.
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/api/create",
+            json!({"model": "x", "from": "/etc/passwd", "stream": false}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+
+    let (_, _, body) = call(
+        &s,
+        post(
+            "/api/create",
+            json!({"model": "small", "from": MODEL, "quantize": "q4_0"}),
+        ),
+    )
+    .await;
+    let last: Value = serde_json::from_str(body.lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "success", "{body}");
+
+    let (status, _, _) = call(
+        &s,
+        post(
+            "/api/copy",
+            json!({"source": "brief", "destination": "brief2"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let delete = |name: &str| {
+        Request::delete("/api/delete")
+            .header(header::HOST, "localhost")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({"model": name}).to_string()))
+            .unwrap()
+    };
+    assert_eq!(call(&s, delete("brief2")).await.0, StatusCode::OK);
+    assert_eq!(call(&s, delete("brief2")).await.0, StatusCode::NOT_FOUND);
+    let (_, tags) = call_json(&s, get("/api/tags")).await;
+    let names: Vec<&str> = tags["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"brief:latest") && names.contains(&"small:latest"),
+        "{names:?}"
+    );
+}
