@@ -19,6 +19,6 @@ pub use chat::Message;
 pub use error::EngineError;
 pub use hparams::{Arch, HParams};
 pub use kv_cache::{KvCache, KvType};
-pub use model::Model;
+pub use model::{Model, Sequence};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use session::{GenerateOptions, GenerationStats, Session, StopReason};

@@ -136,6 +136,7 @@ impl Model {
         ws: [&Linear; M],
         x: &[f32],
         n: usize,
+        order: usize,
         outs: [&mut Vec<f32>; M],
     ) {
         let mats = ws.map(|w| w.matrix(&self.gguf));
@@ -147,7 +148,7 @@ impl Model {
                 o.as_mut_slice()
             })
             .collect();
-        kernels::matmul_multi(&self.pool, &mats, x, n, &mut slices);
+        kernels::matmul_multi_ordered(&self.pool, &mats, x, n, order, &mut slices);
         for (out, w) in slices.into_iter().zip(ws) {
             if let Some(b) = &w.bias {
                 self.for_rows(out, w.rows, &|_, rows| {
@@ -173,7 +174,23 @@ impl Model {
         } else {
             Head::LastLogits
         };
-        self.run(cache, tokens, pos, head)
+        self.run(&mut [Sequence { cache, tokens, pos }], head)
+    }
+
+    /// Several sequences through the model in one pass (continuous batching): every sequence's
+    /// `tokens` at its positions `pos..` in its own cache, the weights read once for all of them.
+    /// Returns each sequence's last-token logits, in order.
+    ///
+    /// The greedy tokens are those of [`Model::forward`] one sequence at a time; the logits may
+    /// differ in the last bits, because the matrix kernels sum in a batch-size-dependent order
+    /// (as llama.cpp's do). Every cache must have the same KV types.
+    pub fn forward_batch(&self, seqs: &mut [Sequence<'_>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        if seqs.iter().any(|s| s.tokens.is_empty()) {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let vocab = self.n_vocab();
+        let logits = self.run(seqs, Head::LastLogits)?;
+        Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
     }
 
     /// An embedding of `tokens`: the final (normalised) hidden states averaged over the tokens,
@@ -187,7 +204,12 @@ impl Model {
         let mut cache = self.new_cache(tokens.len());
         let mut sum = vec![0f64; d];
         for (i, chunk) in tokens.chunks(512).enumerate() {
-            let hidden = self.run(&mut cache, chunk, i * 512, Head::Hidden)?;
+            let seq = Sequence {
+                cache: &mut cache,
+                tokens: chunk,
+                pos: i * 512,
+            };
+            let hidden = self.run(&mut [seq], Head::Hidden)?;
             for row in hidden.chunks_exact(d) {
                 sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
             }
@@ -197,27 +219,53 @@ impl Model {
         Ok(sum.iter().map(|v| (v * scale) as f32).collect())
     }
 
-    fn run(
-        &self,
-        cache: &mut KvCache,
-        tokens: &[u32],
-        pos: usize,
-        head: Head,
-    ) -> Result<Vec<f32>, EngineError> {
+    fn run(&self, seqs: &mut [Sequence<'_>], head: Head) -> Result<Vec<f32>, EngineError> {
         let hp = &self.hparams;
+        for seq in seqs.iter() {
+            let (n, ctx) = (seq.tokens.len(), seq.cache.n_ctx());
+            let available = ctx.saturating_sub(seq.pos);
+            if n > available {
+                return Err(EngineError::ContextFull {
+                    needed: n,
+                    available,
+                    ctx,
+                    over: n - available,
+                });
+            }
+        }
+        let Some(first) = seqs.first() else {
+            return Ok(Vec::new());
+        };
+        let (k_rotation, v_rotation) = (first.cache.k_rotation(), first.cache.v_rotation());
+        assert!(
+            seqs.iter()
+                .all(|s| (s.cache.k_rotation(), s.cache.v_rotation()) == (k_rotation, v_rotation)),
+            "forward_batch: the caches' KV types differ"
+        );
+        // Every token of every sequence, in order, with its position; `spans[s]` is sequence
+        // `s`'s range of them.
+        let tokens: Vec<u32> = seqs.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let positions: Vec<usize> = seqs
+            .iter()
+            .flat_map(|s| s.pos..s.pos + s.tokens.len())
+            .collect();
+        let mut spans = Vec::with_capacity(seqs.len());
+        let mut at = 0;
+        for s in seqs.iter() {
+            spans.push(at..at + s.tokens.len());
+            at += s.tokens.len();
+        }
         let n = tokens.len();
         if n == 0 {
             return Ok(Vec::new());
         }
-        let available = cache.n_ctx().saturating_sub(pos);
-        if n > available {
-            return Err(EngineError::ContextFull {
-                needed: n,
-                available,
-                ctx: cache.n_ctx(),
-                over: n - available,
-            });
-        }
+        // The matrix kernels' summation order depends on the batch size. Sequences of one
+        // length L (a decode step: L = 1) are summed as a batch of L, so that each gets the
+        // bits it would get alone.
+        let order = match seqs.iter().map(|s| s.tokens.len()).min() {
+            Some(l) if seqs.iter().all(|s| s.tokens.len() == l) => l,
+            _ => n,
+        };
         let d = hp.n_embd;
         let (hd, nh, nkv) = (hp.head_dim, hp.n_head, hp.n_head_kv);
         let (q_dim, kv_dim) = (nh * hd, nkv * hd);
@@ -264,7 +312,7 @@ impl Model {
             if half > 0 {
                 self.for_rows(&mut t, half, &|t0, rows| {
                     for (i, row) in rows.chunks_exact_mut(half).enumerate() {
-                        let p = pos + t0 + i;
+                        let p = positions[t0 + i];
                         rope_angles(p, base, freq_scale, w.rope_freqs.as_deref(), row);
                     }
                 });
@@ -297,10 +345,10 @@ impl Model {
             });
             match &layer.attn {
                 Attention::Separate(w) => {
-                    self.matmuls([&w.q, &w.k, &w.v], &h, n, [&mut q, &mut k, &mut v]);
+                    self.matmuls([&w.q, &w.k, &w.v], &h, n, order, [&mut q, &mut k, &mut v]);
                 }
                 Attention::Fused(f) => {
-                    self.matmuls([f], &h, n, [&mut qkv]);
+                    self.matmuls([f], &h, n, order, [&mut qkv]);
                     q.clear();
                     k.clear();
                     v.clear();
@@ -331,34 +379,37 @@ impl Model {
             }
             // A quantized cache takes its rows rotated, as in llama.cpp: queries and keys alike
             // (their dot products stay), values with the output rotated back after attention.
-            if let Some(n) = cache.k_rotation() {
+            if let Some(n) = k_rotation {
                 self.for_rows(&mut q, q_dim, &|_, rows| hadamard(rows, n));
                 self.for_rows(&mut k, kv_dim, &|_, rows| hadamard(rows, n));
             }
-            let v_rotation = cache.v_rotation();
             if let Some(n) = v_rotation {
                 self.for_rows(&mut v, kv_dim, &|_, rows| hadamard(rows, n));
             }
-            cache.store(il, pos, &k, &v);
-
-            let (kc, vc) = cache.layer(il);
-            let input = AttentionInput {
-                q: &q,
-                k: kc,
-                v: vc,
-                n_head: nh,
-                n_head_kv: nkv,
-                head_dim: hd,
-                pos,
-                window: if swa { hp.n_swa } else { 0 },
-                q_scale,
-                kq_scale,
-            };
-            attention(&self.pool, &input, &mut attn);
+            // Each sequence attends over its own cache.
+            for (seq, span) in seqs.iter_mut().zip(&spans) {
+                let kv = span.start * kv_dim..span.end * kv_dim;
+                seq.cache.store(il, seq.pos, &k[kv.clone()], &v[kv]);
+                let (kc, vc) = seq.cache.layer(il);
+                let input = AttentionInput {
+                    q: &q[span.start * q_dim..span.end * q_dim],
+                    k: kc,
+                    v: vc,
+                    n_head: nh,
+                    n_head_kv: nkv,
+                    head_dim: hd,
+                    pos: seq.pos,
+                    window: if swa { hp.n_swa } else { 0 },
+                    q_scale,
+                    kq_scale,
+                };
+                let out = &mut attn[span.start * q_dim..span.end * q_dim];
+                attention(&self.pool, &input, out);
+            }
             if let Some(n) = v_rotation {
                 self.for_rows(&mut attn, q_dim, &|_, rows| hadamard(rows, n));
             }
-            self.matmuls([&layer.out], &attn, n, [&mut proj]);
+            self.matmuls([&layer.out], &attn, n, order, [&mut proj]);
             self.for_rows(&mut x, d, &|t0, rows| {
                 let o = &proj[t0 * d..][..rows.len()];
                 add_residual(rows, o, layer.post_attn_norm.as_deref(), eps);
@@ -371,14 +422,14 @@ impl Model {
             gated.resize(n * ff, 0.0);
             match &layer.ffn {
                 FeedForward::Gated { gate: wg, up: wu } => {
-                    self.matmuls([wg, wu], &h, n, [&mut gate, &mut up]);
+                    self.matmuls([wg, wu], &h, n, order, [&mut gate, &mut up]);
                     self.for_rows(&mut gated, ff, &|t0, rows| {
                         let at = t0 * ff..t0 * ff + rows.len();
                         act(&gate[at.clone()], &up[at], rows);
                     });
                 }
                 FeedForward::FusedGateUp(f) => {
-                    self.matmuls([f], &h, n, [&mut gate]);
+                    self.matmuls([f], &h, n, order, [&mut gate]);
                     self.for_rows(&mut gated, ff, &|t0, rows| {
                         for (t, row) in rows.chunks_exact_mut(ff).enumerate() {
                             let gu = &gate[(t0 + t) * 2 * ff..][..2 * ff];
@@ -387,24 +438,33 @@ impl Model {
                     });
                 }
             }
-            self.matmuls([&layer.down], &gated, n, [&mut proj]);
+            self.matmuls([&layer.down], &gated, n, order, [&mut proj]);
             self.for_rows(&mut x, d, &|t0, rows| {
                 let o = &proj[t0 * d..][..rows.len()];
                 add_residual(rows, o, layer.post_ffn_norm.as_deref(), eps);
             });
         }
 
-        // Only the positions whose logits are wanted go through the head.
-        let (rows, n_out) = match head {
-            Head::LastLogits => (&mut x[(n - 1) * d..], 1),
-            Head::AllLogits | Head::Hidden => (&mut x[..], n),
+        // Only the positions whose logits are wanted go through the head: each sequence's last.
+        if head == Head::LastLogits {
+            for (i, span) in spans.iter().enumerate() {
+                x.copy_within((span.end - 1) * d..span.end * d, i * d);
+            }
+        }
+        let n_out = if head == Head::LastLogits {
+            seqs.len()
+        } else {
+            n
         };
+        let rows = &mut x[..n_out * d];
         self.for_rows(rows, d, &|_, rows| rms_norm(rows, &w.output_norm, eps));
         let mut logits = Vec::new();
         if head == Head::Hidden {
             logits.extend_from_slice(rows);
         } else {
-            self.matmuls([&w.output], rows, n_out, [&mut logits]);
+            // Alone, each sequence's head would be a batch of its own rows: 1 or `order`.
+            let head_order = if head == Head::LastLogits { 1 } else { order };
+            self.matmuls([&w.output], rows, n_out, head_order, [&mut logits]);
         }
         if let (Some(c), false) = (hp.final_logit_softcap, head == Head::Hidden) {
             self.for_rows(&mut logits, 1, &|_, ls| {
@@ -432,6 +492,13 @@ impl Model {
 fn special_texts(tokenizer: &Tokenizer) -> (&str, &str) {
     let text = |id: Option<u32>| id.map_or("", |i| tokenizer.token_text(i));
     (text(tokenizer.bos()), text(tokenizer.eos()))
+}
+
+/// One sequence of a [`Model::forward_batch`]: `tokens` at positions `pos..` in `cache`.
+pub struct Sequence<'a> {
+    pub cache: &'a mut KvCache,
+    pub tokens: &'a [u32],
+    pub pos: usize,
 }
 
 /// What [`Model::run`] returns.

@@ -328,6 +328,21 @@ pub fn matmul_multi(
     matmul_multi_at(simd::active_level(), pool, ws, x, n_tokens, outs)
 }
 
+/// [`matmul_multi`] summing every dot in the order llama.cpp uses for a batch of
+/// `order_tokens` tokens rather than `n_tokens` (see [`DotKernel::for_batch`]). Continuous
+/// batching passes 1 for a decode step of several sequences, one token each, so that each
+/// sequence gets the bits it would get alone.
+pub fn matmul_multi_ordered(
+    pool: &ThreadPool,
+    ws: &[Matrix],
+    x: &[f32],
+    n_tokens: usize,
+    order_tokens: usize,
+    outs: &mut [&mut [f32]],
+) {
+    multi(simd::active_level(), pool, ws, x, n_tokens, order_tokens, outs)
+}
+
 /// [`matmul_multi`] at an explicit instruction-set level.
 ///
 /// # Panics
@@ -338,6 +353,18 @@ pub fn matmul_multi_at(
     ws: &[Matrix],
     x: &[f32],
     n_tokens: usize,
+    outs: &mut [&mut [f32]],
+) {
+    multi(level, pool, ws, x, n_tokens, n_tokens, outs)
+}
+
+fn multi(
+    level: Level,
+    pool: &ThreadPool,
+    ws: &[Matrix],
+    x: &[f32],
+    n_tokens: usize,
+    order_tokens: usize,
     outs: &mut [&mut [f32]],
 ) {
     assert_eq!(ws.len(), outs.len(), "matmul_multi: one output per matrix");
@@ -366,7 +393,7 @@ pub fn matmul_multi_at(
     }
     let kernels: Vec<DotKernel> = ws
         .iter()
-        .map(|w| DotKernel::for_batch(level, w.ty, n_tokens))
+        .map(|w| DotKernel::for_batch(level, w.ty, order_tokens))
         .collect();
     // Distinct activation layouts (type, prepared, tiled, zero point); `which[i]` is matrix i's
     // layout.

@@ -508,10 +508,17 @@ pub(crate) fn dot_q4_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
     dot_q4_k_blocks::<1, false>(w, [act], n)[0]
 }
 
-/// [`dot_q4_k_blocks`] for four tokens.
+/// [`dot_q4_k_blocks`] for four tokens (the `gemm` order).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn dot4_q4_k(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
     dot_q4_k_blocks::<4, true>(w, acts, n)
+}
+
+/// [`dot_q4_k_blocks`] for four tokens in the one-token (`gemv`) order, for batches that must sum
+/// as batches of one (several sequences' decode steps).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot4_q4_k_gemv(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
+    dot_q4_k_blocks::<4, false>(w, acts, n)
 }
 
 /// Q5_K weights x Q8_K activations: Q4_K plus a fifth bit from `qh`.
@@ -604,25 +611,49 @@ pub(super) fn q6k_codes(ql0: __m256i, ql1: __m256i, qh: __m256i) -> [__m256i; 4]
     ]
 }
 
-/// Q6_K weights x Q8_K activations: codes 0..63 minus 32, with 16 signed 8-bit scales. The -32
-/// is folded in through the group sums: `sum sc_s * (dot(q_s, y_s) - 32 * bsum_s)`.
+/// Q6_K weights x Q8_K activations for `T` tokens in the order of llama.cpp's `vec_dot` (below
+/// 8 tokens): codes 0..63 minus 32, with 16 signed 8-bit scales, the -32 folded in through the
+/// group sums (`sum sc_s * (dot(q_s, y_s) - 32 * bsum_s)`), 8 integer lanes per block scaled and
+/// accumulated block after block. The codes are unpacked once for all tokens.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_q6_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
-    let a = act.bytes;
-    let nb = blocks(w, Q6_K_W, a, Q8_K_A, n, 256);
-    let mut acc = _mm256_setzero_ps();
+fn dot_q6_k_lanes<const T: usize>(w: &[u8], acts: [&ActRow<'_>; T], n: usize) -> [f32; T] {
+    let nb = acts
+        .iter()
+        .map(|a| blocks(w, Q6_K_W, a.bytes, Q8_K_A, n, 256))
+        .min()
+        .unwrap_or(0);
+    let mut acc = [_mm256_setzero_ps(); T];
     for i in 0..nb {
-        // SAFETY: every pointer read below lies inside block i of `w` and `a`, which `blocks`
-        // checked are in bounds (offsets per the layouts in `formats`).
+        // SAFETY: every pointer read below lies inside block i of `w` and of each activation
+        // row, which `blocks` checked are in bounds (offsets per the layouts in `formats`).
         unsafe {
             let wp = w.as_ptr().wrapping_add(i * Q6_K_W);
-            let ap = a.as_ptr().wrapping_add(i * Q8_K_A);
-            let d = _mm256_mul_ps(f16_bcast(wp.add(208)), _mm256_set1_ps(f32_ptr(ap)));
-            let sumi = q6k_lanes(&q6k_block_codes(wp), load16(wp.add(192)), ap);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, acc);
+            let (dw, scales, codes) = (
+                f16_bcast(wp.add(208)),
+                load16(wp.add(192)),
+                q6k_block_codes(wp),
+            );
+            for (acc, a) in acc.iter_mut().zip(&acts) {
+                let ap = a.bytes.as_ptr().wrapping_add(i * Q8_K_A);
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(f32_ptr(ap)));
+                let sumi = q6k_lanes(&codes, scales, ap);
+                *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, *acc);
+            }
         }
     }
-    hsum_ps(acc)
+    std::array::from_fn(|t| hsum_ps(acc[t]))
+}
+
+/// [`dot_q6_k_lanes`] for one token.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot_q6_k(w: &[u8], act: &ActRow<'_>, n: usize) -> f32 {
+    dot_q6_k_lanes::<1>(w, [act], n)[0]
+}
+
+/// [`dot_q6_k_lanes`] for four tokens.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot4_q6_k(w: &[u8], acts: [&ActRow<'_>; 4], n: usize) -> [f32; 4] {
+    dot_q6_k_lanes::<4>(w, acts, n)
 }
 
 /// The 8 codes registers of the Q6_K block at `wp` (two halves of four 32-code groups).

@@ -332,13 +332,26 @@ impl DotKernel {
     /// The kernel for a matrix multiply of `n_tokens` tokens with weights of type `ty` at
     /// `level`. It differs from [`DotKernel::new`] where llama.cpp sums in another order for
     /// batches: Q6_K, whose dots llama.cpp sums block by block in integers from
-    /// [`TILED_MIN_BATCH`] tokens on, and lane by lane below that. Following it keeps the logits
-    /// within a few ulps of the reference, which Gemma-class models need.
+    /// [`TILED_MIN_BATCH`] tokens on, and lane by lane below that; and Q4_K, which it sums per
+    /// pair of sub-blocks 4 tokens at a time and per block below 4 tokens. Following it keeps the
+    /// logits within a few ulps of the reference, which Gemma-class models need.
     ///
     /// # Panics
     /// As [`DotKernel::new`].
     pub fn for_batch(level: Level, ty: GgmlType, n_tokens: usize) -> DotKernel {
         let mut k = DotKernel::new(level, ty);
+        // Below those sizes llama.cpp dots one token at a time (Q4_K: the repacked `gemv`, block
+        // by block; Q6_K: `vec_dot`, lane by lane); these 4-token kernels keep that order.
+        #[cfg(target_arch = "x86_64")]
+        match ty {
+            _ if level == Level::Scalar => {}
+            GgmlType::Q4_K if n_tokens < 4 => {
+                k.simd4 = Some(avx2::dot4_q4_k_gemv);
+                k.gemm = None;
+            }
+            GgmlType::Q6_K if n_tokens < TILED_MIN_BATCH => k.simd4 = Some(avx2::dot4_q6_k),
+            _ => {}
+        }
         #[cfg(target_arch = "x86_64")]
         if ty == GgmlType::Q6_K && level != Level::Scalar {
             // `new` gives the lane-order kernel, which has no 4-token variant.

@@ -388,3 +388,45 @@ fn gemm_equals_dot4() {
         }
     }
 }
+
+/// The kernels for small batches (`for_batch` below 4 and 8 tokens) sum each token in the
+/// one-token order, also 4 tokens at a time: bit-identical to 4 single dots for every type, so
+/// several sequences' decode steps batched together give each the bits of a step alone.
+#[test]
+fn small_batch_kernels_equal_single_dots() {
+    let mut rng = Rng(5);
+    for ty in WEIGHT_TYPES {
+        let act_ty = formats::activation_type(ty).unwrap();
+        let unit = act_ty.block_size().max(ty.block_size()).max(32);
+        for n in [unit, 3 * unit] {
+            let w = weight_row(ty, n, WeightKind::Quantized, &mut rng);
+            let rb = formats::activation_row_bytes(act_ty, n);
+            let mut bytes = vec![0u8; 4 * rb];
+            for t in 0..4 {
+                let x = activations(n, t, &mut rng);
+                formats::quantize_activations(act_ty, &x, &mut bytes[t * rb..(t + 1) * rb]);
+            }
+            for level in available_levels() {
+                for batch in [1, 3, 5] {
+                    let k = DotKernel::for_batch(level, ty, batch);
+                    let single = DotKernel::new(level, ty);
+                    let acts = Activations::from_quantized(&k, &bytes, n, 4);
+                    let rows = [acts.row(0), acts.row(1), acts.row(2), acts.row(3)];
+                    let four = k.dot4(&w, [&rows[0], &rows[1], &rows[2], &rows[3]], n);
+                    for t in 0..4 {
+                        // Q4_K's 4-token order starts at 4 tokens.
+                        if ty == GgmlType::Q4_K && batch >= 4 {
+                            continue;
+                        }
+                        let one = single.dot(&w, &rows[t], n);
+                        assert_eq!(
+                            four[t].to_bits(),
+                            one.to_bits(),
+                            "{ty} n={n} batch {batch} t={t} {level}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
