@@ -106,10 +106,13 @@ struct Entry<M> {
     expires: Option<Instant>,
 }
 
+/// Loaded models by (name, context size).
+type Entries<M> = HashMap<(String, usize), Entry<M>>;
+
 pub struct Scheduler<L: Loader> {
     loader: L,
     config: SchedulerConfig,
-    entries: Mutex<HashMap<(String, usize), Entry<L::Model>>>,
+    entries: Mutex<Entries<L::Model>>,
     /// Requests waiting for a slot or for memory.
     waiting: AtomicUsize,
     /// Signalled whenever a lease ends or a model is unloaded (memory may have become free).
@@ -193,7 +196,7 @@ impl<L: Loader> Scheduler<L> {
         self.waiting.load(Ordering::SeqCst)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, usize), Entry<L::Model>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<L::Model>> {
         // A poisoned lock only means a thread panicked while holding it; the map stays valid.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -413,7 +416,7 @@ impl<L: Loader> Scheduler<L> {
                 (e.last_used, info)
             })
             .collect();
-        list.sort_by(|a, b| b.0.cmp(&a.0));
+        list.sort_by_key(|e| std::cmp::Reverse(e.0));
         list.into_iter().map(|(_, i)| i).collect()
     }
 
