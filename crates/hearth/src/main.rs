@@ -2,9 +2,11 @@
 //!
 //! A thin command line over the library crates: `run` (one answer or an interactive chat),
 //! `tokenize`, `show` and `bench` on a .gguf file or a model in the store, and the store's own
-//! commands `pull`, `list`, `rm`, `cp` and `create`. The server and the rest come in later commands.
+//! commands `pull`, `list`, `rm`, `cp` and `create`; `serve`, the API server, and its clients
+//! `ps` and `stop` (`run`, `pull` and `list` also go through a server when one answers).
 
 mod bench;
+mod client;
 mod manage;
 mod modelfile;
 mod models;
@@ -62,6 +64,10 @@ enum Command {
     Cp(manage::CpArgs),
     /// Create a model from a Modelfile.
     Create(manage::CreateArgs),
+    /// List the models a running server has loaded (the server at HEARTH_HOST).
+    Ps(manage::PsArgs),
+    /// Unload a model from a running server now.
+    Stop(manage::StopArgs),
     /// Serve the Ollama and OpenAI APIs (on 127.0.0.1:11434 unless told otherwise).
     Serve(serve::ServeArgs),
 }
@@ -83,6 +89,8 @@ fn main() {
         Command::Rm(args) => manage::rm(args),
         Command::Cp(args) => manage::cp(args),
         Command::Create(args) => manage::create(args),
+        Command::Ps(args) => manage::ps(args),
+        Command::Stop(args) => manage::stop(args),
         Command::Serve(args) => serve::serve(args),
     };
     if let Err(e) = result {

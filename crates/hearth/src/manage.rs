@@ -5,9 +5,11 @@ use clap::Args;
 use indicatif::DecimalBytes;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
-use store::{ModelName, Modelfile, PullSource, Source, StoreError};
+use store::{ModelName, Modelfile, Progress, PullEvent, PullSource, Source, StoreError};
 
+use crate::client::Client;
 use crate::models::{is_go_template, StoreArgs};
+use crate::progress::PullProgress;
 
 #[derive(Args)]
 pub struct PullArgs {
@@ -21,6 +23,13 @@ pub struct PullArgs {
 }
 
 pub fn pull(args: PullArgs) -> Result<()> {
+    if let Some(client) = Client::running().filter(|_| !args.store.explicit()) {
+        let model = match &args.source {
+            PullSource::Registry(name) => name.to_string(),
+            PullSource::Url(url) => url.to_string(),
+        };
+        return pull_on_server(&client, &model, args.insecure);
+    }
     let store = args.store.open()?;
     let name = crate::models::pull(&store, &args.source, args.insecure)?;
     if matches!(args.source, PullSource::Url(_)) {
@@ -36,14 +45,12 @@ pub struct ListArgs {
 }
 
 pub fn list(args: ListArgs) -> Result<()> {
+    if let Some(client) = Client::running().filter(|_| !args.store.explicit()) {
+        return list_on_server(&client);
+    }
     let store = args.store.open()?;
     let now = SystemTime::now();
-    let mut rows = vec![[
-        "NAME".to_string(),
-        "ID".into(),
-        "SIZE".into(),
-        "MODIFIED".into(),
-    ]];
+    let mut rows = vec![header(&["NAME", "ID", "SIZE", "MODIFIED"])];
     let mut notes = Vec::new();
     let mut any_ollama = false;
     for entry in store.list()? {
@@ -63,19 +70,9 @@ pub fn list(args: ListArgs) -> Result<()> {
             Ok(age) => format!("{} ago", human_duration(age)),
             Err(ahead) => format!("{} from now", human_duration(ahead.duration())),
         };
-        rows.push([name, entry.digest.short().to_string(), size, modified]);
+        rows.push(vec![name, entry.digest.short().to_string(), size, modified]);
     }
-    let widths: Vec<usize> = (0..4)
-        .map(|col| rows.iter().map(|r| r[col].len()).max().unwrap_or(0))
-        .collect();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        println!("{}", line.join("    ").trim_end());
-    }
+    print_table(&rows);
     if any_ollama {
         eprintln!(
             "(ollama): in Ollama's store, which Hearth only reads; `hearth cp` copies one into \
@@ -86,6 +83,189 @@ pub fn list(args: ListArgs) -> Result<()> {
         eprintln!("{note}");
     }
     Ok(())
+}
+
+fn header(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// Columns padded to their widest cell, four spaces apart, as `ollama list` prints them.
+fn print_table(rows: &[Vec<String>]) {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|col| rows.iter().map(|r| r[col].len()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", line.join("    ").trim_end());
+    }
+}
+
+/// The 12 hex digits of a digest that `list` and `ps` show (`sha256:` or not).
+fn short_digest(digest: &str) -> String {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    hex.chars().take(12).collect()
+}
+
+/// `hearth list` from a running server's `/api/tags`.
+fn list_on_server(client: &Client) -> Result<()> {
+    let tags = client.get("/api/tags")?;
+    let now = SystemTime::now();
+    let mut rows = vec![header(&["NAME", "ID", "SIZE", "MODIFIED"])];
+    for m in tags["models"].as_array().into_iter().flatten() {
+        let modified = match m["modified_at"].as_str().and_then(parse_rfc3339) {
+            Some(t) => match now.duration_since(t) {
+                Ok(age) => format!("{} ago", human_duration(age)),
+                Err(ahead) => format!("{} from now", human_duration(ahead.duration())),
+            },
+            None => "?".into(),
+        };
+        rows.push(vec![
+            m["name"].as_str().unwrap_or("?").to_string(),
+            short_digest(m["digest"].as_str().unwrap_or("")),
+            DecimalBytes(m["size"].as_u64().unwrap_or(0)).to_string(),
+            modified,
+        ]);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+/// A pull done by the server (into its store), with its progress drawn here as `hearth pull`
+/// draws its own.
+pub fn pull_on_server(client: &Client, model: &str, insecure: bool) -> Result<()> {
+    let name: Option<ModelName> = model.parse().ok();
+    let mut progress = PullProgress::new();
+    let mut last_blob = String::new();
+    let body = serde_json::json!({"model": model, "insecure": insecure, "stream": true});
+    let result = client.stream("/api/pull", &body, |v| {
+        let status = v["status"].as_str().unwrap_or("");
+        if let Some(digest) = v["digest"].as_str().filter(|d| !d.is_empty()) {
+            last_blob = digest.to_string();
+            progress.event(&PullEvent::Blob {
+                id: digest,
+                media_type: "",
+                completed: v["completed"].as_u64().unwrap_or(0),
+                total: v["total"].as_u64(),
+            });
+        } else if status.starts_with("pulling manifest") {
+            if let Some(name) = &name {
+                progress.event(&PullEvent::Manifest { name });
+            }
+        } else if status.starts_with("verifying") {
+            progress.event(&PullEvent::Verifying { id: &last_blob });
+        } else if status == "writing manifest" {
+            if let Some(name) = &name {
+                progress.event(&PullEvent::WritingManifest { name });
+            }
+        }
+        Ok(true)
+    });
+    progress.finish(result.is_ok());
+    result.with_context(|| format!("the server at {} cannot pull {model}", client.base()))
+}
+
+#[derive(Args)]
+pub struct PsArgs {}
+
+/// `hearth ps`: the models a running server has loaded.
+pub fn ps(_: PsArgs) -> Result<()> {
+    let client = Client::required()?;
+    let loaded = client.get("/api/ps")?;
+    let now = SystemTime::now();
+    let mut rows = vec![header(&["NAME", "ID", "SIZE", "PROCESSOR", "UNTIL"])];
+    for m in loaded["models"].as_array().into_iter().flatten() {
+        let size = m["size"].as_u64().unwrap_or(0);
+        let vram = m["size_vram"].as_u64().unwrap_or(0).min(size);
+        let processor = match (vram, size) {
+            (0, _) => "100% CPU".to_string(),
+            (v, s) if v == s => "100% GPU".to_string(),
+            (v, s) => {
+                let gpu = (v * 100 + s / 2) / s;
+                format!("{}%/{gpu}% CPU/GPU", 100 - gpu)
+            }
+        };
+        let until = match m["expires_at"].as_str().and_then(parse_rfc3339) {
+            // Ollama's "forever" is a date centuries away.
+            Some(t) if t > now + Duration::from_secs(100 * 365 * 86400) => "Forever".into(),
+            Some(t) => match t.duration_since(now) {
+                Ok(left) => format!("{} from now", human_duration(left)),
+                Err(_) => "Stopping...".into(),
+            },
+            None => "?".into(),
+        };
+        rows.push(vec![
+            m["name"].as_str().unwrap_or("?").to_string(),
+            short_digest(m["digest"].as_str().unwrap_or("")),
+            DecimalBytes(size).to_string(),
+            processor,
+            until,
+        ]);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// The loaded model to unload.
+    model: ModelName,
+}
+
+/// `hearth stop MODEL`: unloads a model now (a request with `keep_alive: 0`, as Ollama's).
+pub fn stop(args: StopArgs) -> Result<()> {
+    let client = Client::required()?;
+    let loaded = client.get("/api/ps")?;
+    let is_it = |m: &serde_json::Value| {
+        m["name"]
+            .as_str()
+            .and_then(|n| n.parse::<ModelName>().ok())
+            .is_some_and(|n| n == args.model)
+    };
+    if !loaded["models"].as_array().into_iter().flatten().any(is_it) {
+        bail!(
+            "model {} is not loaded; `hearth ps` lists the ones that are",
+            args.model
+        );
+    }
+    let body = serde_json::json!({"model": args.model.to_string(), "keep_alive": 0,
+        "stream": false});
+    client.stream("/api/generate", &body, |_| Ok(true))?;
+    Ok(())
+}
+
+/// An RFC 3339 time (`2024-06-04T14:38:31.8375-07:00`, `…Z`), as the API writes them.
+fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let (date, time) = text.split_once(['T', 't', ' '])?;
+    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, mo, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let zone_at = time.find(['Z', 'z', '+', '-'])?;
+    let (clock, zone) = time.split_at(zone_at);
+    let mut hms = clock.splitn(3, ':');
+    let h: i64 = hms.next()?.parse().ok()?;
+    let mi: i64 = hms.next()?.parse().ok()?;
+    let sec: f64 = hms.next()?.parse().ok()?;
+    let offset = match zone {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let (oh, om) = zone[1..].split_once(':')?;
+            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+        }
+    };
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let secs = (days * 86400 + h * 3600 + mi * 60 - offset) as f64 + sec;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(secs).ok()?)
 }
 
 /// An age as `ollama list` writes it: "45 seconds", "About a minute", "3 hours", "2 weeks".
@@ -257,5 +437,21 @@ mod tests {
         ] {
             assert_eq!(human_duration(age), want);
         }
+    }
+
+    #[test]
+    fn rfc3339_times_with_any_offset() {
+        let at = |s| parse_rfc3339(s).map(|t| t.duration_since(SystemTime::UNIX_EPOCH).unwrap());
+        assert_eq!(at("1970-01-01T00:00:00Z"), Some(Duration::ZERO));
+        assert_eq!(
+            at("2024-06-04T14:38:31Z"),
+            Some(Duration::from_secs(1717511911))
+        );
+        assert_eq!(
+            at("2024-06-04T07:38:31.5-07:00"),
+            Some(Duration::from_secs_f64(1717511911.5))
+        );
+        assert_eq!(at("2024-06-04"), None);
+        assert_eq!(at("1969-12-31T23:59:59Z"), None);
     }
 }

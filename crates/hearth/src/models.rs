@@ -18,6 +18,11 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// Whether `--models` names a store: a command given one works on it, not through a server.
+    pub fn explicit(&self) -> bool {
+        self.models.is_some()
+    }
+
     pub fn open(&self) -> Result<Store> {
         Ok(match &self.models {
             Some(dir) => Store::new(dir).with_ollama(Store::default_ollama_root()),

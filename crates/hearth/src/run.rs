@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::models::{self, is_go_template, IfMissing, StoreArgs};
+use crate::client::Client;
+use crate::models::{self, is_go_template, IfMissing, ModelRef, StoreArgs};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -166,6 +167,9 @@ impl RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
+    if let Some(client) = server_for(&args)? {
+        return run_on_server(&args, &client);
+    }
     let insecure = args.insecure;
     let loaded = models::load(&args.model, &args.store, IfMissing::Pull { insecure })?;
     let stored = loaded.stored.as_ref();
@@ -490,4 +494,211 @@ fn set_parameter(
         other => bail!("unknown parameter '{other}'; type /? for the list"),
     }
     Ok(())
+}
+
+/// The running server to ask, as the Ollama CLI does: when one answers and the model is a name
+/// (a .gguf file, `--models DIR` and the KV cache types are this process's business, not the
+/// server's, so they run here).
+fn server_for(args: &RunArgs) -> Result<Option<Client>> {
+    if matches!(ModelRef::parse(&args.model)?, ModelRef::File(_))
+        || args.store.explicit()
+        || args.cache_type_k.is_some()
+        || args.cache_type_v.is_some()
+    {
+        return Ok(None);
+    }
+    Ok(Client::running())
+}
+
+impl RunArgs {
+    /// The options given on the command line, by their names in the API; the server applies
+    /// the model's own parameters under them.
+    fn server_options(&self) -> serde_json::Value {
+        let mut o = serde_json::Map::new();
+        let mut put = |name: &str, value: Option<serde_json::Value>| {
+            if let Some(v) = value {
+                o.insert(name.to_string(), v);
+            }
+        };
+        put("temperature", self.temperature.map(Into::into));
+        put("top_k", self.top_k.map(Into::into));
+        put("top_p", self.top_p.map(Into::into));
+        put("min_p", self.min_p.map(Into::into));
+        put("repeat_penalty", self.repeat_penalty.map(Into::into));
+        put("repeat_last_n", self.repeat_last_n.map(Into::into));
+        put("presence_penalty", self.presence_penalty.map(Into::into));
+        put("frequency_penalty", self.frequency_penalty.map(Into::into));
+        put("seed", self.seed.map(Into::into));
+        put("num_predict", self.num_predict.map(Into::into));
+        put("num_ctx", self.ctx_size.map(Into::into));
+        put("num_thread", self.threads.map(Into::into));
+        if !self.stop.is_empty() {
+            put("stop", Some(self.stop.clone().into()));
+        }
+        o.into()
+    }
+}
+
+/// `hearth run` through a running server: the model is pulled there if it is missing, and the
+/// answer streams from `/api/chat` (`/api/generate` with `--raw`).
+fn run_on_server(args: &RunArgs, client: &Client) -> Result<()> {
+    let name = args.model.to_string_lossy().into_owned();
+    if !client.has_model(&name)? {
+        crate::manage::pull_on_server(client, &name, args.insecure)?;
+    }
+    let mut prompt = args.prompt.join(" ");
+    if prompt.is_empty() && !std::io::stdin().is_terminal() {
+        std::io::stdin()
+            .read_to_string(&mut prompt)
+            .context("cannot read the prompt from standard input")?;
+    }
+    let system = args.system.iter().map(|s| message("system", s));
+    if prompt.is_empty() {
+        return interactive_on_server(args, client, &name, system.collect());
+    }
+    let mut out = std::io::stdout().lock();
+    let mut print = |text: &str| out.write_all(text.as_bytes()).is_ok() && out.flush().is_ok();
+    let last = if args.raw {
+        let body = serde_json::json!({"model": name, "prompt": prompt, "raw": true,
+            "options": args.server_options()});
+        stream_answer(client, "/api/generate", &body, |v| {
+            print(v["response"].as_str().unwrap_or(""))
+        })?
+    } else {
+        let messages: Vec<_> = system.chain([message("user", &prompt)]).collect();
+        chat_on_server(client, &name, args, &messages, &mut print)?
+    };
+    if !args.raw {
+        println!();
+    }
+    if args.verbose {
+        report_server(&last);
+    }
+    Ok(())
+}
+
+/// Streams one answer from `path`, handing each piece to `print` (which returns false to stop
+/// it); the final object, with the statistics.
+fn stream_answer(
+    client: &Client,
+    path: &str,
+    body: &serde_json::Value,
+    mut print: impl FnMut(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value> {
+    let mut last = serde_json::Value::Null;
+    client.stream(path, body, |v| {
+        let go_on = print(v);
+        last = v.clone();
+        Ok(go_on)
+    })?;
+    Ok(last)
+}
+
+fn chat_on_server(
+    client: &Client,
+    name: &str,
+    args: &RunArgs,
+    messages: &[Message],
+    print: &mut impl FnMut(&str) -> bool,
+) -> Result<serde_json::Value> {
+    let messages: Vec<_> = messages
+        .iter()
+        .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+        .collect();
+    let body = serde_json::json!({"model": name, "messages": messages,
+        "options": args.server_options()});
+    stream_answer(client, "/api/chat", &body, |v| {
+        print(v["message"]["content"].as_str().unwrap_or(""))
+    })
+}
+
+/// The chat of [`interactive`], each turn sent to the server with the conversation so far
+/// (the server keeps no conversation; it reuses the cached prefix).
+fn interactive_on_server(
+    args: &RunArgs,
+    client: &Client,
+    name: &str,
+    mut system: Vec<Message>,
+) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .context("cannot install the Ctrl-C handler")?;
+    }
+    let mut history: Vec<Message> = Vec::new();
+    let mut lines = std::io::stdin().lock().lines();
+    eprintln!("Type a message, /bye to exit, /clear to forget the conversation.");
+    loop {
+        eprint!(">>> ");
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        let input = line.trim();
+        match input {
+            "" => continue,
+            "/bye" | "/exit" => break,
+            "/clear" => {
+                history.clear();
+                eprintln!("Cleared the conversation.");
+                continue;
+            }
+            _ if input.starts_with("/set system ") => {
+                system = vec![message("system", input["/set system ".len()..].trim())];
+                history.clear();
+                eprintln!("Set the system message.");
+                continue;
+            }
+            _ if input.starts_with('/') => {
+                eprintln!("Unknown command '{input}': /bye, /clear and /set system TEXT work here (the model runs in `hearth serve`).");
+                continue;
+            }
+            _ => {}
+        }
+        history.push(message("user", input));
+        let messages: Vec<_> = system.iter().chain(&history).cloned().collect();
+        let mut answer = String::new();
+        let mut out = std::io::stdout().lock();
+        stop.store(false, Ordering::SeqCst);
+        let result = chat_on_server(client, name, args, &messages, &mut |text| {
+            answer.push_str(text);
+            let ok = out.write_all(text.as_bytes()).is_ok() && out.flush().is_ok();
+            // Hanging up stops the generation on the server.
+            ok && !stop.load(Ordering::SeqCst)
+        });
+        println!();
+        match result {
+            Ok(last) => {
+                history.push(message("assistant", &answer));
+                if args.verbose {
+                    report_server(&last);
+                }
+            }
+            Err(e) => {
+                history.pop();
+                eprintln!("error: {e:#}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`report`] from the server's final object (durations in nanoseconds).
+fn report_server(last: &serde_json::Value) {
+    let count = |k: &str| last[k].as_u64().unwrap_or(0) as usize;
+    let time = |k: &str| std::time::Duration::from_nanos(last[k].as_u64().unwrap_or(0));
+    let rate = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let (pt, gt) = (
+        time("prompt_eval_duration").as_secs_f64(),
+        time("eval_duration").as_secs_f64(),
+    );
+    let (pn, gn) = (count("prompt_eval_count"), count("eval_count"));
+    eprintln!(
+        "prompt eval: {pn} tokens in {pt:.3} s, {:.1} tokens/s",
+        rate(pn, pt)
+    );
+    eprintln!(
+        "generation:  {gn} tokens in {gt:.3} s, {:.1} tokens/s ({})",
+        rate(gn, gt),
+        last["done_reason"].as_str().unwrap_or("?")
+    );
 }

@@ -54,6 +54,9 @@ impl TestStore {
         cmd.args(args)
             .env("HEARTH_MODELS", self.models.path())
             .env("OLLAMA_MODELS", self.ollama.path())
+            // No server (port 9 on loopback is closed): `list`, `pull` and `run` would use one
+            // that answers at HEARTH_HOST or 127.0.0.1:11434 instead of this store.
+            .env("HEARTH_HOST", "127.0.0.1:9")
             .env_remove("HEARTH_KV_CACHE_TYPE");
         cmd
     }

@@ -1,0 +1,133 @@
+"""The official `openai` Python package against `hearth serve`.
+
+    python openai_checks.py BASE_URL MODEL N_EMBD CHECK...
+
+CHECK: chat, chat_stream, completions, completions_stream, embeddings, models. Each asserts on
+what a user of the package relies on; the first failure ends the script with a traceback.
+"""
+import math
+import os
+import sys
+
+import openai
+
+base, model, n_embd, *checks = sys.argv[1:]
+n_embd = int(n_embd)
+# max_retries=0: the client's own retries would hide a failing request.
+client = openai.OpenAI(
+    base_url=base + "/v1", api_key=os.environ.get("HEARTH_TEST_KEY", "none"), max_retries=0
+)
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+GREEDY = dict(temperature=0, seed=42)
+
+
+def check_usage(usage, completion_tokens=None):
+    assert usage is not None, "no usage"
+    assert usage.prompt_tokens > 0, usage
+    assert usage.completion_tokens > 0, usage
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens, usage
+    if completion_tokens is not None:
+        assert usage.completion_tokens == completion_tokens, usage
+
+
+def chat():
+    r = client.chat.completions.create(model=model, messages=QUESTION, max_tokens=24, **GREEDY)
+    assert r.object == "chat.completion", r
+    assert r.model.startswith(model), r.model
+    assert len(r.choices) == 1, r
+    c = r.choices[0]
+    assert c.message.role == "assistant", c
+    assert c.message.content and c.message.content.strip(), c
+    assert c.finish_reason in ("stop", "length"), c
+    check_usage(r.usage)
+    # A limit that the answer reaches: finish_reason says so and exactly that many tokens.
+    r = client.chat.completions.create(model=model, messages=QUESTION, max_tokens=3, **GREEDY)
+    assert r.choices[0].finish_reason == "length", r
+    check_usage(r.usage, completion_tokens=3)
+    return c.message.content
+
+
+def chat_stream():
+    whole = client.chat.completions.create(
+        model=model, messages=QUESTION, max_tokens=24, **GREEDY
+    ).choices[0].message.content
+    stream = client.chat.completions.create(
+        model=model,
+        messages=QUESTION,
+        max_tokens=24,
+        stream=True,
+        stream_options={"include_usage": True},
+        **GREEDY,
+    )
+    text, finish, usage, chunks = "", None, None, 0
+    for chunk in stream:
+        chunks += 1
+        assert chunk.object == "chat.completion.chunk", chunk
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for c in chunk.choices:
+            assert finish is None, f"a chunk after the one with finish_reason: {chunk}"
+            text += c.delta.content or ""
+            finish = c.finish_reason
+    assert chunks > 2, f"{chunks} chunks: not streamed"
+    assert finish in ("stop", "length"), finish
+    check_usage(usage)
+    assert text == whole, f"streamed {text!r} != whole {whole!r}"
+
+
+PROMPT = "The capital of France is"
+
+
+def completions():
+    r = client.completions.create(model=model, prompt=PROMPT, max_tokens=8, **GREEDY)
+    assert r.object == "text_completion", r
+    assert len(r.choices) == 1, r
+    assert r.choices[0].text.strip(), r
+    assert r.choices[0].finish_reason in ("stop", "length"), r
+    check_usage(r.usage)
+    return r.choices[0].text
+
+
+def completions_stream():
+    whole = completions()
+    text, finish = "", None
+    for chunk in client.completions.create(
+        model=model, prompt=PROMPT, max_tokens=8, stream=True, **GREEDY
+    ):
+        for c in chunk.choices:
+            text += c.text
+            finish = c.finish_reason or finish
+    assert finish in ("stop", "length"), finish
+    assert text == whole, f"streamed {text!r} != whole {whole!r}"
+
+
+def embeddings():
+    inputs = ["Why is the sky blue?", "Paris is the capital of France."]
+    # The package asks for base64 unless told otherwise, and decodes it itself.
+    for encoding in (None, "float"):
+        extra = {} if encoding is None else {"encoding_format": encoding}
+        r = client.embeddings.create(model=model, input=inputs, **extra)
+        assert len(r.data) == 2, r
+        for i, d in enumerate(r.data):
+            assert d.index == i, d
+            assert len(d.embedding) == n_embd, f"{len(d.embedding)} values, not {n_embd}"
+            assert all(math.isfinite(x) for x in d.embedding), d
+            assert any(x != 0 for x in d.embedding), "an all-zero embedding"
+        assert r.data[0].embedding != r.data[1].embedding, "two texts, one embedding"
+        assert r.usage.prompt_tokens > 0, r.usage
+    single = client.embeddings.create(model=model, input=inputs[0], encoding_format="float")
+    assert len(single.data) == 1 and len(single.data[0].embedding) == n_embd, single
+
+
+def models():
+    ids = [m.id for m in client.models.list()]
+    expect = os.environ["HEARTH_TEST_MODELS_LISTED"].split(",")
+    for name in expect:
+        assert any(i == name or i.startswith(name + ":") for i in ids), f"{name} not in {ids}"
+    m = client.models.retrieve(ids[0])
+    assert m.id == ids[0] and m.object == "model", m
+
+
+for check in checks:
+    globals()[check]()
+    print(f"ok {check}")
