@@ -17,17 +17,21 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// A JSON body that failed to parse is a 400 with serde's message, in Ollama's error shape.
+/// A JSON body, whatever its `Content-Type` (Ollama's documentation sends `curl -d` without
+/// one); one that does not parse is a 400 with serde's message. Browsers cannot use this to post
+/// from other sites: the security guard refuses foreign `Origin`s first.
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
     type Rejection = ServerError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self> {
-        let Json(v) = Json::<T>::from_request(req, state)
+        let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| ServerError::BadRequest(e.body_text()))?;
-        Ok(Body(v))
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| ServerError::BadRequest(format!("invalid JSON body: {e}")))
     }
 }
 

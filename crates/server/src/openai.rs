@@ -428,14 +428,22 @@ pub struct EmbeddingsRequest {
     keep_alive: Option<Value>,
 }
 
-/// `/v1/embeddings`: float vectors (`encoding_format` `float`; `base64` is refused).
+/// `/v1/embeddings`: vectors as JSON floats, or with `encoding_format: "base64"` (what the
+/// `openai` package asks for by default) as base64 of little-endian f32s.
 pub async fn embeddings(
     State(state): State<Arc<AppState>>,
     Body(req): Body<EmbeddingsRequest>,
 ) -> Result<Json<Value>> {
-    if req.encoding_format.as_deref().is_some_and(|f| f != "float") {
-        return Err(ServerError::BadRequest("encoding_format must be \"float\"".into()).into());
-    }
+    let as_base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ServerError::BadRequest(format!(
+                "encoding_format {other:?} is not supported: use \"float\" or \"base64\""
+            ))
+            .into())
+        }
+    };
     let inputs = generate::embed_inputs(&req.input)?;
     let e = generate::embed(
         &state,
@@ -453,7 +461,16 @@ pub async fn embeddings(
         .vectors
         .into_iter()
         .enumerate()
-        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .map(|(i, v)| {
+            let embedding = if as_base64 {
+                use base64::Engine;
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     Ok(Json(json!({
         "object": "list",

@@ -509,6 +509,20 @@ async fn embeddings_are_unit_vectors_in_both_apis() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 8);
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    let (_, b64) = call_json(
+        &s,
+        post(
+            "/v1/embeddings",
+            json!({"model": MODEL, "input": "hello", "dimensions": 8, "encoding_format": "base64"}),
+        ),
+    )
+    .await;
+    // 8 f32s: 32 bytes, 44 base64 characters.
+    assert_eq!(
+        b64["data"][0]["embedding"].as_str().unwrap().len(),
+        44,
+        "{b64}"
+    );
 }
 
 #[tokio::test]
