@@ -65,7 +65,6 @@ fn openai_completions_streaming_and_not() {
 }
 
 #[test]
-#[ignore = "waiting for encoding_format \"base64\" in /v1/embeddings: the openai package asks for it by default, and the server answers 400 `encoding_format must be \"float\"`"]
 fn openai_embeddings() {
     openai(&["embeddings"]);
 }
@@ -139,7 +138,6 @@ fn curl_output(cmd: &mut Command) -> (String, String) {
 }
 
 #[test]
-#[ignore = "waiting for /api/generate to read JSON sent without `Content-Type: application/json` (`curl -d`, as in Ollama's docs): the server answers 400"]
 fn curl_generate_streams_ndjson() {
     let Some(mut curl) = curl() else { return };
     let models = Models::with_models();
