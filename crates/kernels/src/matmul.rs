@@ -340,7 +340,15 @@ pub fn matmul_multi_ordered(
     order_tokens: usize,
     outs: &mut [&mut [f32]],
 ) {
-    multi(simd::active_level(), pool, ws, x, n_tokens, order_tokens, outs)
+    multi(
+        simd::active_level(),
+        pool,
+        ws,
+        x,
+        n_tokens,
+        order_tokens,
+        outs,
+    )
 }
 
 /// [`matmul_multi`] at an explicit instruction-set level.
