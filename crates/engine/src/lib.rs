@@ -21,4 +21,4 @@ pub use hparams::{Arch, HParams};
 pub use kv_cache::{KvCache, KvType};
 pub use model::{Model, Sequence};
 pub use sampler::{argmax, Sampler, SamplerConfig};
-pub use session::{GenerateOptions, GenerationStats, Session, StopReason};
+pub use session::{GenerateOptions, GenerationStats, Session, StopReason, TokenLogprob};

@@ -42,6 +42,43 @@ pub struct GenerateOptions {
     /// Maximum new tokens; `None`: until end of generation or a full context.
     pub max_tokens: Option<usize>,
     pub stop: Vec<String>,
+    /// Report each generated token's log-probability and this many alternatives
+    /// ([`Session::generate_detailed`]); `None`: none (no cost).
+    pub logprobs: Option<usize>,
+}
+
+/// A generated token's log-probability under the model (the raw logits' log-softmax, before
+/// penalties and sampling), with the most likely alternatives at that step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    /// The `logprobs` most likely tokens and their log-probabilities, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TokenLogprob {
+    fn of(logits: &[f32], token: u32, n_top: usize) -> TokenLogprob {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let lse = max + logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln();
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        let n_top = n_top.min(order.len());
+        if n_top > 0 {
+            order.select_nth_unstable_by(n_top - 1, |&a, &b| {
+                logits[b as usize].total_cmp(&logits[a as usize])
+            });
+        }
+        order.truncate(n_top);
+        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        TokenLogprob {
+            token,
+            logprob: logits[token as usize] - lse,
+            top: order
+                .into_iter()
+                .map(|t| (t, logits[t as usize] - lse))
+                .collect(),
+        }
+    }
 }
 
 pub struct Session<'m> {
@@ -127,6 +164,19 @@ impl<'m> Session<'m> {
         opts: &GenerateOptions,
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<GenerationStats, EngineError> {
+        self.generate_detailed(context, sampler, opts, |text, _| on_text(text))
+    }
+
+    /// [`Session::generate`], with each piece of text given the log-probabilities of the tokens
+    /// it completes (when [`GenerateOptions::logprobs`] asks for them; empty otherwise). Text held
+    /// back by a possible stop string carries its tokens' entries when it is released.
+    pub fn generate_detailed(
+        &mut self,
+        context: &[u32],
+        sampler: &mut Sampler,
+        opts: &GenerateOptions,
+        mut on_text: impl FnMut(&str, &[TokenLogprob]) -> bool,
+    ) -> Result<GenerationStats, EngineError> {
         let tok = &self.model.tokenizer;
         if context.is_empty() {
             return Err(EngineError::EmptyPrompt);
@@ -145,20 +195,29 @@ impl<'m> Session<'m> {
         let mut decoder = StreamDecoder::new();
         let mut stops = StopMatcher::new(&opts.stop);
         let mut generated = 0;
+        let mut pending = Vec::new();
         let stop = loop {
             if opts.max_tokens.is_some_and(|m| generated >= m) {
                 break StopReason::MaxTokens;
             }
+            // The model's distribution, before the sampler changes the logits.
+            let raw = opts.logprobs.map(|_| logits.clone());
             let next = sampler.sample(&mut logits);
             sampler.accept(next);
             generated += 1;
             if tok.is_eog(next) {
                 break StopReason::EndOfGeneration;
             }
+            if let (Some(raw), Some(n_top)) = (raw, opts.logprobs) {
+                pending.push(TokenLogprob::of(&raw, next, n_top));
+            }
             let text = decoder.push(tok.token_bytes(next));
             let (emit, hit) = stops.push(&text);
-            if !emit.is_empty() && !on_text(&emit) {
-                break StopReason::Cancelled;
+            if !emit.is_empty() {
+                if !on_text(&emit, &pending) {
+                    break StopReason::Cancelled;
+                }
+                pending.clear();
             }
             if let Some(s) = hit {
                 break StopReason::StopString(s);
@@ -171,7 +230,7 @@ impl<'m> Session<'m> {
         if !matches!(stop, StopReason::StopString(_) | StopReason::Cancelled) {
             let rest = stops.finish(&decoder.finish());
             if !rest.is_empty() {
-                on_text(&rest);
+                on_text(&rest, &pending);
             }
         }
         Ok(GenerationStats {

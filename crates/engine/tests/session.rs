@@ -1,7 +1,9 @@
 //! Generation through a `Session`: reusing the cached prefix of a conversation gives exactly what a
 //! fresh session gives, and sampling is reproducible.
 
-use engine::{GenerateOptions, Message, Model, Sampler, SamplerConfig, Session, StopReason};
+use engine::{
+    argmax, GenerateOptions, Message, Model, Sampler, SamplerConfig, Session, StopReason,
+};
 use std::path::Path;
 
 fn model() -> Model {
@@ -21,7 +23,7 @@ fn answer(session: &mut Session, tokens: &[u32], max: usize) -> (String, StopRea
     let mut text = String::new();
     let opts = GenerateOptions {
         max_tokens: Some(max),
-        stop: vec![],
+        ..GenerateOptions::default()
     };
     let stats = session.generate(tokens, &mut greedy(), &opts, |t| {
         text.push_str(t);
@@ -72,4 +74,58 @@ fn user_text_cannot_forge_a_turn() {
     // <|im_end|> after the user turn: the copies inside the message stay plain text.
     assert_eq!(tokens.iter().filter(|&&t| t == im_start).count(), 2);
     assert_eq!(tokens.iter().filter(|&&t| t == im_end).count(), 1);
+}
+
+/// Log-probabilities come from the model's own distribution at each step: the first one equals
+/// the log-softmax (in f64) of the prompt's logits, greedy tokens are their step's most likely,
+/// every generated token has exactly one entry, and the text is the plain generation's.
+#[test]
+fn logprobs_are_the_models_distribution_at_each_step() {
+    let m = model();
+    let prompt = m.tokenizer.encode("Hello there", true, false);
+    let mut plain = Session::new(&m, 256);
+    let (want_text, _) = answer(&mut plain, &prompt, 6);
+
+    let mut session = Session::new(&m, 256);
+    let opts = GenerateOptions {
+        max_tokens: Some(6),
+        logprobs: Some(3),
+        ..GenerateOptions::default()
+    };
+    let (mut text, mut entries) = (String::new(), Vec::new());
+    let stats = session
+        .generate_detailed(&prompt, &mut greedy(), &opts, |t, lp| {
+            text.push_str(t);
+            entries.extend_from_slice(lp);
+            true
+        })
+        .unwrap();
+    assert_eq!(text, want_text);
+    assert_eq!(entries.len(), stats.generated_tokens);
+    for e in &entries {
+        assert_eq!(e.top.len(), 3);
+        assert_eq!(e.top[0].0, e.token, "greedy picks the most likely");
+        assert_eq!(e.top[0].1, e.logprob);
+        assert!(e.top.windows(2).all(|w| w[0].1 >= w[1].1) && e.logprob <= 0.0);
+    }
+
+    let mut cache = m.new_cache(64);
+    let logits = m.forward(&mut cache, &prompt, 0, false).unwrap();
+    let max = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
+    let lse = max
+        + logits
+            .iter()
+            .map(|&l| (l as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
+    let first = argmax(&logits);
+    assert_eq!(entries[0].token, first);
+    let want = logits[first as usize] as f64 - lse;
+    assert!(
+        (entries[0].logprob as f64 - want).abs() < 1e-5,
+        "{} vs {want}",
+        entries[0].logprob
+    );
 }
