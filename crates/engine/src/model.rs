@@ -81,9 +81,15 @@ impl Model {
     /// Replaces the chat template with Jinja `source` (a store model's `TEMPLATE`), rendered
     /// with this model's BOS and EOS texts as the file's own template is.
     pub fn set_template(&mut self, source: &str) -> Result<(), EngineError> {
-        let (bos, eos) = special_texts(&self.tokenizer);
-        self.template = ChatTemplate::new(source, bos, eos)?;
+        self.template = self.template_from(source)?;
         Ok(())
+    }
+
+    /// Jinja `source` as a chat template of this model (its BOS and EOS texts), without making
+    /// it the model's: for one request's own template ([`Model::chat_tokens_with`]).
+    pub fn template_from(&self, source: &str) -> Result<ChatTemplate, EngineError> {
+        let (bos, eos) = special_texts(&self.tokenizer);
+        Ok(ChatTemplate::new(source, bos, eos)?)
     }
 
     pub fn n_vocab(&self) -> usize {

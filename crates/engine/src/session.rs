@@ -4,7 +4,7 @@
 use crate::kv_cache::{KvCache, KvType};
 use crate::sampler::Sampler;
 use crate::{EngineError, Model};
-use chat::Message;
+use chat::{ChatTemplate, Message};
 use std::time::{Duration, Instant};
 use tokenizer::StreamDecoder;
 
@@ -255,7 +255,17 @@ impl Model {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>, EngineError> {
-        let rendered = self.template.render(messages, add_generation_prompt)?;
+        self.chat_tokens_with(&self.template, messages, add_generation_prompt)
+    }
+
+    /// [`Model::chat_tokens`] rendered with `template` instead of the model's.
+    pub fn chat_tokens_with(
+        &self,
+        template: &ChatTemplate,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>, EngineError> {
+        let rendered = template.render(messages, add_generation_prompt)?;
         let tok = &self.tokenizer;
         let mut text = rendered.text.as_str();
         let mut spans = rendered.content_spans;
