@@ -3,11 +3,11 @@
 
 use crate::error::{Result, ServerError};
 use crate::options::{self, KeepAlive, Settings};
-use crate::runner::{Event, Job, Runner};
+use crate::runner::{Event, Job, Logprob, Runner};
 use crate::scheduler::LoadRequest;
 use crate::AppState;
 use engine::{GenerationStats, Message, StopReason};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -20,11 +20,13 @@ const EVENT_BUFFER: usize = 64;
 pub enum Prompt {
     /// Text tokenized as it is (special-token text included), no template.
     Raw(String),
-    /// A conversation rendered with the model's chat template. The model's SYSTEM is added when
-    /// the messages have no system message and `system` is `None`.
+    /// A conversation rendered with the model's chat template, or with `template` (Jinja, this
+    /// request's only). The model's SYSTEM is added when the messages have no system message
+    /// and `system` is `None`.
     Chat {
         messages: Vec<Message>,
         system: Option<String>,
+        template: Option<String>,
     },
 }
 
@@ -36,6 +38,8 @@ pub struct GenerationRequest {
     pub keep_alive: Option<KeepAlive>,
     /// `truncate` from the request body (an option of the same name works too).
     pub truncate: bool,
+    /// Each generated token's log-probability and this many alternatives; `None`: none.
+    pub logprobs: Option<usize>,
 }
 
 /// A generation under way.
@@ -68,7 +72,8 @@ pub async fn start(state: &Arc<AppState>, req: GenerationRequest) -> Result<Star
         )
         .await?;
     let runner = lease.model().clone();
-    let settings = options::settings(&[&runner.resolved.params, &req.options])?;
+    let mut settings = options::settings(&[&runner.resolved.params, &req.options])?;
+    settings.generate.logprobs = req.logprobs;
     let truncate = req.truncate || settings.truncate;
     let n_ctx = lease.n_ctx();
     let load_duration = lease.load_duration;
@@ -120,7 +125,20 @@ fn tokenize(
                 Err(too_long(tokens.len()))
             }
         }
-        Prompt::Chat { messages, system } => {
+        Prompt::Chat {
+            messages,
+            system,
+            template,
+        } => {
+            let template = template
+                .map(|source| {
+                    runner.model.template_from(&source).map_err(|e| {
+                        ServerError::BadRequest(format!(
+                            "template is not a valid Jinja chat template: {e}"
+                        ))
+                    })
+                })
+                .transpose()?;
             let r = &runner.resolved;
             let has_system = messages.iter().any(|m| m.role == "system");
             let system = system.or_else(|| r.system.clone().filter(|_| !has_system));
@@ -132,7 +150,7 @@ fn tokenize(
             all.extend(messages);
             let mut truncated = false;
             loop {
-                let tokens = runner.chat_tokens(&all)?;
+                let tokens = runner.chat_tokens(&all, template.as_ref())?;
                 if tokens.len() <= limit {
                     return Ok((tokens, truncated));
                 }
@@ -155,6 +173,8 @@ fn tokenize(
 /// A whole generation's result.
 pub struct Finished {
     pub text: String,
+    /// The tokens' log-probabilities, when the request asked for them.
+    pub logprobs: Vec<Logprob>,
     pub stats: GenerationStats,
     pub ttft: Option<Duration>,
 }
@@ -171,16 +191,24 @@ impl Started {
     /// Reads every event: the whole text and the statistics (non-streaming answers).
     pub async fn collect(mut self, state: &AppState) -> Result<(Finished, Started)> {
         let mut text = String::new();
+        let mut logprobs = Vec::new();
         let mut ttft = None;
         loop {
             match self.events.recv().await {
-                Some(Event::Text(t)) => {
+                Some(Event::Text(t, lps)) => {
                     ttft.get_or_insert_with(|| self.started.elapsed());
                     text.push_str(&t);
+                    logprobs.extend(lps);
                 }
                 Some(Event::Done(stats)) => {
                     self.record(state, &stats, ttft);
-                    return Ok((Finished { text, stats, ttft }, self));
+                    let finished = Finished {
+                        text,
+                        logprobs,
+                        stats,
+                        ttft,
+                    };
+                    return Ok((finished, self));
                 }
                 Some(Event::Failed(e)) => return Err(e.into()),
                 None => {
@@ -203,9 +231,19 @@ impl Started {
     }
 }
 
+/// A token's log-probability as OpenAI's chat API and Ollama's show it: `token` (lossy UTF-8),
+/// `logprob`, `bytes`, and `top_logprobs` of the same shape without their own alternatives.
+pub fn logprob_json(lp: &Logprob) -> Value {
+    let entry = |t: &crate::runner::TokenChoice| json!({"token": t.text(), "logprob": t.logprob, "bytes": t.bytes});
+    let mut v = entry(&lp.chosen);
+    v["top_logprobs"] = lp.top.iter().map(entry).collect();
+    v
+}
+
 /// What a streaming handler turns into one chunk of its body.
 pub enum Piece<'a> {
-    Text(&'a str),
+    /// Text and its tokens' log-probabilities (empty unless asked for).
+    Text(&'a str, &'a [Logprob]),
     Done(&'a GenerationStats),
     Failed(&'a str),
 }
@@ -231,12 +269,12 @@ pub fn stream_body(
         let mut all = String::new();
         while let Some(event) = started.events.recv().await {
             let chunk = match event {
-                Event::Text(t) => {
+                Event::Text(t, lps) => {
                     ttft.get_or_insert_with(|| started.started.elapsed());
                     if json {
                         all.push_str(&t);
                     }
-                    render(Piece::Text(&t), &started)
+                    render(Piece::Text(&t, &lps), &started)
                 }
                 Event::Done(stats) => {
                     started.record(&state, &stats, ttft);

@@ -2,9 +2,11 @@
 //! statistics, `options`, `keep_alive`, and `{"error": "..."}` failures.
 
 use crate::error::{Result, ServerError};
-use crate::generate::{self, check_json, done_reason, GenerationRequest, Piece, Prompt, Started};
+use crate::generate::{
+    self, check_json, done_reason, logprob_json, GenerationRequest, Piece, Prompt, Started,
+};
 use crate::options::{parse_keep_alive, KeepAlive};
-use crate::runner::parse_name;
+use crate::runner::{parse_name, Logprob};
 use crate::scheduler::LoadRequest;
 use crate::{AppState, RequestLog};
 use axum::extract::State;
@@ -242,6 +244,10 @@ pub struct Common {
     truncate: Option<bool>,
     #[serde(default)]
     template: Option<String>,
+    #[serde(default)]
+    logprobs: Option<bool>,
+    #[serde(default)]
+    top_logprobs: Option<u64>,
 }
 
 impl Common {
@@ -262,13 +268,30 @@ impl Common {
         }
     }
 
-    fn check_unsupported(&self) -> Result<()> {
-        if self.template.as_deref().is_some_and(|t| !t.is_empty()) {
-            return Err(ServerError::BadRequest(
-                "a per-request template is not supported: create a model with a TEMPLATE (Jinja) through /api/create or `hearth create`".into(),
-            ));
+    /// This request's own chat template ("" is none). Ollama's are Go templates, which Hearth
+    /// cannot render: those are refused with how to write the Jinja equivalent.
+    fn template(&self) -> Result<Option<String>> {
+        match self.template.as_deref() {
+            None | Some("") => Ok(None),
+            Some(t) if chat::is_go_template(t) => Err(ServerError::BadRequest(
+                "template is a Go template ({{ .Prompt }}, {{ range .Messages }}): Hearth renders Jinja chat templates, as GGUF files carry them; write it in Jinja over messages, e.g. \"{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}\", or leave template out to use the model's".into(),
+            )),
+            Some(t) => Ok(Some(t.to_string())),
         }
-        Ok(())
+    }
+
+    /// Ollama's `logprobs: true` with `top_logprobs` (0 to 20) alternatives.
+    fn logprobs(&self) -> Result<Option<usize>> {
+        match (self.logprobs.unwrap_or(false), self.top_logprobs) {
+            (_, Some(n)) if n > 20 => Err(ServerError::BadRequest(format!(
+                "top_logprobs {n} is more than 20: ask for 0 to 20 alternatives"
+            ))),
+            (false, Some(n)) if n > 0 => Err(ServerError::BadRequest(
+                "top_logprobs needs logprobs: true".into(),
+            )),
+            (false, _) => Ok(None),
+            (true, n) => Ok(Some(n.unwrap_or(0) as usize)),
+        }
     }
 }
 
@@ -378,7 +401,7 @@ pub async fn generate(
     Extension(log): Extension<Arc<RequestLog>>,
     Body(req): Body<GenerateRequest>,
 ) -> Result<Response> {
-    req.common.check_unsupported()?;
+    let template = req.common.template()?;
     no_images(&req.images)?;
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ServerError::BadRequest(
@@ -394,6 +417,7 @@ pub async fn generate(
         Prompt::Chat {
             messages: vec![Message::new("user", req.prompt)],
             system: req.system,
+            template,
         }
     };
     respond(state, log, req.common, prompt, false).await
@@ -404,7 +428,7 @@ pub async fn chat(
     Extension(log): Extension<Arc<RequestLog>>,
     Body(req): Body<ChatRequest>,
 ) -> Result<Response> {
-    req.common.check_unsupported()?;
+    let template = req.common.template()?;
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(ServerError::BadRequest(
             "tools are not supported yet".into(),
@@ -424,6 +448,7 @@ pub async fn chat(
     let prompt = Prompt::Chat {
         messages,
         system: None,
+        template,
     };
     respond(state, log, req.common, prompt, true).await
 }
@@ -437,6 +462,7 @@ async fn respond(
     chat: bool,
 ) -> Result<Response> {
     let json_format = common.json()?;
+    let logprobs = common.logprobs()?;
     let started = generate::start(
         &state,
         GenerationRequest {
@@ -445,6 +471,7 @@ async fn respond(
             options: common.options.clone().unwrap_or_default(),
             keep_alive: common.keep_alive()?,
             truncate: common.truncate.unwrap_or(false),
+            logprobs,
         },
     )
     .await?;
@@ -455,21 +482,24 @@ async fn respond(
         );
     }
     let model = common.model.clone();
-    let chunk = move |text: &str| -> Value {
+    let chunk = move |text: &str, lps: &[Logprob]| -> Value {
         let mut v = json!({"model": model, "created_at": now(), "done": false});
         if chat {
             v["message"] = json!({"role": "assistant", "content": text});
         } else {
             v["response"] = json!(text);
         }
+        if logprobs.is_some() && !lps.is_empty() {
+            v["logprobs"] = lps.iter().map(logprob_json).collect();
+        }
         v
     };
     if common.stream.unwrap_or(true) {
         let render = move |piece: Piece<'_>, started: &Started| {
             let v = match piece {
-                Piece::Text(t) => chunk(t),
+                Piece::Text(t, lps) => chunk(t, lps),
                 Piece::Done(stats) => {
-                    let mut v = chunk("");
+                    let mut v = chunk("", &[]);
                     if let Value::Object(m) = &mut v {
                         m.extend(statistics(started, stats));
                     }
@@ -485,7 +515,7 @@ async fn respond(
     let (done, started) = started.collect(&state).await?;
     log.set_tokens(started.prompt_tokens, done.stats.generated_tokens);
     check_json(json_format, &done.text)?;
-    let mut v = chunk(&done.text);
+    let mut v = chunk(&done.text, &done.logprobs);
     if let Value::Object(m) = &mut v {
         m.extend(statistics(&started, &done.stats));
     }

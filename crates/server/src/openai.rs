@@ -5,9 +5,12 @@
 //! `options.num_ctx`), `options` (any Ollama option), `keep_alive`, and `truncate`.
 
 use crate::error::ServerError;
-use crate::generate::{self, check_json, done_reason, GenerationRequest, Piece, Prompt, Started};
+use crate::generate::{
+    self, check_json, done_reason, logprob_json, GenerationRequest, Piece, Prompt, Started,
+};
 use crate::ollama::Body;
 use crate::options::parse_keep_alive;
+use crate::runner::Logprob;
 use crate::{AppState, RequestLog};
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -171,16 +174,6 @@ impl Common {
                 "n must be 1: Hearth returns one choice per request".into(),
             ));
         }
-        let wants_logprobs = match &self.logprobs {
-            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-            Some(Value::Number(n)) => n.as_u64() != Some(0),
-            Some(_) => true,
-        };
-        if wants_logprobs || self.top_logprobs.is_some_and(|n| n > 0) {
-            return Err(ServerError::BadRequest(
-                "logprobs are not supported yet".into(),
-            ));
-        }
         let mut o = self.options.clone().unwrap_or_default();
         let mut set = |k: &str, v: Option<Value>| {
             if let Some(v) = v {
@@ -201,6 +194,41 @@ impl Common {
         set("presence_penalty", self.presence_penalty.map(Value::from));
         set("num_ctx", self.num_ctx.map(Value::from));
         Ok(o)
+    }
+
+    /// How many alternatives to report with each token's log-probability; `None`: no
+    /// log-probabilities. Chat asks with `logprobs: true` and `top_logprobs` (0 to 20), the
+    /// legacy completions with `logprobs: N` (0 to 5), as OpenAI takes them.
+    fn logprobs(&self, chat: bool) -> std::result::Result<Option<usize>, ServerError> {
+        let logprobs = self.logprobs.as_ref().filter(|v| !v.is_null());
+        if chat {
+            let wanted = match logprobs {
+                None | Some(Value::Bool(false)) => false,
+                Some(Value::Bool(true)) => true,
+                Some(other) => return Err(ServerError::BadRequest(format!(
+                    "logprobs {other} is not true or false: chat completions take logprobs: true, and top_logprobs: N (0 to 20) for alternatives"
+                ))),
+            };
+            return match (wanted, self.top_logprobs) {
+                (_, Some(n)) if n > 20 => Err(ServerError::BadRequest(format!(
+                    "top_logprobs {n} is more than 20: ask for 0 to 20 alternatives"
+                ))),
+                (false, Some(n)) if n > 0 => Err(ServerError::BadRequest(
+                    "top_logprobs needs logprobs: true".into(),
+                )),
+                (false, _) => Ok(None),
+                (true, n) => Ok(Some(n.unwrap_or(0) as usize)),
+            };
+        }
+        match logprobs {
+            None | Some(Value::Bool(false)) => Ok(None),
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= 5) => {
+                Ok(n.as_u64().map(|n| n as usize))
+            }
+            Some(other) => Err(ServerError::BadRequest(format!(
+                "logprobs {other} is not a number of alternatives from 0 to 5 (completions take logprobs: N; chat completions take logprobs: true)"
+            ))),
+        }
     }
 
     fn json(&self) -> std::result::Result<bool, ServerError> {
@@ -272,6 +300,7 @@ pub async fn chat_completions(
     let prompt = Prompt::Chat {
         messages,
         system: None,
+        template: None,
     };
     respond(state, log, req.common, prompt, true).await
 }
@@ -307,9 +336,15 @@ fn usage(started: &Started, stats: &GenerationStats) -> Value {
     })
 }
 
-/// One choice: a chat message/delta or completion text.
-fn choice(chat: bool, stream: bool, text: Option<&str>, finish: Option<&str>) -> Value {
-    let mut c = json!({"index": 0, "finish_reason": finish, "logprobs": null});
+/// One choice: a chat message/delta or completion text, and its `logprobs` (or null).
+fn choice(
+    chat: bool,
+    stream: bool,
+    text: Option<&str>,
+    finish: Option<&str>,
+    logprobs: Value,
+) -> Value {
+    let mut c = json!({"index": 0, "finish_reason": finish, "logprobs": logprobs});
     match (chat, stream) {
         (true, false) => c["message"] = json!({"role": "assistant", "content": text.unwrap_or("")}),
         (true, true) => {
@@ -323,6 +358,38 @@ fn choice(chat: bool, stream: bool, text: Option<&str>, finish: Option<&str>) ->
     c
 }
 
+/// `logprobs` of a choice: chat's `{"content": [...]}`, or the legacy completions' parallel
+/// lists, whose `text_offset`s count characters from the start of the completion and go on
+/// from `offset` (the characters of the tokens before these, in a stream).
+fn choice_logprobs(chat: bool, lps: &[Logprob], offset: &mut usize) -> Value {
+    if chat {
+        return json!({"content": lps.iter().map(logprob_json).collect::<Vec<_>>()});
+    }
+    let mut tokens = Vec::with_capacity(lps.len());
+    let mut text_offset = Vec::with_capacity(lps.len());
+    for lp in lps {
+        let text = lp.chosen.text();
+        text_offset.push(*offset);
+        *offset += text.chars().count();
+        tokens.push(text);
+    }
+    let top: Vec<Map<String, Value>> = lps
+        .iter()
+        .map(|lp| {
+            lp.top
+                .iter()
+                .map(|t| (t.text(), json!(t.logprob)))
+                .collect()
+        })
+        .collect();
+    json!({
+        "tokens": tokens,
+        "token_logprobs": lps.iter().map(|lp| lp.chosen.logprob).collect::<Vec<_>>(),
+        "top_logprobs": top,
+        "text_offset": text_offset,
+    })
+}
+
 async fn respond(
     state: Arc<AppState>,
     log: Arc<RequestLog>,
@@ -332,6 +399,7 @@ async fn respond(
 ) -> Result<Response> {
     let json_format = common.json()?;
     let options = common.options()?;
+    let logprobs = common.logprobs(chat)?;
     let keep_alive = common
         .keep_alive
         .as_ref()
@@ -345,6 +413,7 @@ async fn respond(
             options,
             keep_alive,
             truncate: common.truncate.unwrap_or(false),
+            logprobs,
         },
     )
     .await?;
@@ -365,17 +434,22 @@ async fn respond(
     let envelope = move |choices: Vec<Value>| json!({"id": id, "object": object, "created": created, "model": model, "system_fingerprint": "hearth", "choices": choices});
     if common.stream {
         let include_usage = common.include_usage();
+        let mut offset = 0;
         let render = move |piece: Piece<'_>, started: &Started| match piece {
-            Piece::Text(t) => format!(
-                "data: {}\n\n",
-                envelope(vec![choice(chat, true, Some(t), None)])
-            ),
+            Piece::Text(t, lps) => {
+                let lps = match logprobs {
+                    Some(_) => choice_logprobs(chat, lps, &mut offset),
+                    None => Value::Null,
+                };
+                format!(
+                    "data: {}\n\n",
+                    envelope(vec![choice(chat, true, Some(t), None, lps)])
+                )
+            }
             Piece::Done(stats) => {
                 let reason = done_reason(&stats.stop);
-                let mut out = format!(
-                    "data: {}\n\n",
-                    envelope(vec![choice(chat, true, None, Some(reason))])
-                );
+                let last = choice(chat, true, None, Some(reason), Value::Null);
+                let mut out = format!("data: {}\n\n", envelope(vec![last]));
                 if include_usage {
                     let mut last = envelope(Vec::new());
                     last["usage"] = usage(started, stats);
@@ -409,7 +483,17 @@ async fn respond(
     log.set_tokens(started.prompt_tokens, done.stats.generated_tokens);
     check_json(json_format, &done.text)?;
     let reason = done_reason(&done.stats.stop);
-    let mut v = envelope(vec![choice(chat, false, Some(&done.text), Some(reason))]);
+    let lps = match logprobs {
+        Some(_) => choice_logprobs(chat, &done.logprobs, &mut 0),
+        None => Value::Null,
+    };
+    let mut v = envelope(vec![choice(
+        chat,
+        false,
+        Some(&done.text),
+        Some(reason),
+        lps,
+    )]);
     v["usage"] = usage(&started, &done.stats);
     Ok(Json(v).into_response())
 }

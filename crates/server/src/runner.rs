@@ -12,7 +12,7 @@ use crate::error::{Result, ServerError};
 use crate::scheduler::{LoadRequest, Loader, Plan};
 use engine::{
     EngineError, GenerateOptions, GenerationStats, HParams, KvType, Message, Model, Sampler,
-    SamplerConfig, Session,
+    SamplerConfig, Session, TokenLogprob,
 };
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -114,10 +114,31 @@ pub struct Job {
     pub guard: Box<dyn Send>,
 }
 
+/// A token as the APIs show it: its bytes (the text is their lossy UTF-8) and log-probability.
+#[derive(Clone, Debug)]
+pub struct TokenChoice {
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+}
+
+impl TokenChoice {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+/// A generated token with the most likely alternatives at its step (most likely first).
+#[derive(Clone, Debug)]
+pub struct Logprob {
+    pub chosen: TokenChoice,
+    pub top: Vec<TokenChoice>,
+}
+
 /// What a slot thread reports.
 #[derive(Debug)]
 pub enum Event {
-    Text(String),
+    /// A piece of text and, when the request asked for them, its tokens' log-probabilities.
+    Text(String, Vec<Logprob>),
     Done(GenerationStats),
     Failed(EngineError),
 }
@@ -159,9 +180,25 @@ impl Runner {
             .map_err(|_| ServerError::Internal("a slot thread has ended".into()))
     }
 
-    /// Tokens of `messages` in the model's chat template, ready for the assistant's answer.
-    pub fn chat_tokens(&self, messages: &[Message]) -> Result<Vec<u32>> {
-        Ok(self.model.chat_tokens(messages, true)?)
+    /// Tokens of `messages` in the model's chat template, or in `template` (a request's own),
+    /// ready for the assistant's answer.
+    pub fn chat_tokens(
+        &self,
+        messages: &[Message],
+        template: Option<&chat::ChatTemplate>,
+    ) -> Result<Vec<u32>> {
+        match template {
+            None => Ok(self.model.chat_tokens(messages, true)?),
+            // The request's template is the client's to fix, so its failures are a 400.
+            Some(t) => self
+                .model
+                .chat_tokens_with(t, messages, true)
+                .map_err(|e| {
+                    ServerError::BadRequest(format!(
+                        "the request's template failed to render: {e}; fix the Jinja template or leave template out to use the model's"
+                    ))
+                }),
+        }
     }
 }
 
@@ -183,9 +220,14 @@ fn slot_thread(model: &Model, n_ctx: usize, jobs: Receiver<(Job, Slot)>, pool: P
     while let Ok((job, me)) = jobs.recv() {
         let mut sampler = Sampler::new(job.sampler);
         let events = job.events;
-        let result = session.generate(&job.tokens, &mut sampler, &job.generate, |text| {
-            events.blocking_send(Event::Text(text.to_string())).is_ok()
-        });
+        // Without `logprobs` the engine computes none and each piece's list stays empty.
+        let result =
+            session.generate_detailed(&job.tokens, &mut sampler, &job.generate, |text, lps| {
+                let lps = lps.iter().map(|lp| logprob(model, lp)).collect();
+                events
+                    .blocking_send(Event::Text(text.to_string(), lps))
+                    .is_ok()
+            });
         let _ = events.blocking_send(match result {
             Ok(stats) => Event::Done(stats),
             Err(e) => {
@@ -200,5 +242,17 @@ fn slot_thread(model: &Model, n_ctx: usize, jobs: Receiver<(Job, Slot)>, pool: P
             None => return,
         }
         drop(job.guard);
+    }
+}
+
+/// The engine's token ids turned into the bytes the APIs show.
+fn logprob(model: &Model, lp: &TokenLogprob) -> Logprob {
+    let choice = |id: u32, logprob: f32| TokenChoice {
+        bytes: model.tokenizer.token_bytes(id).to_vec(),
+        logprob,
+    };
+    Logprob {
+        chosen: choice(lp.token, lp.logprob),
+        top: lp.top.iter().map(|&(id, l)| choice(id, l)).collect(),
     }
 }

@@ -598,3 +598,289 @@ async fn create_copy_show_and_delete() {
         "{names:?}"
     );
 }
+
+/// The `data:` payloads of an SSE body before `[DONE]`, parsed.
+fn sse_chunks(body: &str) -> Vec<Value> {
+    let events: Vec<&str> = body
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| e.strip_prefix("data: ").unwrap())
+        .collect();
+    assert_eq!(*events.last().unwrap(), "[DONE]", "{body}");
+    events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect()
+}
+
+/// A chat-shaped logprob entry (OpenAI's `logprobs.content[i]`, Ollama's `logprobs[i]`) under
+/// greedy sampling: the chosen token is the most likely one, `token` is its bytes as text.
+fn check_greedy_entry(e: &Value, alternatives: usize) {
+    let logprob = e["logprob"].as_f64().unwrap();
+    assert!(logprob <= 0.0, "{e}");
+    let top = e["top_logprobs"].as_array().unwrap();
+    assert_eq!(top.len(), alternatives, "{e}");
+    if let Some(best) = top.first() {
+        assert!(
+            (best["logprob"].as_f64().unwrap() - logprob).abs() < 1e-6,
+            "{e}"
+        );
+        assert_eq!(best["token"], e["token"], "{e}");
+    }
+    assert!(top
+        .windows(2)
+        .all(|w| w[0]["logprob"].as_f64() >= w[1]["logprob"].as_f64()));
+    let bytes: Vec<u8> = e["bytes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    assert_eq!(e["token"], String::from_utf8_lossy(&bytes).as_ref(), "{e}");
+}
+
+#[tokio::test]
+async fn openai_chat_logprobs_streaming_and_not_agree() {
+    let s = server();
+    let request = |stream: bool| {
+        json!({"model": MODEL, "stream": stream, "temperature": 0, "max_tokens": 6,
+               "logprobs": true, "top_logprobs": 3,
+               "messages": [{"role": "user", "content": "Hello"}]})
+    };
+    let (status, v) = call_json(&s, post("/v1/chat/completions", request(false))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let content = v["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    // Every generated token has an entry, except an end-of-generation token that ends it.
+    let generated = v["usage"]["completion_tokens"].as_u64().unwrap() as usize;
+    let stopped_by_model = usize::from(v["choices"][0]["finish_reason"] == "stop");
+    assert_eq!(content.len() + stopped_by_model, generated, "{v}");
+    assert!(!content.is_empty());
+    for e in content {
+        check_greedy_entry(e, 3);
+    }
+    let text: String = content
+        .iter()
+        .map(|e| e["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        text,
+        v["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+
+    let (status, _, body) = call(&s, post("/v1/chat/completions", request(true))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let chunks = sse_chunks(&body);
+    let streamed: Vec<Value> = chunks
+        .iter()
+        .filter(|c| c["choices"][0]["finish_reason"].is_null())
+        .flat_map(|c| {
+            c["choices"][0]["logprobs"]["content"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    assert_eq!(&streamed, content);
+
+    // Without logprobs: null, as before.
+    let (_, v) = call_json(
+        &s,
+        post(
+            "/v1/chat/completions",
+            json!({"model": MODEL, "temperature": 0, "max_tokens": 2,
+                   "messages": [{"role": "user", "content": "Hello"}]}),
+        ),
+    )
+    .await;
+    assert!(v["choices"][0]["logprobs"].is_null(), "{v}");
+
+    for (bad, says) in [
+        (json!({"logprobs": true, "top_logprobs": 21}), "0 to 20"),
+        (json!({"top_logprobs": 2}), "logprobs: true"),
+        (json!({"logprobs": 2}), "true or false"),
+    ] {
+        let mut body = request(false);
+        body.as_object_mut()
+            .unwrap()
+            .retain(|k, _| k != "logprobs" && k != "top_logprobs");
+        body.as_object_mut()
+            .unwrap()
+            .extend(bad.as_object().unwrap().clone());
+        let (status, v) = call_json(&s, post("/v1/chat/completions", body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{bad}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn openai_completions_legacy_logprobs_streaming_and_not_agree() {
+    let s = server();
+    let request = |stream: bool| {
+        json!({"model": MODEL, "stream": stream, "prompt": "The sky is", "max_tokens": 6,
+               "temperature": 0, "logprobs": 2})
+    };
+    let (status, v) = call_json(&s, post("/v1/completions", request(false))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let lp = &v["choices"][0]["logprobs"];
+    let tokens = lp["tokens"].as_array().unwrap();
+    let generated = v["usage"]["completion_tokens"].as_u64().unwrap() as usize;
+    let stopped_by_model = usize::from(v["choices"][0]["finish_reason"] == "stop");
+    assert_eq!(tokens.len() + stopped_by_model, generated, "{v}");
+    let token_logprobs = lp["token_logprobs"].as_array().unwrap();
+    let top = lp["top_logprobs"].as_array().unwrap();
+    let offsets = lp["text_offset"].as_array().unwrap();
+    assert_eq!(
+        (token_logprobs.len(), top.len(), offsets.len()),
+        (tokens.len(), tokens.len(), tokens.len())
+    );
+    let mut at = 0;
+    for i in 0..tokens.len() {
+        let token = tokens[i].as_str().unwrap();
+        let logprob = token_logprobs[i].as_f64().unwrap();
+        assert!(logprob <= 0.0);
+        // Greedy: the chosen token is among the alternatives, the most likely.
+        let alternatives = top[i].as_object().unwrap();
+        assert!(!alternatives.is_empty() && alternatives.len() <= 2, "{v}");
+        let best = alternatives
+            .values()
+            .map(|l| l.as_f64().unwrap())
+            .fold(f64::NEG_INFINITY, f64::max);
+        assert!((best - logprob).abs() < 1e-6, "{v}");
+        assert!((alternatives[token].as_f64().unwrap() - logprob).abs() < 1e-6);
+        assert_eq!(offsets[i], at);
+        at += token.chars().count();
+    }
+
+    let (status, _, body) = call(&s, post("/v1/completions", request(true))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut streamed =
+        json!({"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []});
+    for c in sse_chunks(&body) {
+        let part = &c["choices"][0]["logprobs"];
+        if part.is_null() {
+            continue;
+        }
+        for key in ["tokens", "token_logprobs", "top_logprobs", "text_offset"] {
+            let more = part[key].as_array().unwrap().clone();
+            streamed[key].as_array_mut().unwrap().extend(more);
+        }
+    }
+    assert_eq!(&streamed, lp);
+
+    let mut too_many = request(false);
+    too_many["logprobs"] = json!(6);
+    let (status, v) = call_json(&s, post("/v1/completions", too_many)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("0 to 5"));
+}
+
+#[tokio::test]
+async fn ollama_logprobs_on_generate_and_chat() {
+    let s = server();
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/api/chat",
+            json!({"model": MODEL, "stream": false, "logprobs": true, "top_logprobs": 2,
+                   "options": greedy(4), "messages": [{"role": "user", "content": "Hello"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let all = v["logprobs"].as_array().unwrap();
+    let stopped_by_model = usize::from(v["done_reason"] == "stop");
+    assert_eq!(
+        all.len() + stopped_by_model,
+        v["eval_count"].as_u64().unwrap() as usize
+    );
+    for e in all {
+        check_greedy_entry(e, 2);
+    }
+
+    let (status, _, body) = call(
+        &s,
+        post(
+            "/api/generate",
+            json!({"model": MODEL, "prompt": "Hello", "logprobs": true,
+                   "options": greedy(4)}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let streamed: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .flat_map(|c| c["logprobs"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert!(!streamed.is_empty(), "{body}");
+    for e in &streamed {
+        check_greedy_entry(e, 0);
+    }
+}
+
+#[tokio::test]
+async fn a_jinja_template_renders_this_request_only() {
+    let s = server();
+    let generate = |extra: Value| {
+        let mut body = json!({"model": MODEL, "prompt": "Hello world", "stream": false,
+                              "options": greedy(3)});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        post("/api/generate", body)
+    };
+    let (_, raw) = call_json(&s, generate(json!({"raw": true}))).await;
+    let (_, default) = call_json(&s, generate(json!({}))).await;
+    // Only the message's text: the same prompt as the raw one, so the same answer.
+    let bare = "{% for m in messages %}{{ m.content }}{% endfor %}";
+    let (status, templated) = call_json(&s, generate(json!({"template": bare}))).await;
+    assert_eq!(status, StatusCode::OK, "{templated}");
+    assert_eq!(templated["prompt_eval_count"], raw["prompt_eval_count"]);
+    assert_eq!(templated["response"], raw["response"]);
+    assert_ne!(default["prompt_eval_count"], raw["prompt_eval_count"]);
+    // The loaded model keeps its own template for the next request.
+    let (_, again) = call_json(&s, generate(json!({}))).await;
+    assert_eq!(again["prompt_eval_count"], default["prompt_eval_count"]);
+
+    // /api/chat too: the system message and the template's markers are all there.
+    let marked = "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}";
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/api/chat",
+            json!({"model": MODEL, "stream": false, "template": marked, "options": greedy(2),
+                   "messages": [{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": "Hi"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, expected) = call_json(
+        &s,
+        post(
+            "/api/generate",
+            json!({"model": MODEL, "raw": true, "stream": false, "options": greedy(2),
+                   "prompt": "[system]Be brief.[user]Hi[assistant]"}),
+        ),
+    )
+    .await;
+    assert_eq!(v["prompt_eval_count"], expected["prompt_eval_count"]);
+    assert_eq!(v["message"]["content"], expected["response"]);
+
+    // Ollama's Go templates cannot be rendered: a 400 that says how to write one in Jinja.
+    let (status, v) = call_json(
+        &s,
+        generate(json!({"template": "{{ if .System }}{{ .System }}{{ end }}{{ .Prompt }}"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let message = v["error"].as_str().unwrap();
+    assert!(
+        message.contains("Go template") && message.contains("Jinja"),
+        "{message}"
+    );
+    let (status, v) = call_json(&s, generate(json!({"template": "{% for m in messages %}"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("Jinja"), "{v}");
+}

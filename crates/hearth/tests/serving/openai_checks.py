@@ -44,6 +44,19 @@ def chat():
     r = client.chat.completions.create(model=model, messages=QUESTION, max_tokens=3, **GREEDY)
     assert r.choices[0].finish_reason == "length", r
     check_usage(r.usage, completion_tokens=3)
+    # Log-probabilities, parsed by the package into its own types: greedy, so each chosen token
+    # is the most likely of its alternatives.
+    r = client.chat.completions.create(
+        model=model, messages=QUESTION, max_tokens=3, logprobs=True, top_logprobs=2, **GREEDY
+    )
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens == 3, r
+    for t in content:
+        assert t.logprob <= 0 and len(t.top_logprobs) == 2, t
+        assert t.top_logprobs[0].token == t.token, t
+        assert math.isclose(t.top_logprobs[0].logprob, t.logprob, abs_tol=1e-6), t
+        assert bytes(t.bytes).decode("utf-8", "replace") == t.token, t
+    assert "".join(t.token for t in content) == r.choices[0].message.content, r
     return c.message.content
 
 
@@ -85,6 +98,13 @@ def completions():
     assert r.choices[0].text.strip(), r
     assert r.choices[0].finish_reason in ("stop", "length"), r
     check_usage(r.usage)
+    # The legacy logprobs: parallel lists, one entry per generated token.
+    lp = client.completions.create(
+        model=model, prompt=PROMPT, max_tokens=3, logprobs=2, **GREEDY
+    ).choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 3, lp
+    assert lp.text_offset[0] == 0 and all(l <= 0 for l in lp.token_logprobs), lp
+    assert all(lp.tokens[i] in lp.top_logprobs[i] for i in range(3)), lp
     return r.choices[0].text
 
 
