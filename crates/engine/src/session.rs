@@ -5,6 +5,7 @@ use crate::kv_cache::{KvCache, KvType};
 use crate::sampler::Sampler;
 use crate::{EngineError, Model};
 use chat::{ChatTemplate, Message};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokenizer::StreamDecoder;
 
@@ -45,6 +46,29 @@ pub struct GenerateOptions {
     /// Report each generated token's log-probability and this many alternatives
     /// ([`Session::generate_detailed`]); `None`: none (no cost).
     pub logprobs: Option<usize>,
+    /// Asked between the prompt's batches (512 tokens each), so that a long prompt stops soon
+    /// after its client has gone; generation itself stops when `on_text` returns false.
+    pub cancel: Option<Cancel>,
+}
+
+/// A question "should this generation stop?" (for example: has the client disconnected?).
+#[derive(Clone)]
+pub struct Cancel(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Cancel {
+    pub fn new(f: impl Fn() -> bool + Send + Sync + 'static) -> Cancel {
+        Cancel(Arc::new(f))
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cancel(..)")
+    }
 }
 
 /// A generated token's log-probability under the model (the raw logits' log-softmax, before
@@ -135,16 +159,7 @@ impl<'m> Session<'m> {
     /// Feed tokens; returns the logits after the last one. Fails, changing nothing, if they do not
     /// fit in the context.
     pub fn eval(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
-        let n_past = self.tokens.len();
-        let available = self.n_ctx() - n_past;
-        if tokens.len() > available {
-            return Err(EngineError::ContextFull {
-                needed: tokens.len(),
-                available,
-                ctx: self.n_ctx(),
-                over: tokens.len() - available,
-            });
-        }
+        self.check_fits(tokens.len())?;
         let mut logits = Vec::new();
         for chunk in tokens.chunks(BATCH) {
             let pos = self.tokens.len();
@@ -152,6 +167,20 @@ impl<'m> Session<'m> {
             self.tokens.extend_from_slice(chunk);
         }
         Ok(logits)
+    }
+
+    /// An error unless `n` more tokens fit in the context.
+    fn check_fits(&self, n: usize) -> Result<(), EngineError> {
+        let available = self.n_ctx() - self.tokens.len();
+        if n > available {
+            return Err(EngineError::ContextFull {
+                needed: n,
+                available,
+                ctx: self.n_ctx(),
+                over: n - available,
+            });
+        }
+        Ok(())
     }
 
     /// Generate a continuation of `context` (the whole text so far: the part the cache already
@@ -186,7 +215,20 @@ impl<'m> Session<'m> {
         let reuse = common_prefix(&self.tokens, context).min(context.len() - 1);
         self.tokens.truncate(reuse);
         let prompt = &context[reuse..];
-        let mut logits = self.eval(prompt)?;
+        self.check_fits(prompt.len())?;
+        let mut logits = Vec::new();
+        for (i, chunk) in prompt.chunks(BATCH).enumerate() {
+            if opts.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+                return Ok(GenerationStats {
+                    prompt_tokens: i * BATCH,
+                    prompt_time: t0.elapsed(),
+                    generated_tokens: 0,
+                    generation_time: Duration::ZERO,
+                    stop: StopReason::Cancelled,
+                });
+            }
+            logits = self.eval(chunk)?;
+        }
         for &t in context {
             sampler.accept(t);
         }

@@ -129,3 +129,36 @@ fn logprobs_are_the_models_distribution_at_each_step() {
         entries[0].logprob
     );
 }
+
+/// A cancel that answers yes once the first batch of a long prompt is in stops the generation
+/// before the rest of the prompt is processed; the session stays usable.
+#[test]
+fn cancel_stops_a_long_prompt_between_batches() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let m = model();
+    let prompt: Vec<u32> = (0..1200).map(|i| 10 + i % 50).collect();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let opts = GenerateOptions {
+        max_tokens: Some(4),
+        cancel: Some(engine::Cancel::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed) >= 1
+        })),
+        ..GenerateOptions::default()
+    };
+    let mut session = Session::new(&m, 2048);
+    let stats = session
+        .generate(&prompt, &mut greedy(), &opts, |_| true)
+        .unwrap();
+    assert_eq!(stats.stop, StopReason::Cancelled);
+    assert_eq!(
+        stats.prompt_tokens, 512,
+        "one batch of the prompt, then the cancel"
+    );
+    assert_eq!(stats.generated_tokens, 0);
+    // The next generation reuses what was processed and runs to the end.
+    let (text, stop) = answer(&mut session, &prompt, 2);
+    assert_eq!(stop, StopReason::MaxTokens);
+    assert!(!text.is_empty());
+}

@@ -11,8 +11,8 @@
 use crate::error::{Result, ServerError};
 use crate::scheduler::{LoadRequest, Loader, Plan};
 use engine::{
-    EngineError, GenerateOptions, GenerationStats, HParams, KvType, Message, Model, Sampler,
-    SamplerConfig, Session, TokenLogprob,
+    Cancel, EngineError, GenerateOptions, GenerationStats, HParams, KvType, Message, Model,
+    Sampler, SamplerConfig, Session, TokenLogprob,
 };
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -220,9 +220,13 @@ fn slot_thread(model: &Model, n_ctx: usize, jobs: Receiver<(Job, Slot)>, pool: P
     while let Ok((job, me)) = jobs.recv() {
         let mut sampler = Sampler::new(job.sampler);
         let events = job.events;
+        // A client gone while its prompt is processed stops it at the next batch of 512 tokens.
+        let mut generate = job.generate;
+        let watch = events.clone();
+        generate.cancel = Some(Cancel::new(move || watch.is_closed()));
         // Without `logprobs` the engine computes none and each piece's list stays empty.
         let result =
-            session.generate_detailed(&job.tokens, &mut sampler, &job.generate, |text, lps| {
+            session.generate_detailed(&job.tokens, &mut sampler, &generate, |text, lps| {
                 let lps = lps.iter().map(|lp| logprob(model, lp)).collect();
                 events
                     .blocking_send(Event::Text(text.to_string(), lps))
