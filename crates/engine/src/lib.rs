@@ -21,6 +21,4 @@ pub use hparams::{Arch, HParams};
 pub use kv_cache::{KvCache, KvType};
 pub use model::{Model, Sequence};
 pub use sampler::{argmax, Sampler, SamplerConfig};
-pub use session::{
-    Cancel, GenerateOptions, GenerationStats, Session, StopReason, TokenLogprob,
-};
+pub use session::{Cancel, GenerateOptions, GenerationStats, Session, StopReason, TokenLogprob};
