@@ -296,10 +296,12 @@ fn bf16_and_f16_helpers_agree_with_half() {
     }
 }
 
-/// `dot4` runs the same per-token arithmetic as `dot` (only the weight unpacking is shared), so
-/// the results must be bit-identical; except Q4_K, whose 4-token kernel scales every pair of
-/// sub-blocks as llama.cpp's repacked `gemm` does (its `gemv` scales whole blocks), so the two
-/// differ in the last bits only.
+/// `dot4` runs the same per-token arithmetic as the single-token `dot` (only the weight unpacking
+/// is shared), so the results must be bit-identical: for `DotKernel::new` and for the kernels of
+/// small batches (`for_batch` with 1, 3 or 5 tokens), which several sequences' decode steps use
+/// to get the bits of a step alone. Except Q4_K from 4 tokens on, whose 4-token kernel scales
+/// every pair of sub-blocks as llama.cpp's repacked `gemm` does (its `gemv` scales whole blocks),
+/// so the two differ in the last bits only.
 #[test]
 fn dot4_equals_four_dots() {
     let mut rng = Rng(77);
@@ -315,22 +317,35 @@ fn dot4_equals_four_dots() {
                 formats::quantize_activations(act_ty, &x, &mut bytes[t * rb..(t + 1) * rb]);
             }
             for level in available_levels() {
-                let k = DotKernel::new(level, ty);
-                let acts = Activations::from_quantized(&k, &bytes, n, 4);
-                let rows = [acts.row(0), acts.row(1), acts.row(2), acts.row(3)];
-                let four = k.dot4(&w, [&rows[0], &rows[1], &rows[2], &rows[3]], n);
-                for t in 0..4 {
-                    let one = k.dot(&w, &rows[t], n);
-                    if ty == GgmlType::Q4_K && k.has_dot4() {
-                        // Block vs sub-block-pair rounding of `acc - acc_min`, which cancel.
-                        let tol = 1e-4 * one.abs().max(1.0);
-                        assert!(
-                            (four[t] - one).abs() <= tol,
-                            "{ty} n={n} t={t} {level}: {} vs {one}",
-                            four[t]
-                        );
-                    } else {
-                        assert_eq!(four[t].to_bits(), one.to_bits(), "{ty} n={n} t={t} {level}");
+                let single = DotKernel::new(level, ty);
+                // (kernel, whether its 4-token order is Q4_K's `gemm`)
+                let kernels = [
+                    (single, true),
+                    (DotKernel::for_batch(level, ty, 1), false),
+                    (DotKernel::for_batch(level, ty, 3), false),
+                    (DotKernel::for_batch(level, ty, 5), true),
+                ];
+                for (k, gemm_order) in kernels {
+                    let acts = Activations::from_quantized(&k, &bytes, n, 4);
+                    let rows = [acts.row(0), acts.row(1), acts.row(2), acts.row(3)];
+                    let four = k.dot4(&w, [&rows[0], &rows[1], &rows[2], &rows[3]], n);
+                    for t in 0..4 {
+                        let one = single.dot(&w, &rows[t], n);
+                        if ty == GgmlType::Q4_K && k.has_dot4() && gemm_order {
+                            // Block vs sub-block-pair rounding of `acc - acc_min`, which cancel.
+                            let tol = 1e-4 * one.abs().max(1.0);
+                            assert!(
+                                (four[t] - one).abs() <= tol,
+                                "{ty} n={n} t={t} {level}: {} vs {one}",
+                                four[t]
+                            );
+                        } else {
+                            assert_eq!(
+                                four[t].to_bits(),
+                                one.to_bits(),
+                                "{ty} n={n} t={t} {level} {k:?}"
+                            );
+                        }
                     }
                 }
             }
@@ -382,48 +397,6 @@ fn gemm_equals_dot4() {
                                 );
                             }
                         }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The kernels for small batches (`for_batch` below 4 and 8 tokens) sum each token in the
-/// one-token order, also 4 tokens at a time: bit-identical to 4 single dots for every type, so
-/// several sequences' decode steps batched together give each the bits of a step alone.
-#[test]
-fn small_batch_kernels_equal_single_dots() {
-    let mut rng = Rng(5);
-    for ty in WEIGHT_TYPES {
-        let act_ty = formats::activation_type(ty).unwrap();
-        let unit = act_ty.block_size().max(ty.block_size()).max(32);
-        for n in [unit, 3 * unit] {
-            let w = weight_row(ty, n, WeightKind::Quantized, &mut rng);
-            let rb = formats::activation_row_bytes(act_ty, n);
-            let mut bytes = vec![0u8; 4 * rb];
-            for t in 0..4 {
-                let x = activations(n, t, &mut rng);
-                formats::quantize_activations(act_ty, &x, &mut bytes[t * rb..(t + 1) * rb]);
-            }
-            for level in available_levels() {
-                for batch in [1, 3, 5] {
-                    let k = DotKernel::for_batch(level, ty, batch);
-                    let single = DotKernel::new(level, ty);
-                    let acts = Activations::from_quantized(&k, &bytes, n, 4);
-                    let rows = [acts.row(0), acts.row(1), acts.row(2), acts.row(3)];
-                    let four = k.dot4(&w, [&rows[0], &rows[1], &rows[2], &rows[3]], n);
-                    for t in 0..4 {
-                        // Q4_K's 4-token order starts at 4 tokens.
-                        if ty == GgmlType::Q4_K && batch >= 4 {
-                            continue;
-                        }
-                        let one = single.dot(&w, &rows[t], n);
-                        assert_eq!(
-                            four[t].to_bits(),
-                            one.to_bits(),
-                            "{ty} n={n} batch {batch} t={t} {level}"
-                        );
                     }
                 }
             }
