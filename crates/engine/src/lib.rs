@@ -21,4 +21,6 @@ pub use hparams::{Arch, HParams};
 pub use kv_cache::{KvCache, KvType};
 pub use model::{Model, Sequence};
 pub use sampler::{argmax, Sampler, SamplerConfig};
-pub use session::{Cancel, GenerateOptions, GenerationStats, Session, StopReason, TokenLogprob};
+pub use session::{
+    Cancel, GenerateOptions, Generation, GenerationStats, Session, Step, StopReason, TokenLogprob,
+};

@@ -3,7 +3,7 @@
 
 use crate::kv_cache::{KvCache, KvType};
 use crate::sampler::Sampler;
-use crate::{EngineError, Model};
+use crate::{EngineError, Model, Sequence};
 use chat::{ChatTemplate, Message};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -206,7 +206,25 @@ impl<'m> Session<'m> {
         opts: &GenerateOptions,
         mut on_text: impl FnMut(&str, &[TokenLogprob]) -> bool,
     ) -> Result<GenerationStats, EngineError> {
-        let tok = &self.model.tokenizer;
+        let mut generation = self.start(context, sampler, opts)?;
+        loop {
+            match generation.step(self, sampler, &mut on_text) {
+                Step::Feed(next) => generation.accept_logits(self.eval(&[next])?),
+                Step::Done(stats) => return Ok(stats),
+            }
+        }
+    }
+
+    /// The first half of [`Session::generate_detailed`], for a caller that runs the decoding steps
+    /// itself (several sessions' steps in one [`Model::forward_batch`]): evaluates what the cache
+    /// lacks of `context` and returns the generation, ready to sample its first token with
+    /// [`Generation::step`]. `sampler` must be the one given to every step.
+    pub fn start(
+        &mut self,
+        context: &[u32],
+        sampler: &mut Sampler,
+        opts: &GenerateOptions,
+    ) -> Result<Generation, EngineError> {
         if context.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -216,72 +234,161 @@ impl<'m> Session<'m> {
         self.tokens.truncate(reuse);
         let prompt = &context[reuse..];
         self.check_fits(prompt.len())?;
-        let mut logits = Vec::new();
+        let mut generation = Generation {
+            logits: Vec::new(),
+            max_tokens: opts.max_tokens,
+            logprobs: opts.logprobs,
+            decoder: StreamDecoder::new(),
+            stops: StopMatcher::new(opts.stop.clone()),
+            pending: Vec::new(),
+            prompt_tokens: prompt.len(),
+            prompt_time: Duration::ZERO,
+            started: t0,
+            generated: 0,
+            ended: None,
+        };
         for (i, chunk) in prompt.chunks(BATCH).enumerate() {
             if opts.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
-                return Ok(GenerationStats {
+                generation.ended = Some(GenerationStats {
                     prompt_tokens: i * BATCH,
                     prompt_time: t0.elapsed(),
                     generated_tokens: 0,
                     generation_time: Duration::ZERO,
                     stop: StopReason::Cancelled,
                 });
+                return Ok(generation);
             }
-            logits = self.eval(chunk)?;
+            generation.logits = self.eval(chunk)?;
         }
         for &t in context {
             sampler.accept(t);
         }
-        let prompt_time = t0.elapsed();
-        let t1 = Instant::now();
-        let mut decoder = StreamDecoder::new();
-        let mut stops = StopMatcher::new(&opts.stop);
-        let mut generated = 0;
-        let mut pending = Vec::new();
-        let stop = loop {
-            if opts.max_tokens.is_some_and(|m| generated >= m) {
-                break StopReason::MaxTokens;
-            }
-            // The model's distribution, before the sampler changes the logits.
-            let raw = opts.logprobs.map(|_| logits.clone());
-            let next = sampler.sample(&mut logits);
-            sampler.accept(next);
-            generated += 1;
-            if tok.is_eog(next) {
-                break StopReason::EndOfGeneration;
-            }
-            if let (Some(raw), Some(n_top)) = (raw, opts.logprobs) {
-                pending.push(TokenLogprob::of(&raw, next, n_top));
-            }
-            let text = decoder.push(tok.token_bytes(next));
-            let (emit, hit) = stops.push(&text);
-            if !emit.is_empty() {
-                if !on_text(&emit, &pending) {
-                    break StopReason::Cancelled;
-                }
-                pending.clear();
-            }
-            if let Some(s) = hit {
-                break StopReason::StopString(s);
-            }
-            if self.tokens.len() >= self.n_ctx() {
-                break StopReason::ContextFull;
-            }
-            logits = self.eval(&[next])?;
+        generation.prompt_time = t0.elapsed();
+        generation.started = Instant::now();
+        Ok(generation)
+    }
+
+    /// The sequence of one decoding step for [`Model::forward_batch`]: `token` (from
+    /// [`Step::Feed`]) at this session's next position. The session counts it as cached from
+    /// here, so if the forward pass fails, [`Session::clear`] the session.
+    pub fn decode_sequence(&mut self, token: u32) -> Sequence<'_> {
+        let pos = self.tokens.len();
+        self.tokens.push(token);
+        Sequence {
+            cache: &mut self.cache,
+            tokens: &self.tokens[pos..],
+            pos,
+        }
+    }
+}
+
+/// What [`Generation::step`] asks for.
+#[derive(Debug)]
+pub enum Step {
+    /// Run this token through the session's next position and give its logits to
+    /// [`Generation::accept_logits`] before the next step.
+    Feed(u32),
+    /// The generation has ended.
+    Done(GenerationStats),
+}
+
+/// A generation under way, driven one token at a time ([`Session::start`]): the state of the
+/// loop of [`Session::generate_detailed`] (streamed UTF-8, held-back stop-string text, pending
+/// log-probabilities, counts) without the session, so that a caller can decode several
+/// generations in one forward pass.
+pub struct Generation {
+    /// The logits of the last token fed, to sample from.
+    logits: Vec<f32>,
+    max_tokens: Option<usize>,
+    logprobs: Option<usize>,
+    decoder: StreamDecoder,
+    stops: StopMatcher,
+    pending: Vec<TokenLogprob>,
+    prompt_tokens: usize,
+    prompt_time: Duration,
+    /// When decoding began.
+    started: Instant,
+    generated: usize,
+    /// Set once the generation has ended.
+    ended: Option<GenerationStats>,
+}
+
+impl Generation {
+    /// Samples the next token from the last logits and streams its text through `on_text` (as
+    /// [`Session::generate_detailed`] does; `on_text` returns false to stop). `session` is the one
+    /// this generation was started on and `sampler` the one given to [`Session::start`].
+    pub fn step(
+        &mut self,
+        session: &Session,
+        sampler: &mut Sampler,
+        mut on_text: impl FnMut(&str, &[TokenLogprob]) -> bool,
+    ) -> Step {
+        if let Some(stats) = &self.ended {
+            return Step::Done(stats.clone());
+        }
+        let stop = match self.sample(session, sampler, &mut on_text) {
+            Ok(next) => return Step::Feed(next),
+            Err(stop) => stop,
         };
         if !matches!(stop, StopReason::StopString(_) | StopReason::Cancelled) {
-            let rest = stops.finish(&decoder.finish());
+            let rest = self.stops.finish(&self.decoder.finish());
             if !rest.is_empty() {
-                on_text(&rest, &pending);
+                on_text(&rest, &self.pending);
             }
         }
-        Ok(GenerationStats {
-            prompt_tokens: prompt.len(),
-            prompt_time,
-            generated_tokens: generated,
-            generation_time: t1.elapsed(),
+        let stats = GenerationStats {
+            prompt_tokens: self.prompt_tokens,
+            prompt_time: self.prompt_time,
+            generated_tokens: self.generated,
+            generation_time: self.started.elapsed(),
             stop,
-        })
+        };
+        self.ended = Some(stats.clone());
+        Step::Done(stats)
+    }
+
+    /// The logits of the token of the last [`Step::Feed`].
+    pub fn accept_logits(&mut self, logits: Vec<f32>) {
+        self.logits = logits;
+    }
+
+    /// One token: the one to feed next, or why the generation ends.
+    fn sample(
+        &mut self,
+        session: &Session,
+        sampler: &mut Sampler,
+        on_text: &mut impl FnMut(&str, &[TokenLogprob]) -> bool,
+    ) -> Result<u32, StopReason> {
+        let tok = &session.model.tokenizer;
+        if self.max_tokens.is_some_and(|m| self.generated >= m) {
+            return Err(StopReason::MaxTokens);
+        }
+        // The model's distribution, before the sampler changes the logits.
+        let raw = self.logprobs.map(|_| self.logits.clone());
+        let next = sampler.sample(&mut self.logits);
+        sampler.accept(next);
+        self.generated += 1;
+        if tok.is_eog(next) {
+            return Err(StopReason::EndOfGeneration);
+        }
+        if let (Some(raw), Some(n_top)) = (raw, self.logprobs) {
+            self.pending.push(TokenLogprob::of(&raw, next, n_top));
+        }
+        let text = self.decoder.push(tok.token_bytes(next));
+        let (emit, hit) = self.stops.push(&text);
+        if !emit.is_empty() {
+            if !on_text(&emit, &self.pending) {
+                return Err(StopReason::Cancelled);
+            }
+            self.pending.clear();
+        }
+        if let Some(s) = hit {
+            return Err(StopReason::StopString(s));
+        }
+        if session.tokens.len() >= session.n_ctx() {
+            return Err(StopReason::ContextFull);
+        }
+        Ok(next)
     }
 }
 
@@ -328,13 +435,13 @@ impl Model {
 }
 
 /// Holds back generated text that might be the start of a stop string.
-struct StopMatcher<'a> {
-    stops: &'a [String],
+struct StopMatcher {
+    stops: Vec<String>,
     pending: String,
 }
 
-impl<'a> StopMatcher<'a> {
-    fn new(stops: &'a [String]) -> Self {
+impl StopMatcher {
+    fn new(stops: Vec<String>) -> Self {
         StopMatcher {
             stops,
             pending: String::new(),
@@ -357,7 +464,7 @@ impl<'a> StopMatcher<'a> {
         }
         // Keep the longest suffix that is a prefix of some stop string.
         let mut keep = 0;
-        for s in self.stops {
+        for s in &self.stops {
             for (i, _) in self.pending.char_indices() {
                 let tail = &self.pending[i..];
                 if s.starts_with(tail) {
@@ -418,7 +525,7 @@ mod tests {
     #[test]
     fn stop_string_split_across_pieces_is_cut() {
         let stops = vec!["</end>".to_string()];
-        let mut m = StopMatcher::new(&stops);
+        let mut m = StopMatcher::new(stops);
         assert_eq!(m.push("hello </"), ("hello ".to_string(), None));
         assert_eq!(m.push("en"), (String::new(), None));
         assert_eq!(
@@ -430,7 +537,7 @@ mod tests {
     #[test]
     fn near_miss_is_released() {
         let stops = vec!["STOP".to_string()];
-        let mut m = StopMatcher::new(&stops);
+        let mut m = StopMatcher::new(stops);
         assert_eq!(m.push("ST"), (String::new(), None));
         assert_eq!(m.push("ART"), ("START".to_string(), None));
         assert_eq!(m.finish("ST"), "ST");

@@ -3,7 +3,10 @@
 //! tokens, which would take the tile kernels and another summation order for Q4_K and Q6_K; the
 //! engine sums it as 9 batches of one instead, so the tokens (and logits) are those of a run alone.
 
-use engine::{argmax, Model, Sequence};
+use engine::{
+    argmax, GenerateOptions, Model, Sampler, SamplerConfig, Sequence, Session, Step, StopReason,
+    TokenLogprob,
+};
 use std::path::PathBuf;
 
 fn real_model(file: &str) -> PathBuf {
@@ -155,4 +158,142 @@ fn an_empty_sequence_in_a_batch_is_an_error() {
         },
     ];
     assert!(model.forward_batch(&mut seqs).is_err());
+}
+
+/// What a generation streamed (each piece with its log-probabilities), why it stopped and how
+/// many tokens it made.
+type Streamed = (Vec<(String, Vec<TokenLogprob>)>, StopReason, usize);
+
+/// Requests as a server gets them: greedy and sampled (seeded, with a repeat penalty), a stop
+/// string, log-probabilities, token limits, and a context that fills up.
+fn requests(model: &Model) -> Vec<(Vec<u32>, SamplerConfig, GenerateOptions, usize)> {
+    let greedy = SamplerConfig {
+        temperature: 0.0,
+        ..SamplerConfig::default()
+    };
+    let sampled = SamplerConfig {
+        temperature: 0.9,
+        repeat_penalty: 1.3,
+        seed: 7,
+        ..SamplerConfig::default()
+    };
+    let limit = |max: usize| GenerateOptions {
+        max_tokens: Some(max),
+        ..GenerateOptions::default()
+    };
+    let tokens = |t: &str| model.tokenizer.encode(t, true, false);
+    vec![
+        (
+            tokens("The capital of France is"),
+            greedy.clone(),
+            limit(20),
+            256,
+        ),
+        (tokens("def fibonacci(n):"), sampled.clone(), limit(24), 256),
+        (
+            tokens("1, 2, 3, 4, 5,"),
+            greedy.clone(),
+            GenerateOptions {
+                stop: vec![" 9".into()],
+                ..limit(30)
+            },
+            256,
+        ),
+        (
+            tokens("Water boils at"),
+            sampled,
+            GenerateOptions {
+                logprobs: Some(3),
+                ..limit(10)
+            },
+            256,
+        ),
+        (tokens("Once upon a time"), greedy, limit(40), 12),
+    ]
+}
+
+fn collect(out: &mut Vec<(String, Vec<TokenLogprob>)>, text: &str, lps: &[TokenLogprob]) -> bool {
+    out.push((text.to_string(), lps.to_vec()));
+    true
+}
+
+#[test]
+fn stepwise_generations_batched_stream_what_generate_detailed_streams() {
+    let model = Model::load(&real_model("smollm2-135m-instruct-q4_1.gguf"), 2).unwrap();
+    let requests = requests(&model);
+    let alone: Vec<Streamed> = requests
+        .iter()
+        .map(|(prompt, cfg, opts, n_ctx)| {
+            let mut out = Vec::new();
+            let stats = Session::new(&model, *n_ctx)
+                .generate_detailed(prompt, &mut Sampler::new(cfg.clone()), opts, |t, lps| {
+                    collect(&mut out, t, lps)
+                })
+                .unwrap();
+            (out, stats.stop, stats.generated_tokens)
+        })
+        .collect();
+
+    // Request i joins before decoding step i; every step runs the active ones in one pass.
+    let mut sessions: Vec<Session> = requests.iter().map(|r| Session::new(&model, r.3)).collect();
+    let mut samplers: Vec<Sampler> = requests.iter().map(|r| Sampler::new(r.1.clone())).collect();
+    let mut generations = Vec::new();
+    let mut outs = vec![Vec::new(); requests.len()];
+    let mut done: Vec<Option<(StopReason, usize)>> = vec![None; requests.len()];
+    let mut step = 0;
+    while done.iter().any(Option::is_none) {
+        if let Some((prompt, _, opts, _)) = requests.get(step) {
+            let g = sessions[step]
+                .start(prompt, &mut samplers[step], opts)
+                .unwrap();
+            generations.push(Some(g));
+        }
+        step += 1;
+        let mut feeds = Vec::new();
+        for (i, slot) in generations.iter_mut().enumerate() {
+            let Some(g) = slot else { continue };
+            let out = &mut outs[i];
+            match g.step(&sessions[i], &mut samplers[i], |t, lps| {
+                collect(out, t, lps)
+            }) {
+                Step::Feed(t) => feeds.push((i, t)),
+                Step::Done(stats) => {
+                    done[i] = Some((stats.stop, stats.generated_tokens));
+                    *slot = None;
+                }
+            }
+        }
+        let mut seqs: Vec<Sequence> = sessions
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let (_, t) = feeds.iter().find(|(j, _)| *j == i)?;
+                Some(s.decode_sequence(*t))
+            })
+            .collect();
+        if seqs.is_empty() {
+            continue;
+        }
+        let logits = model.forward_batch(&mut seqs).unwrap();
+        for ((i, _), l) in feeds.iter().zip(logits) {
+            generations[*i].as_mut().unwrap().accept_logits(l);
+        }
+    }
+    let batched: Vec<Streamed> = outs
+        .into_iter()
+        .zip(done)
+        .map(|(out, d)| {
+            let (stop, n) = d.unwrap();
+            (out, stop, n)
+        })
+        .collect();
+    assert_eq!(batched, alone);
+    // The requests end in different ways, so the test covers each.
+    let stops: Vec<_> = alone.iter().map(|a| &a.1).collect();
+    assert!(stops.contains(&&StopReason::ContextFull), "{stops:?}");
+    assert!(stops.contains(&&StopReason::MaxTokens), "{stops:?}");
+    assert!(
+        stops.iter().any(|s| matches!(s, StopReason::StopString(_))),
+        "{stops:?}"
+    );
 }

@@ -1,20 +1,24 @@
 //! The real models behind the [`Scheduler`](crate::scheduler::Scheduler): [`EngineLoader`]
-//! resolves store names and loads them; a [`Runner`] is a loaded model with one thread per slot.
+//! resolves store names and loads them; a [`Runner`] is a loaded model with one thread per slot
+//! and one decoding loop.
 //!
 //! Each slot thread owns a [`Session`] (its own KV cache) for as long as the model is loaded, so
-//! a conversation that comes back to the same slot reuses its cached prefix. The model's thread
-//! pool serialises the slots' forward passes, so parallel requests interleave token by token.
-//! Text goes back to the request through a bounded channel; when the request is gone (the
-//! client disconnected and its response body was dropped) the next send fails and generation
-//! stops there, freeing the slot.
+//! a conversation that comes back to the same slot reuses its cached prefix. A slot thread
+//! processes its request's prompt, then lends its session to the model's decoding loop, which
+//! decodes every active request together: one [`Model::forward_batch`] per step, one token per
+//! request (continuous batching: requests join between steps and leave when they end). A decode
+//! step in a batch gives each request the bits it would get alone, so the answers do not depend
+//! on the load. Text goes back to the request through a bounded channel; when the request is
+//! gone (the client disconnected and its response body was dropped) the next send fails and
+//! generation stops there, freeing the slot.
 
 use crate::error::{Result, ServerError};
 use crate::scheduler::{LoadRequest, Loader, Plan};
 use engine::{
-    Cancel, EngineError, GenerateOptions, GenerationStats, HParams, KvType, Message, Model,
-    Sampler, SamplerConfig, Session, TokenLogprob,
+    Cancel, EngineError, GenerateOptions, Generation, GenerationStats, HParams, KvType, Message,
+    Model, Sampler, SamplerConfig, Sequence, Session, Step, TokenLogprob,
 };
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use store::{ModelName, ResolvedModel, Store, StoreError};
 use tokio::sync::mpsc;
@@ -143,7 +147,7 @@ pub enum Event {
     Failed(EngineError),
 }
 
-/// A loaded model and its slot threads.
+/// A loaded model and its slot threads and decoding loop.
 pub struct Runner {
     pub model: Arc<Model>,
     pub resolved: ResolvedModel,
@@ -155,12 +159,27 @@ pub struct Runner {
 impl Runner {
     fn start(model: Arc<Model>, resolved: ResolvedModel, n_ctx: usize, slots: usize) -> Runner {
         let idle = Arc::new(Mutex::new(Vec::with_capacity(slots)));
+        let mut queues = Vec::with_capacity(slots);
         for _ in 0..slots {
             let (tx, rx) = sync_channel(1);
-            let (model, pool) = (model.clone(), Arc::downgrade(&idle));
-            std::thread::spawn(move || slot_thread(&model, n_ctx, rx, pool));
             lock(&idle).push(Slot(tx));
+            queues.push(rx);
         }
+        let (shared, pool) = (model.clone(), Arc::downgrade(&idle));
+        // The sessions borrow the model and pass between the slot threads and the decoding loop,
+        // so they all run in one scope over it. The loop ends when the last slot thread has.
+        std::thread::spawn(move || {
+            let model = &*shared;
+            let (to_decode, turns) = channel();
+            std::thread::scope(|s| {
+                s.spawn(move || decode_loop(model, turns));
+                for jobs in queues {
+                    let (to_decode, pool) = (to_decode.clone(), pool.clone());
+                    s.spawn(move || slot_thread(model, n_ctx, jobs, pool, to_decode));
+                }
+                drop(to_decode);
+            });
+        });
         Runner {
             model,
             resolved,
@@ -214,9 +233,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs the jobs sent to one slot until the runner is dropped. Each job comes with this slot's
 /// own sender, which the thread puts back in the idle list when the job is done (the thread
-/// keeps none between jobs, so that dropping the list ends it).
-fn slot_thread(model: &Model, n_ctx: usize, jobs: Receiver<(Job, Slot)>, pool: Pool) {
+/// keeps none between jobs, so that dropping the list ends it). The prompt is processed here;
+/// the decoding steps run in the model's [`decode_loop`], which hands the session back at the end.
+fn slot_thread<'m>(
+    model: &'m Model,
+    n_ctx: usize,
+    jobs: Receiver<(Job, Slot)>,
+    pool: Pool,
+    to_decode: Sender<Turn<'m>>,
+) {
     let mut session = Session::new(model, n_ctx);
+    let (back, returned) = channel();
     while let Ok((job, me)) = jobs.recv() {
         let mut sampler = Sampler::new(job.sampler);
         let events = job.events;
@@ -224,14 +251,26 @@ fn slot_thread(model: &Model, n_ctx: usize, jobs: Receiver<(Job, Slot)>, pool: P
         let mut generate = job.generate;
         let watch = events.clone();
         generate.cancel = Some(Cancel::new(move || watch.is_closed()));
-        // Without `logprobs` the engine computes none and each piece's list stays empty.
-        let result =
-            session.generate_detailed(&job.tokens, &mut sampler, &generate, |text, lps| {
-                let lps = lps.iter().map(|lp| logprob(model, lp)).collect();
-                events
-                    .blocking_send(Event::Text(text.to_string(), lps))
-                    .is_ok()
-            });
+        let result = match session.start(&job.tokens, &mut sampler, &generate) {
+            Ok(generation) => {
+                let turn = Turn {
+                    session,
+                    generation,
+                    sampler,
+                    events: events.clone(),
+                    back: back.clone(),
+                };
+                if to_decode.send(turn).is_err() {
+                    return;
+                }
+                let Ok((lent, result)) = returned.recv() else {
+                    return;
+                };
+                session = lent;
+                result
+            }
+            Err(e) => Err(e),
+        };
         let _ = events.blocking_send(match result {
             Ok(stats) => Event::Done(stats),
             Err(e) => {
@@ -246,6 +285,100 @@ fn slot_thread(model: &Model, n_ctx: usize, jobs: Receiver<(Job, Slot)>, pool: P
             None => return,
         }
         drop(job.guard);
+    }
+}
+
+/// A request being decoded: its slot's session, lent to the decoding loop until it ends.
+struct Turn<'m> {
+    session: Session<'m>,
+    generation: Generation,
+    sampler: Sampler,
+    events: mpsc::Sender<Event>,
+    /// Where the session and the outcome go back to the slot thread.
+    back: Sender<(Session<'m>, Result<GenerationStats, EngineError>)>,
+}
+
+impl Turn<'_> {
+    /// Whether the client has room for a step's text: a step sends at most two pieces (its
+    /// token's text and, at the end, what was held back). A client that is behind waits, rather
+    /// than making the whole batch wait on it; a gone one steps, and stops at its next piece.
+    fn ready(&self) -> bool {
+        self.events.is_closed() || self.events.capacity() >= 2
+    }
+
+    fn end(self, result: Result<GenerationStats, EngineError>) {
+        let _ = self.back.send((self.session, result));
+    }
+}
+
+/// Decodes the model's active requests together until every slot thread has ended: each step
+/// takes in the requests whose prompts are done, samples every ready request's next token (each
+/// with its own sampler, streaming its text), and runs those tokens in one forward pass.
+fn decode_loop<'m>(model: &'m Model, turns: Receiver<Turn<'m>>) {
+    let mut active: Vec<Turn> = Vec::new();
+    loop {
+        if active.is_empty() {
+            match turns.recv() {
+                Ok(turn) => active.push(turn),
+                Err(_) => return,
+            }
+        }
+        active.extend(turns.try_iter());
+        let mut waiting = Vec::new();
+        let mut feeding = Vec::with_capacity(active.len());
+        for mut turn in active.drain(..) {
+            if !turn.ready() {
+                waiting.push(turn);
+                continue;
+            }
+            let events = &turn.events;
+            // Without `logprobs` the engine computes none and each piece's list stays empty.
+            let step = turn
+                .generation
+                .step(&turn.session, &mut turn.sampler, |text, lps| {
+                    let lps = lps.iter().map(|lp| logprob(model, lp)).collect();
+                    events.try_send(Event::Text(text.to_string(), lps)).is_ok()
+                });
+            match step {
+                Step::Feed(token) => feeding.push((turn, token)),
+                Step::Done(stats) => turn.end(Ok(stats)),
+            }
+        }
+        active = waiting;
+        if feeding.is_empty() {
+            if !active.is_empty() {
+                // Every client is behind: give them a moment to read.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            continue;
+        }
+        let mut seqs: Vec<Sequence> = feeding
+            .iter_mut()
+            .map(|(turn, token)| turn.session.decode_sequence(*token))
+            .collect();
+        // A batch fails only for a sequence the model cannot take: then each runs alone, so that
+        // only that request fails (its slot clears its session).
+        let logits: Vec<std::result::Result<Vec<f32>, EngineError>> =
+            match model.forward_batch(&mut seqs) {
+                Ok(logits) => logits.into_iter().map(Ok).collect(),
+                Err(_) => seqs
+                    .iter_mut()
+                    .map(|seq| {
+                        let alone = model.forward_batch(std::slice::from_mut(seq))?;
+                        Ok(alone.into_iter().next().unwrap_or_default())
+                    })
+                    .collect(),
+            };
+        drop(seqs);
+        for ((mut turn, _), logits) in feeding.into_iter().zip(logits) {
+            match logits {
+                Ok(logits) => {
+                    turn.generation.accept_logits(logits);
+                    active.push(turn);
+                }
+                Err(e) => turn.end(Err(e)),
+            }
+        }
     }
 }
 

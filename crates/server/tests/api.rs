@@ -136,6 +136,45 @@ async fn generate_without_streaming_has_the_done_statistics() {
     assert_eq!(again["load_duration"], 0);
 }
 
+/// Requests decoded together (one forward pass per step) answer what they answer one at a time:
+/// greedy and seeded sampling alike, each request with its own sampler.
+#[tokio::test]
+async fn concurrent_requests_answer_what_sequential_ones_answer() {
+    let s = config_with(|c| c.num_parallel = 4);
+    let sampled = json!({"temperature": 0.8, "repeat_penalty": 1.2, "seed": 3, "num_predict": 20});
+    let requests = [
+        json!({"model": MODEL, "prompt": "Once upon", "stream": false, "options": greedy(24)}),
+        json!({"model": MODEL, "prompt": "The capital of", "stream": false, "options": greedy(12)}),
+        json!({"model": MODEL, "prompt": "1, 2, 3,", "stream": true, "options": greedy(18)}),
+        json!({"model": MODEL, "prompt": "Hello", "stream": false, "options": sampled}),
+    ];
+    let answer = |body: &Value| {
+        let s = &s;
+        let body = body.clone();
+        async move {
+            let (status, _, text) = call(s, post("/api/generate", body)).await;
+            assert_eq!(status, StatusCode::OK, "{text}");
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .map(|v| v["response"].as_str().unwrap().to_string())
+                .collect::<String>()
+        }
+    };
+    let mut sequential = Vec::new();
+    for r in &requests {
+        sequential.push(answer(r).await);
+    }
+    assert!(sequential.iter().all(|a| !a.is_empty()), "{sequential:?}");
+    let concurrent = tokio::join!(
+        answer(&requests[0]),
+        answer(&requests[1]),
+        answer(&requests[2]),
+        answer(&requests[3]),
+    );
+    let concurrent = [concurrent.0, concurrent.1, concurrent.2, concurrent.3];
+    assert_eq!(concurrent.to_vec(), sequential);
+}
+
 #[tokio::test]
 async fn generate_streams_ndjson_ending_in_done() {
     let s = server();
