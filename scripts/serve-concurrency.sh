@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Aggregate generation speed of `hearth serve` with N concurrent streaming clients against one
-# client (issue 6's continuous-batching target: 8 streams >= 2.5x one stream on Qwen2.5-Coder).
+# Aggregate generation speed with N concurrent clients against one client, for `hearth serve` and
+# for llama.cpp's `llama-server -np N` on the same load, one after the other (issue 6's
+# continuous-batching targets: 8 streams >= 2.5x one stream, and >= llama-server, on Qwen2.5).
 #
 #   scripts/serve-concurrency.sh [-n STREAMS] [-p TOKENS] [MODEL]
 #
 #   MODEL: smollm2, gemma3, qwen2 (default qwen2); STREAMS: 8; TOKENS: tokens per answer, 128
-#   env:   HEARTH_TEST_MODELS (~/.cache/hearth/test-models)
+#   env:   HEARTH_TEST_MODELS (~/.cache/hearth/test-models), LLAMA_SERVER (a llama-server binary
+#          to use instead of building one, as scripts/bench-vs-llama.sh builds llama-bench)
 #
-# Greedy /api/generate requests, 8 different prompts; the time includes their prompt processing.
-# A temporary store and a free loopback port; the server is stopped at the end. A benchmark, not a
-# test: scripts/test.sh does not run it.
+# Greedy /v1/chat/completions requests with 8 different prompts; the time includes their prompt
+# processing. Temporary store, free loopback ports; the servers are stopped at the end. A
+# benchmark, not a test: scripts/test.sh does not run it.
 set -euo pipefail
 # shellcheck source=scripts/lib-llama.sh
 source "$(dirname "$0")/lib-llama.sh"
@@ -20,12 +22,14 @@ while getopts "n:p:h" opt; do
   case "$opt" in
     n) streams="$OPTARG" ;;
     p) predict="$OPTARG" ;;
-    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
 model=$(model_path "${1:-qwen2}")
 
+llama_server="${LLAMA_SERVER:-$src/build/bin/llama-server}"
+build_llama_tool llama-server "$llama_server"
 build_hearth
 work=$(mktemp -d)
 server=""
@@ -34,22 +38,20 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-export HEARTH_MODELS="$work/store"
-port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export HEARTH_HOST="127.0.0.1:$port"
-printf 'FROM %s\n' "$model" >"$work/Modelfile"
-"$hearth" create bench -f "$work/Modelfile" >/dev/null 2>&1
-HEARTH_NUM_PARALLEL="$streams" "$hearth" serve >"$work/serve.log" 2>&1 &
-server=$!
+free_port() {
+  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 busy=$(cpu_busy)
+echo "$(basename "$model"): $streams streams of $predict tokens; CPUs $busy busy with other work before the start"
 
-"$python" - "$port" "$streams" "$predict" "$busy" "$(basename "$model")" <<'PY'
+# measure ENGINE PORT: one stream, then $streams at once, against the server on PORT.
+measure() {
+  "$python" - "$1" "$2" "$streams" "$predict" <<'PY'
 import json, sys, threading, time, urllib.request
 
-port, streams, predict, busy, name = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+engine, port, streams, predict = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 base = f"http://127.0.0.1:{port}"
-for _ in range(100):  # the server starts
+for _ in range(600):  # the server starts and loads the model
     try:
         urllib.request.urlopen(base + "/health", timeout=1)
         break
@@ -69,14 +71,12 @@ prompts = [
 def run(n, tokens):
     counts = [0] * n
     def one(i):
-        body = json.dumps({"model": "bench", "prompt": prompts[i % len(prompts)], "stream": True,
-                           "options": {"temperature": 0, "num_predict": tokens}}).encode()
-        req = urllib.request.Request(base + "/api/generate", body, {"Content-Type": "application/json"})
+        body = json.dumps({"model": "bench", "max_tokens": tokens, "temperature": 0,
+                           "messages": [{"role": "user", "content": prompts[i % len(prompts)]}]})
+        req = urllib.request.Request(base + "/v1/chat/completions", body.encode(),
+                                     {"Content-Type": "application/json"})
         with urllib.request.urlopen(req) as r:
-            for line in r:
-                v = json.loads(line)
-                if v.get("done"):
-                    counts[i] = v["eval_count"]
+            counts[i] = json.load(r)["usage"]["completion_tokens"]
     start = time.time()
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
@@ -89,8 +89,23 @@ run(1, 4)  # loads the model
 one_tokens, one_time = run(1, predict)
 n_tokens, n_time = run(streams, predict)
 one_rate, n_rate = one_tokens / one_time, n_tokens / n_time
-print(f"{name}: {predict} tokens per answer; CPUs {busy} busy with other work before the start")
-print(f"  1 stream:  {one_tokens} tokens in {one_time:.2f} s = {one_rate:.1f} tok/s")
-print(f"  {streams} streams: {n_tokens} tokens in {n_time:.2f} s = {n_rate:.1f} tok/s aggregate")
-print(f"  {streams} streams / 1 stream: {n_rate / one_rate:.2f}x")
+print(f"  {engine:12} 1 stream {one_rate:6.1f} tok/s   {streams} streams {n_rate:6.1f} tok/s "
+      f"aggregate ({n_tokens} tokens in {n_time:.2f} s)   {n_rate / one_rate:.2f}x")
 PY
+}
+
+export HEARTH_MODELS="$work/store"
+printf 'FROM %s\n' "$model" >"$work/Modelfile"
+"$hearth" create bench -f "$work/Modelfile" >/dev/null 2>&1
+port=$(free_port)
+HEARTH_HOST="127.0.0.1:$port" HEARTH_NUM_PARALLEL="$streams" "$hearth" serve >"$work/hearth.log" 2>&1 &
+server=$!
+measure hearth "$port"
+kill "$server"
+wait "$server" 2>/dev/null || true
+
+port=$(free_port)
+"$llama_server" -m "$model" -np "$streams" -c $((streams * 2048)) -t 2 --port "$port" \
+  >"$work/llama.log" 2>&1 &
+server=$!
+measure llama-server "$port"
