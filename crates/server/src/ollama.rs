@@ -351,6 +351,12 @@ fn statistics(started: &Started, stats: &GenerationStats) -> Map<String, Value> 
     );
     m.insert("load_duration".into(), json!(ns(started.load_duration)));
     m.insert("prompt_eval_count".into(), json!(started.prompt_tokens));
+    // A Hearth extension: the start of the prompt a slot's cache already held, not processed
+    // again (a conversation's earlier turns, a shared system prompt).
+    m.insert(
+        "prompt_cached_count".into(),
+        json!(started.prompt_tokens.saturating_sub(stats.prompt_tokens)),
+    );
     m.insert("prompt_eval_duration".into(), json!(ns(stats.prompt_time)));
     m.insert("eval_count".into(), json!(stats.generated_tokens));
     m.insert("eval_duration".into(), json!(ns(stats.generation_time)));

@@ -333,6 +333,8 @@ fn usage(started: &Started, stats: &GenerationStats) -> Value {
         "prompt_tokens": started.prompt_tokens,
         "completion_tokens": stats.generated_tokens,
         "total_tokens": started.prompt_tokens + stats.generated_tokens,
+        // The start of the prompt a slot's cache already held (not processed again).
+        "prompt_tokens_details": {"cached_tokens": started.prompt_tokens.saturating_sub(stats.prompt_tokens)},
     })
 }
 

@@ -162,7 +162,10 @@ impl Runner {
         let mut queues = Vec::with_capacity(slots);
         for _ in 0..slots {
             let (tx, rx) = sync_channel(1);
-            lock(&idle).push(Slot(tx));
+            lock(&idle).push(Slot {
+                jobs: tx,
+                cached: Arc::default(),
+            });
             queues.push(rx);
         }
         let (shared, pool) = (model.clone(), Arc::downgrade(&idle));
@@ -188,13 +191,36 @@ impl Runner {
         }
     }
 
-    /// Hands `job` to an idle slot. The caller holds a scheduler slot, so one is idle.
+    /// Hands `job` to an idle slot: the one whose cache holds the longest start of the job's
+    /// tokens (a conversation's next turn, a shared system prompt), else the one holding the least,
+    /// so that other conversations' caches survive. The caller holds a scheduler slot, so one is
+    /// idle.
     pub fn submit(&self, job: Job) -> Result<()> {
-        let slot = lock(&self.idle)
-            .pop()
-            .ok_or_else(|| ServerError::Internal("no idle slot for a scheduled request".into()))?;
+        let slot = {
+            let mut idle = lock(&self.idle);
+            let best = idle
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, s)| {
+                    let cached = lock(&s.cached);
+                    let shared = cached
+                        .iter()
+                        .zip(&job.tokens)
+                        .take_while(|(a, b)| a == b)
+                        .count();
+                    // A slot whose cache the job would mostly overwrite (it shares only the
+                    // template's first tokens, say) counts as no match.
+                    let keeps = 2 * shared >= cached.len();
+                    (keeps, shared, std::cmp::Reverse(cached.len()))
+                })
+                .map(|(i, _)| i)
+                .ok_or_else(|| {
+                    ServerError::Internal("no idle slot for a scheduled request".into())
+                })?;
+            idle.swap_remove(best)
+        };
         let back = slot.clone();
-        slot.0
+        slot.jobs
             .send((job, back))
             .map_err(|_| ServerError::Internal("a slot thread has ended".into()))
     }
@@ -221,9 +247,13 @@ impl Runner {
     }
 }
 
-/// A slot thread's job queue (of one); the job carries the slot back to the idle list.
+/// A slot thread's job queue (of one), and the tokens its session's cache holds; the job carries
+/// the slot back to the idle list.
 #[derive(Clone)]
-struct Slot(SyncSender<(Job, Slot)>);
+struct Slot {
+    jobs: SyncSender<(Job, Slot)>,
+    cached: Arc<Mutex<Vec<u32>>>,
+}
 
 type Pool = Weak<Mutex<Vec<Slot>>>;
 
@@ -279,6 +309,7 @@ fn slot_thread<'m>(
                 Event::Failed(e)
             }
         });
+        *lock(&me.cached) = session.tokens().to_vec();
         // Back in the idle list before the lease (and its permit) is released.
         match pool.upgrade() {
             Some(idle) => lock(&idle).push(me),

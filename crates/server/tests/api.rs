@@ -923,3 +923,59 @@ async fn a_jinja_template_renders_this_request_only() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"].as_str().unwrap().contains("Jinja"), "{v}");
 }
+
+/// A conversation's next turn goes to the slot whose cache holds its start, even after another
+/// conversation ran in between (which takes the other slot rather than overwrite that cache):
+/// only the new tokens are processed, which `prompt_cached_count` (Ollama) and
+/// `usage.prompt_tokens_details.cached_tokens` (OpenAI) report.
+#[tokio::test]
+async fn a_next_turn_reuses_its_conversations_cache_across_other_requests() {
+    let s = server(); // 2 slots
+    let first = json!([{"role": "system", "content": "You are a terse assistant. ".repeat(8)},
+                       {"role": "user", "content": "Name a colour."}]);
+    let chat = |messages: &Value| {
+        post(
+            "/api/chat",
+            json!({"model": MODEL, "messages": messages, "stream": false, "options": greedy(4)}),
+        )
+    };
+    let (_, a) = call_json(&s, chat(&first)).await;
+    assert_eq!(a["prompt_cached_count"], 0, "{a}");
+    let other = json!([{"role": "user", "content": "Something else entirely, please."}]);
+    let (status, _) = call_json(&s, chat(&other)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let mut next = first.as_array().unwrap().clone();
+    next.push(a["message"].clone());
+    next.push(json!({"role": "user", "content": "Another one."}));
+    let (_, b) = call_json(&s, chat(&Value::Array(next.clone()))).await;
+    let (total, cached) = (
+        b["prompt_eval_count"].as_u64().unwrap(),
+        b["prompt_cached_count"].as_u64().unwrap(),
+    );
+    let first_total = a["prompt_eval_count"].as_u64().unwrap();
+    assert!(
+        cached * 2 > first_total && cached < total,
+        "the next turn found {cached} of its {total} prompt tokens cached (first turn: {first_total})"
+    );
+
+    // The same through the OpenAI API.
+    next.push(json!({"role": "assistant", "content": "Blue."}));
+    next.push(json!({"role": "user", "content": "And one more."}));
+    let (_, c) = call_json(
+        &s,
+        post(
+            "/v1/chat/completions",
+            json!({"model": MODEL, "messages": next, "max_tokens": 2, "temperature": 0}),
+        ),
+    )
+    .await;
+    let usage = &c["usage"];
+    let cached = usage["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        cached * 2 > usage["prompt_tokens"].as_u64().unwrap(),
+        "{usage}"
+    );
+}
