@@ -20,6 +20,8 @@ const EVENT_BUFFER: usize = 64;
 pub enum Prompt {
     /// Text tokenized as it is (special-token text included), no template.
     Raw(String),
+    /// Fill in the middle: the code before and after the gap, in the model's FIM markers.
+    Fill { prefix: String, suffix: String },
     /// A conversation rendered with the model's chat template, or with `template` (Jinja, this
     /// request's only). The model's SYSTEM is added when the messages have no system message
     /// and `system` is `None`.
@@ -115,6 +117,23 @@ fn tokenize(
     let limit = n_ctx.saturating_sub(1);
     let too_long = |tokens: usize| ServerError::PromptTooLong { tokens, n_ctx };
     match prompt {
+        Prompt::Fill { prefix, suffix } => {
+            let tokens = runner
+                .model
+                .fill_in_middle_tokens(&prefix, &suffix)
+                .ok_or_else(|| {
+                    ServerError::BadRequest(format!(
+                        "{} has no fill-in-the-middle tokens: use a code model that has them \
+                         (Qwen2.5-Coder, StarCoder, CodeLlama), or send the prompt without suffix",
+                        runner.resolved.name
+                    ))
+                })?;
+            if tokens.len() <= limit {
+                Ok((tokens, false))
+            } else {
+                Err(too_long(tokens.len()))
+            }
+        }
         Prompt::Raw(text) => {
             let tokens = runner.model.tokenizer.encode(&text, true, true);
             if tokens.len() <= limit {

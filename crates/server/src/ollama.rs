@@ -409,15 +409,16 @@ pub async fn generate(
 ) -> Result<Response> {
     let template = req.common.template()?;
     no_images(&req.images)?;
-    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(ServerError::BadRequest(
-            "suffix (fill-in-the-middle) is not supported yet".into(),
-        ));
-    }
-    if req.prompt.is_empty() {
+    let suffix = req.suffix.filter(|s| !s.is_empty());
+    if req.prompt.is_empty() && suffix.is_none() {
         return load_or_unload(&state, &req.common, false).await;
     }
-    let prompt = if req.raw {
+    let prompt = if let Some(suffix) = suffix {
+        Prompt::Fill {
+            prefix: req.prompt,
+            suffix,
+        }
+    } else if req.raw {
         Prompt::Raw(req.prompt)
     } else {
         Prompt::Chat {

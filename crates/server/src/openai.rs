@@ -322,10 +322,17 @@ pub async fn completions(
             .into())
         }
     };
-    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) || req.echo == Some(true) {
-        return Err(ServerError::BadRequest("suffix and echo are not supported yet".into()).into());
+    if req.echo == Some(true) {
+        return Err(ServerError::BadRequest("echo is not supported yet".into()).into());
     }
-    respond(state, log, req.common, Prompt::Raw(prompt), false).await
+    let prompt = match req.suffix.filter(|s| !s.is_empty()) {
+        Some(suffix) => Prompt::Fill {
+            prefix: prompt,
+            suffix,
+        },
+        None => Prompt::Raw(prompt),
+    };
+    respond(state, log, req.common, prompt, false).await
 }
 
 fn usage(started: &Started, stats: &GenerationStats) -> Value {

@@ -979,3 +979,33 @@ async fn a_next_turn_reuses_its_conversations_cache_across_other_requests() {
         "{usage}"
     );
 }
+
+/// `suffix` (fill in the middle) on a model without FIM tokens is a 400 that says what to use
+/// instead, in both APIs (Qwen2.5-Coder's infill is tested in the engine's tests/fim.rs).
+#[tokio::test]
+async fn suffix_needs_a_model_with_fill_in_middle_tokens() {
+    let s = server();
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/api/generate",
+            json!({"model": MODEL, "prompt": "def f(", "suffix": ")\n", "stream": false}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("fill-in-the-middle"),
+        "{v}"
+    );
+    let (status, v) = call_json(
+        &s,
+        post(
+            "/v1/completions",
+            json!({"model": MODEL, "prompt": "def f(", "suffix": ")\n", "max_tokens": 2}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains("fill-in-the-middle"), "{v}");
+}
