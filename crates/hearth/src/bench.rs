@@ -8,6 +8,7 @@
 //! As in llama-bench, every test runs for every combination of the KV cache types asked for
 //! (`-ctk f16,q8_0`), and the report names the types and the cache's size.
 
+use crate::models::{load, IfMissing, StoreArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use engine::{KvType, Model, Session};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Path to a .gguf model file.
+    /// A .gguf file, or the name of a model in the store.
     model: PathBuf,
     /// Prompt lengths to test, comma separated (0: no prompt test).
     #[arg(short = 'p', long, value_delimiter = ',', default_value = "512")]
@@ -44,6 +45,8 @@ pub struct BenchArgs {
     /// Print a JSON array with llama-bench's fields instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,9 +132,17 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         }
     }
 
-    let model = Model::load(&args.model, threads)
-        .with_context(|| format!("cannot load {}", args.model.display()))?;
-    let info = model_info(&args.model, &model);
+    let loaded = load(&args.model, &args.store, IfMissing::Fail)?;
+    let model = Model::from_gguf(loaded.gguf, threads)
+        .with_context(|| format!("cannot load {}", loaded.label))?;
+    // A file by its name, as llama-bench shows it; a store model by its whole name.
+    let label = match loaded.stored {
+        Some(_) => loaded.label,
+        None => Path::new(&loaded.label)
+            .file_name()
+            .map_or(loaded.label.clone(), |f| f.to_string_lossy().into_owned()),
+    };
+    let info = model_info(label, &model);
     // Measured before the tests so its 1 GiB buffer is gone while the model runs.
     let mem_gbs = memory_read_bandwidth(threads);
 
@@ -152,7 +163,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn model_info(path: &Path, model: &Model) -> ModelInfo {
+fn model_info(filename: String, model: &Model) -> ModelInfo {
     let g = &model.gguf;
     let size = g.tensors().iter().map(|t| t.n_bytes).sum();
     let n_params = g.tensors().iter().map(|t| t.n_elements()).sum();
@@ -161,10 +172,7 @@ fn model_info(path: &Path, model: &Model) -> ModelInfo {
         .and_then(ftype_name)
         .unwrap_or("unknown type");
     ModelInfo {
-        filename: path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string()),
+        filename,
         model_type: format!(
             "{} {} {ftype}",
             model.hparams.arch.name(),

@@ -412,3 +412,20 @@ fn create_quantize_installs_a_requantized_model() {
     assert!(err.contains("cannot create again"), "{err}");
     assert!(!store.ok(&["list"]).0.contains("again"));
 }
+
+/// `hearth bench` takes a store name as well as a file, reports it by its whole name, and says
+/// to pull a model that is not installed (it never downloads by itself).
+#[test]
+fn bench_takes_a_store_name() {
+    let store = TestStore::new();
+    let _dir = create(&store, "benched", "");
+    let (out, _) = store.ok(&[
+        "bench", "benched", "-p", "8", "-n", "2", "-r", "1", "--json",
+    ]);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["model_filename"], "benched:latest", "{out}");
+    let out = store.hearth(&["bench", "not-installed", "-p", "8", "-n", "0", "-r", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("pull"), "{err}");
+}
