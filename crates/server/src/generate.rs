@@ -58,21 +58,26 @@ pub struct Started {
     pub model_name: String,
 }
 
+/// A slot of `model` (loaded for the context size the request's `options` ask for, if any).
+async fn lease(
+    state: &AppState,
+    model: &str,
+    options: &Map<String, Value>,
+    keep_alive: Option<KeepAlive>,
+) -> Result<crate::Lease> {
+    let asked = options::settings(&[options])?;
+    let request = LoadRequest {
+        model: model.to_string(),
+        n_ctx: asked.n_ctx,
+    };
+    state.scheduler.acquire(request, keep_alive).await
+}
+
 /// Schedules the request on a slot of its model, renders and tokenizes the prompt, checks it
 /// fits, and sets the slot generating.
 pub async fn start(state: &Arc<AppState>, req: GenerationRequest) -> Result<Started> {
     let started = Instant::now();
-    let asked = options::settings(&[&req.options])?;
-    let lease = state
-        .scheduler
-        .acquire(
-            LoadRequest {
-                model: req.model.clone(),
-                n_ctx: asked.n_ctx,
-            },
-            req.keep_alive,
-        )
-        .await?;
+    let lease = lease(state, &req.model, &req.options, req.keep_alive).await?;
     let runner = lease.model().clone();
     let mut settings = options::settings(&[&runner.resolved.params, &req.options])?;
     settings.generate.logprobs = req.logprobs;
@@ -352,17 +357,7 @@ pub struct EmbedRequest {
 /// computed on a scheduled slot of the model.
 pub async fn embed(state: &Arc<AppState>, req: EmbedRequest) -> Result<Embedded> {
     let started = Instant::now();
-    let asked = options::settings(&[&req.options])?;
-    let lease = state
-        .scheduler
-        .acquire(
-            LoadRequest {
-                model: req.model.clone(),
-                n_ctx: asked.n_ctx,
-            },
-            req.keep_alive,
-        )
-        .await?;
+    let lease = lease(state, &req.model, &req.options, req.keep_alive).await?;
     let load_duration = lease.load_duration;
     let (truncate, dimensions) = (req.truncate, req.dimensions);
     let (vectors, prompt_tokens) = tokio::task::spawn_blocking(move || -> Result<_> {
