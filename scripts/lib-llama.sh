@@ -10,7 +10,7 @@
 #               llama.cpp) unpacked into $cache, its build in $src/build; $python ($PYTHON or
 #               python3) runs pip for that
 #
-# and defines model_path, build_llama_tool, build_hearth and cpu_busy (see each).
+# and defines model_path, build_llama_tool, build_hearth, free_port, serve_hearth and cpu_busy (see each).
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 models_dir="${HEARTH_TEST_MODELS:-$HOME/.cache/hearth/test-models}"
@@ -77,4 +77,22 @@ cpu_busy() {
   for i in "${!b[@]}"; do total=$((total + b[i] - a[i])); done
   idle=$((b[3] - a[3] + b[4] - a[4]))
   echo "$(( total > 0 ? 100 * (total - idle) / total : 0 ))%"
+}
+
+# free_port: a free TCP port on the loopback interface.
+free_port() {
+  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# serve_hearth MODEL WORK: starts `hearth serve` ($hearth, see build_hearth) on a free port, with a
+# store in WORK holding MODEL (a .gguf file) as `bench`; sets $port and $server (its pid, for the
+# caller to kill). The caller's environment (HEARTH_NUM_PARALLEL, ...) reaches the server; the
+# server's log is WORK/hearth.log.
+serve_hearth() {
+  export HEARTH_MODELS="$2/store"
+  printf 'FROM %s\n' "$1" >"$2/Modelfile"
+  "$hearth" create bench -f "$2/Modelfile" >/dev/null 2>&1
+  port=$(free_port)
+  HEARTH_HOST="127.0.0.1:$port" "$hearth" serve >"$2/hearth.log" 2>&1 &
+  server=$!
 }

@@ -38,9 +38,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() {
-  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 busy=$(cpu_busy)
 echo "$(basename "$model"): $streams streams of $predict tokens; CPUs $busy busy with other work before the start"
 
@@ -94,12 +91,7 @@ print(f"  {engine:12} 1 stream {one_rate:6.1f} tok/s   {streams} streams {n_rate
 PY
 }
 
-export HEARTH_MODELS="$work/store"
-printf 'FROM %s\n' "$model" >"$work/Modelfile"
-"$hearth" create bench -f "$work/Modelfile" >/dev/null 2>&1
-port=$(free_port)
-HEARTH_HOST="127.0.0.1:$port" HEARTH_NUM_PARALLEL="$streams" "$hearth" serve >"$work/hearth.log" 2>&1 &
-server=$!
+HEARTH_NUM_PARALLEL="$streams" serve_hearth "$model" "$work"
 measure hearth "$port"
 kill "$server"
 wait "$server" 2>/dev/null || true

@@ -23,12 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export HEARTH_MODELS="$work/store"
-port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-printf 'FROM %s\n' "$model" >"$work/Modelfile"
-"$hearth" create bench -f "$work/Modelfile" >/dev/null 2>&1
-HEARTH_HOST="127.0.0.1:$port" "$hearth" serve >"$work/serve.log" 2>&1 &
-server=$!
+serve_hearth "$model" "$work"
 busy=$(cpu_busy)
 
 "$python" - "$port" "$busy" "$(basename "$model")" <<'PY'
