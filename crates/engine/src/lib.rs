@@ -11,6 +11,7 @@ mod hparams;
 mod kv_cache;
 mod model;
 mod ops;
+mod prompt;
 mod sampler;
 mod session;
 mod weights;
