@@ -2,6 +2,9 @@
 //! same sequences decoded one at a time (issue 6's continuous-batching target).
 //!
 //!   cargo run --release -p engine --example batch_speed -- MODEL.gguf [N] [STEPS] [THREADS]
+//!
+//! The matrices are packed for batches first, as `hearth serve` does; `HEARTH_NO_PACK=1` leaves
+//! them as they are.
 
 use engine::{argmax, Model, Sequence};
 use std::time::Instant;
@@ -14,7 +17,13 @@ fn main() {
     let n: usize = args.get(1).map_or(8, |v| v.parse().expect("N"));
     let steps: usize = args.get(2).map_or(64, |v| v.parse().expect("STEPS"));
     let threads: usize = args.get(3).map_or(2, |v| v.parse().expect("THREADS"));
-    let model = Model::load(std::path::Path::new(path), threads).unwrap();
+    let mut model = Model::load(std::path::Path::new(path), threads).unwrap();
+    // As `hearth serve` does when several slots decode together.
+    if std::env::var_os("HEARTH_NO_PACK").is_none() {
+        let Model { weights, gguf, .. } = &mut model;
+        let bytes = weights.pack(gguf, threads);
+        println!("packed the matrices for batches: {} MB", bytes >> 20);
+    }
     let prompt = model.tokenizer.encode("Once upon a time", true, false);
     let prefill = |caches: &mut Vec<engine::KvCache>| -> Vec<u32> {
         caches

@@ -25,3 +25,4 @@ pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use session::{
     Cancel, GenerateOptions, Generation, GenerationStats, Session, Step, StopReason, TokenLogprob,
 };
+pub use weights::packed_weight_bytes;

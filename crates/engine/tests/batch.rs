@@ -120,9 +120,17 @@ fn check(file: &str) {
     // The prompts cut to one length (the shortest), batched prompt and all.
     let len = prompts.iter().map(Vec::len).min().unwrap();
     let same: Vec<Vec<u32>> = prompts.iter().map(|p| p[..len].to_vec()).collect();
+    let same_alone = one_at_a_time(&model, &same);
+    assert_eq!(batched_from_the_prompt(&model, &same), same_alone);
+    // As `hearth serve` runs several slots: the matrices packed for batches ahead of time.
+    let mut model = model;
+    let Model { weights, gguf, .. } = &mut model;
+    assert!(weights.pack(gguf, 2) > 0, "{file}: nothing was packed");
+    assert_eq!(batched(&model, &prompts), alone, "{file}: packed weights");
     assert_eq!(
         batched_from_the_prompt(&model, &same),
-        one_at_a_time(&model, &same)
+        same_alone,
+        "{file}: packed weights, batched prompts"
     );
 }
 

@@ -28,7 +28,7 @@ pub mod rows;
 pub mod simd;
 
 pub use error::KernelError;
-pub use matmul::{matmul, matmul_multi, matmul_multi_ordered, Matrix};
+pub use matmul::{matmul, matmul_multi, matmul_multi_ordered, pack_matrix, packed_size, Matrix};
 pub use pool::ThreadPool;
 
 /// The instruction set the kernels use on this machine (`avx512vnni`, `avx2` or `scalar`), for

@@ -31,6 +31,9 @@ pub struct Matrix<'a> {
     pub rows: usize,
     pub cols: usize,
     pub data: &'a [u8],
+    /// The whole groups of [`GEMM_ROWS`] rows in the tile kernels' layout, made ahead of time
+    /// by [`pack_matrix`] ([`Matrix::with_packed`]); `None`: packed on each call.
+    packed: Option<&'a [u8]>,
 }
 
 impl<'a> Matrix<'a> {
@@ -68,6 +71,25 @@ impl<'a> Matrix<'a> {
             rows,
             cols,
             data,
+            packed: None,
+        })
+    }
+
+    /// This matrix with its rows also in the tile kernels' layout: `packed` is what
+    /// [`pack_matrix`] made of it. Batches of tokens then skip packing the weights on each call
+    /// (a decode step of several sequences spends about as long packing as multiplying).
+    pub fn with_packed(self, packed: &'a [u8]) -> Result<Self, KernelError> {
+        let expected = packed_bytes(simd::active_level(), &self);
+        if packed.len() != expected {
+            return Err(KernelError::SizeMismatch {
+                what: "packed matrix",
+                expected,
+                got: packed.len(),
+            });
+        }
+        Ok(Matrix {
+            packed: Some(packed),
+            ..self
         })
     }
 
@@ -160,6 +182,54 @@ pub fn matmul_at(
     SCRATCH.with(|s| *s.borrow_mut() = acts);
 }
 
+/// Bytes of [`pack_matrix`]'s layout of `m` (0 when it makes none).
+pub fn packed_size(m: &Matrix) -> usize {
+    packed_bytes(simd::active_level(), m)
+}
+
+/// Bytes of [`pack_matrix`]'s layout of `m` at `level` (0 when it makes none).
+fn packed_bytes(level: Level, m: &Matrix) -> usize {
+    let kernel = DotKernel::new(level, m.ty);
+    if !kernel.reads_prepacked() || m.rows < GEMM_ROWS {
+        return 0;
+    }
+    let mut one = Vec::new();
+    kernel.pack(std::array::from_fn(|k| m.row(k)), m.cols, &mut one);
+    one.len() * (m.rows / GEMM_ROWS)
+}
+
+/// The whole groups of [`GEMM_ROWS`] rows of `m` in the layout of the tile kernels at
+/// [`simd::active_level`], one group after the other, for [`Matrix::with_packed`]; `None` where
+/// no tile kernel reads such a layout (types without one, or a matrix of fewer rows). It costs
+/// memory (the codes unpacked to bytes: 1.25 bytes a weight for the 32-element types) to save
+/// the packing of every batched call. The work is split over `threads` threads.
+pub fn pack_matrix(m: &Matrix, threads: usize) -> Option<Vec<u8>> {
+    let level = simd::active_level();
+    let total = packed_bytes(level, m);
+    if total == 0 {
+        return None;
+    }
+    let kernel = DotKernel::new(level, m.ty);
+    let groups = m.rows / GEMM_ROWS;
+    let group_bytes = total / groups;
+    let mut out = vec![0u8; total];
+    let per_thread = groups.div_ceil(threads.max(1)) * group_bytes;
+    std::thread::scope(|s| {
+        for (i, part) in out.chunks_mut(per_thread).enumerate() {
+            let kernel = &kernel;
+            s.spawn(move || {
+                let mut one = Vec::with_capacity(group_bytes);
+                for (j, dst) in part.chunks_exact_mut(group_bytes).enumerate() {
+                    let r0 = (i * per_thread / group_bytes + j) * GEMM_ROWS;
+                    kernel.pack(std::array::from_fn(|k| m.row(r0 + k)), m.cols, &mut one);
+                    dst.copy_from_slice(&one);
+                }
+            });
+        }
+    });
+    Some(out)
+}
+
 /// Rows per work chunk: about 8 chunks per thread for balance, at least 16 rows (amortizes the
 /// atomic claim), at most 256 rows; with several tokens also at most ~128 KiB of weights (in
 /// whole tiles of [`GEMM_ROWS`]), so a chunk stays in L2 while the tokens stream past it.
@@ -240,6 +310,7 @@ unsafe fn run_chunk(
         let tiles = n_tokens / GEMM_TOKENS;
         let full = rs.start + (rs.len() - rs.len() % GEMM_ROWS);
         let mut packed = Vec::new();
+        let prepacked = w.packed.filter(|_| kernel.reads_prepacked());
         // Up to PACKED_TILES token tiles per packing of 8 rows: their activations stay in L2
         // while the packed rows (a few KiB) stay in L1.
         for g0 in (0..tiles).step_by(PACKED_TILES) {
@@ -249,10 +320,20 @@ unsafe fn run_chunk(
                 .collect();
             for r0 in (rs.start..full).step_by(GEMM_ROWS) {
                 let wr = std::array::from_fn(|k| w.row(r0 + k));
-                kernel.pack(wr, cols, &mut packed);
+                let p: &[u8] = match prepacked {
+                    // Chunks start on whole groups of rows (see `chunk_rows`).
+                    Some(all) => {
+                        let size = all.len() / (rows / GEMM_ROWS);
+                        &all[r0 / GEMM_ROWS * size..][..size]
+                    }
+                    None => {
+                        kernel.pack(wr, cols, &mut packed);
+                        &packed
+                    }
+                };
                 for (g, tile) in &group {
                     let g = *g;
-                    let v = kernel.gemm(wr, &packed, tile, cols);
+                    let v = kernel.gemm(wr, p, tile, cols);
                     for (j, vt) in v.iter().enumerate() {
                         for (k, &x) in vt.iter().enumerate() {
                             // SAFETY: (g * 8 + j, r0 + k) is ours per the contract.
@@ -547,6 +628,45 @@ mod tests {
         let m = Matrix::new(GgmlType::Q4_K, 2, 256, &data).unwrap();
         assert_eq!(m.row_bytes(), 144);
         assert_eq!(m.row(1).len(), 144);
+    }
+
+    /// Weights packed ahead of time give the bits of weights packed on each call, for every
+    /// type, level, batch size and summation order (the kernels that pack another way, e.g.
+    /// Q6_K's from 8 tokens, must ignore the packed layout).
+    #[test]
+    fn prepacked_weights_give_the_same_bits() {
+        let mut rng = Rng(0xA076_1D64_78BD_642F);
+        let pool = ThreadPool::new(2);
+        let (rows, cols) = (20, 512);
+        for ty in TYPES {
+            let data = random_matrix(ty, rows, cols, &mut rng);
+            let w = Matrix::new(ty, rows, cols, &data).unwrap();
+            let Some(packed) = pack_matrix(&w, 2) else {
+                continue;
+            };
+            let wp = w.with_packed(&packed).unwrap();
+            for level in available_levels() {
+                for (n, order) in [(8, 1), (8, 8), (16, 1), (16, 16), (67, 67)] {
+                    let x: Vec<f32> = (0..n * cols).map(|_| rng.f32()).collect();
+                    let mut want = vec![0f32; n * rows];
+                    let mut got = vec![0f32; n * rows];
+                    multi(level, &pool, &[w], &x, n, order, &mut [&mut want]);
+                    multi(level, &pool, &[wp], &x, n, order, &mut [&mut got]);
+                    assert!(
+                        want.iter()
+                            .zip(&got)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{ty} at {level}, {n} tokens summed as {order}"
+                    );
+                }
+            }
+        }
+        let data = random_matrix(GgmlType::Q4_0, rows, cols, &mut rng);
+        let w = Matrix::new(GgmlType::Q4_0, rows, cols, &data).unwrap();
+        assert!(matches!(
+            w.with_packed(&[0u8; 3]),
+            Err(KernelError::SizeMismatch { .. })
+        ));
     }
 
     #[test]

@@ -84,10 +84,16 @@ impl Loader for EngineLoader {
             * KvType::F16.row_bytes(hp.n_head_kv * hp.head_dim) as u64
             * n_ctx as u64
             * slots as u64;
+        // Several slots decode together: the matrices are packed for batches at load.
+        let packed = if slots > 1 {
+            engine::packed_weight_bytes(&gguf)
+        } else {
+            0
+        };
         Ok(Plan {
             name: resolved.name.to_string(),
             n_ctx,
-            file_bytes: resolved.model.size,
+            file_bytes: resolved.model.size + packed,
             kv_bytes,
             detail: Found { resolved, gguf },
         })
@@ -96,6 +102,10 @@ impl Loader for EngineLoader {
     fn load(&self, plan: Plan<Found>, slots: usize) -> Result<Runner> {
         let Found { resolved, gguf } = plan.detail;
         let mut model = Model::from_gguf(gguf, self.threads)?;
+        if slots > 1 {
+            let Model { weights, gguf, .. } = &mut model;
+            weights.pack(gguf, self.threads);
+        }
         // A Jinja TEMPLATE layer (from `hearth create`) replaces the file's; a Go template (from
         // Ollama's registry) cannot be rendered and the file's own, which such models carry, is used.
         if let Some(t) = resolved.template.as_deref() {

@@ -34,7 +34,7 @@ pub struct Plan<P> {
     pub name: String,
     /// The context size of each slot.
     pub n_ctx: usize,
-    /// The weights' bytes.
+    /// The weights' bytes (with their copy packed for batches when several slots decode together).
     pub file_bytes: u64,
     /// The KV caches' bytes, all slots together.
     pub kv_bytes: u64,

@@ -187,6 +187,9 @@ pub struct DotKernel {
     simd4: Option<RawDot4>,
     /// A kernel for tiles of [`GEMM_ROWS`] rows x [`GEMM_TOKENS`] tokens, and its packer.
     gemm: Option<(RawPack, RawGemm)>,
+    /// The packer is [`DotKernel::new`]'s for this level and type, so weights packed ahead of
+    /// time by [`crate::matmul::pack_matrix`] fit this kernel.
+    default_packing: bool,
 }
 
 impl std::fmt::Debug for DotKernel {
@@ -326,6 +329,7 @@ impl DotKernel {
             prepared: uses_prepared(level, ty),
             simd4: simd_dot4(level, ty),
             gemm: simd_gemm(level, ty),
+            default_packing: true,
         }
     }
 
@@ -356,6 +360,7 @@ impl DotKernel {
         if ty == GgmlType::Q6_K && level != Level::Scalar {
             // `new` gives the lane-order kernel, which has no 4-token variant.
             if n_tokens >= TILED_MIN_BATCH {
+                k.default_packing = false;
                 k.simd = Some(avx2::dot_q6_k_tiled);
                 k.simd4 = Some(avx2::dot4_q6_k_tiled);
                 k.gemm = Some(if level == Level::Avx512 {
@@ -446,6 +451,12 @@ impl DotKernel {
     /// Whether [`DotKernel::gemm`] has a tile kernel (rather than running [`DotKernel::dot4`]).
     pub fn has_gemm(&self) -> bool {
         self.gemm.is_some()
+    }
+
+    /// Whether this kernel's tile kernel reads the layout [`crate::matmul::pack_matrix`] makes
+    /// ahead of time.
+    pub(crate) fn reads_prepacked(&self) -> bool {
+        self.gemm.is_some() && self.default_packing
     }
 
     /// Packs [`GEMM_ROWS`] weight rows of `n` elements into `packed` for [`DotKernel::gemm`]
