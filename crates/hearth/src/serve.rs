@@ -43,9 +43,11 @@ pub struct ServeArgs {
     /// [default: the machine's RAM less 10%, at least 1 GiB].
     #[arg(long, env = "HEARTH_MAX_MEMORY", value_parser = parse_bytes)]
     max_memory: Option<u64>,
-    /// Requests each loaded model runs at once, each with its own KV cache.
-    #[arg(long, env = "HEARTH_NUM_PARALLEL", default_value_t = server::DEFAULT_NUM_PARALLEL)]
-    num_parallel: usize,
+    /// Requests each loaded model runs at once, each with its own KV cache; with more than one
+    /// the weights are also packed for batched decoding (more memory, about twice the throughput)
+    /// [default: 4, fewer where the memory budget is short].
+    #[arg(long, env = "HEARTH_NUM_PARALLEL")]
+    num_parallel: Option<usize>,
     /// Requests that may wait for a slot; beyond that the answer is 503 with Retry-After.
     #[arg(long, env = "HEARTH_MAX_QUEUE", default_value_t = server::DEFAULT_MAX_QUEUE)]
     max_queue: usize,
@@ -109,7 +111,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         server::options::parse_keep_alive(&serde_json::Value::String(args.keep_alive))
             .context("--keep-alive / HEARTH_KEEP_ALIVE")?;
     config.max_memory = args.max_memory;
-    config.num_parallel = args.num_parallel.max(1);
+    config.num_parallel = args.num_parallel.map(|n| n.max(1));
     config.max_queue = args.max_queue;
     if let Some(t) = args.threads {
         anyhow::ensure!(t > 0, "--threads must be at least 1");

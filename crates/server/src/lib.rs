@@ -68,7 +68,9 @@ pub struct Config {
     pub keep_alive: KeepAlive,
     /// Memory budget for loaded models; `None`: the machine's RAM less a margin.
     pub max_memory: Option<u64>,
-    pub num_parallel: usize,
+    /// Requests each loaded model runs at once; `None`: [`DEFAULT_NUM_PARALLEL`], fewer where
+    /// the memory budget is short.
+    pub num_parallel: Option<usize>,
     pub max_queue: usize,
     /// Threads per loaded model.
     pub threads: usize,
@@ -87,7 +89,7 @@ impl Config {
             origins: Vec::new(),
             keep_alive: Some(DEFAULT_KEEP_ALIVE),
             max_memory: None,
-            num_parallel: DEFAULT_NUM_PARALLEL,
+            num_parallel: None,
             max_queue: DEFAULT_MAX_QUEUE,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             log_prompts: false,
@@ -162,7 +164,8 @@ pub fn app(config: &Config, loopback: bool) -> (Router, Arc<AppState>) {
         },
         SchedulerConfig {
             memory_budget: config.memory_budget(),
-            slots: config.num_parallel.max(1),
+            slots: config.num_parallel.unwrap_or(DEFAULT_NUM_PARALLEL).max(1),
+            fit_slots: config.num_parallel.is_none(),
             max_queue: config.max_queue,
             default_keep_alive: config.keep_alive,
         },

@@ -76,6 +76,9 @@ pub struct SchedulerConfig {
     pub memory_budget: u64,
     /// Slots (concurrent requests) per loaded model.
     pub slots: usize,
+    /// Give a model fewer slots (halving, down to 1) when `slots` would not fit the memory
+    /// budget, instead of refusing it.
+    pub fit_slots: bool,
     /// Requests that may wait at once.
     pub max_queue: usize,
     /// How long an idle model stays loaded when a request does not say.
@@ -219,11 +222,17 @@ impl<L: Loader> Scheduler<L> {
         keep_alive: Option<KeepAlive>,
     ) -> Result<Lease<L>> {
         let keep_alive = keep_alive.unwrap_or(self.config.default_keep_alive);
-        let slots = self.config.slots;
-        let this = self.clone();
-        let plan = tokio::task::spawn_blocking(move || this.loader.plan(&request, slots))
-            .await
-            .map_err(|e| ServerError::Internal(format!("planning a load failed: {e}")))??;
+        let mut slots = self.config.slots;
+        let plan = loop {
+            let (this, request) = (self.clone(), request.clone());
+            let plan = tokio::task::spawn_blocking(move || this.loader.plan(&request, slots))
+                .await
+                .map_err(|e| ServerError::Internal(format!("planning a load failed: {e}")))??;
+            if !self.config.fit_slots || slots == 1 || plan.bytes() <= self.config.memory_budget {
+                break plan;
+            }
+            slots /= 2;
+        };
         if plan.bytes() > self.config.memory_budget {
             return Err(ServerError::TooLarge {
                 needed: plan.bytes(),
@@ -469,6 +478,7 @@ mod tests {
             SchedulerConfig {
                 memory_budget: budget,
                 slots,
+                fit_slots: false,
                 max_queue,
                 default_keep_alive: Some(Duration::from_secs(300)),
             },
@@ -512,6 +522,44 @@ mod tests {
         assert!(e.to_string().contains("needs 300 bytes"), "{e}");
         assert!(e.to_string().contains("budget is 250 bytes"), "{e}");
         assert_eq!(s.loader().loads.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn fit_slots_halves_the_slots_until_the_model_fits() {
+        let s = Scheduler::new(
+            FakeLoader::default(),
+            SchedulerConfig {
+                memory_budget: 1000,
+                slots: 4,
+                fit_slots: true,
+                max_queue: 4,
+                default_keep_alive: None,
+            },
+        );
+        // 700 bytes of weights and 100 per slot: 4 slots need 1100, 2 fit.
+        let r = || LoadRequest {
+            model: "a=700".into(),
+            n_ctx: Some(100),
+        };
+        let (_one, _two) = (
+            s.acquire(r(), None).await.unwrap(),
+            s.acquire(r(), None).await.unwrap(),
+        );
+        let s2 = s.clone();
+        let third = tokio::spawn(async move { s2.acquire(r(), None).await.map(|_| ()) });
+        while s.queue_len() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(s.loaded()[0].bytes, 900);
+        drop((_one, _two));
+        third.await.unwrap().unwrap();
+        // Without fitting, the same model is refused.
+        let e = scheduler(1000, 4, 4)
+            .acquire(r(), None)
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("needs 1100 bytes"), "{e}");
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ fn config_with(f: impl FnOnce(&mut Config)) -> TestServer {
         .unwrap();
     let mut config = Config::new(store);
     config.threads = 1;
-    config.num_parallel = 2;
+    config.num_parallel = Some(2);
     config.max_memory = Some(1 << 30);
     f(&mut config);
     let (router, state) = server::app(&config, true);
@@ -140,7 +140,7 @@ async fn generate_without_streaming_has_the_done_statistics() {
 /// greedy and seeded sampling alike, each request with its own sampler.
 #[tokio::test]
 async fn concurrent_requests_answer_what_sequential_ones_answer() {
-    let s = config_with(|c| c.num_parallel = 4);
+    let s = config_with(|c| c.num_parallel = Some(4));
     let sampled = json!({"temperature": 0.8, "repeat_penalty": 1.2, "seed": 3, "num_predict": 20});
     let requests = [
         json!({"model": MODEL, "prompt": "Once upon", "stream": false, "options": greedy(24)}),
@@ -375,7 +375,7 @@ async fn errors_are_404_and_400_with_messages() {
 #[tokio::test]
 async fn a_full_queue_answers_503_and_a_dropped_client_frees_its_slot() {
     let s = config_with(|c| {
-        c.num_parallel = 1;
+        c.num_parallel = Some(1);
         c.max_queue = 0;
     });
     let long = |n: u64| {
