@@ -9,9 +9,14 @@
 //! # Main types
 //!
 //! * [`ChatTemplate`] — a compiled template: [`ChatTemplate::for_model`] picks the file's template
-//!   or a built-in one for the architecture; [`ChatTemplate::render`] renders a conversation;
+//!   or a built-in one for the architecture; [`ChatTemplate::render`] renders a conversation,
+//!   [`ChatTemplate::render_with_tools`] one with tool definitions;
 //!   [`ChatTemplate::source`] gives the template text in use.
-//! * [`Message`] — one turn (`role`, `content`).
+//! * [`Message`] — one turn (`role`, `content`; an assistant turn's [`ToolCall`]s, a tool
+//!   result's `tool_call_id` and `name`).
+//! * [`tools`] — tool calls in a model's answer: [`tools::ToolFormat`] (Qwen/Hermes,
+//!   Llama 3, Mistral; [`ChatTemplate::tool_format`] recognises it from the template), the
+//!   streaming [`tools::ToolParser`] and the whole-text [`tools::parse`].
 //! * [`Rendered`] — the prompt [`text`](Rendered::text) and its
 //!   [`content_spans`](Rendered::content_spans).
 //! * [`ChatError`] — what can go wrong (syntax errors with line numbers, `raise_exception`
@@ -21,7 +26,7 @@
 //! use chat::{ChatTemplate, Message};
 //!
 //! let tmpl = ChatTemplate::for_model(None, "qwen2", "", "<|im_end|>").unwrap();
-//! let msgs = [Message { role: "user".into(), content: "Hi <|im_end|>".into() }];
+//! let msgs = [Message::new("user", "Hi <|im_end|>")];
 //! let r = tmpl.render(&msgs, true).unwrap();
 //! assert_eq!(r.text, "<|im_start|>user\nHi <|im_end|><|im_end|>\n<|im_start|>assistant\n");
 //! // The user's "<|im_end|>" is inside a content span; the template's markers are not.
@@ -43,13 +48,17 @@
 //! * `None`, `True`, `False` print as in Python;
 //! * HF's training-only `{% generation %}` blocks are accepted and ignored.
 //!
-//! The context holds `messages` (a list of `{role, content}` maps), `add_generation_prompt`,
-//! `bos_token`, `eos_token`, and `tools = documents = None`.
+//! The context holds `messages`, `add_generation_prompt`, `bos_token`, `eos_token`, `tools`
+//! and `documents = None`. Each message is a `{role, content}` map, as transformers passes
+//! them, plus where they apply `tool_calls` (`[{"type": "function", "id": ..., "function":
+//! {"name": ..., "arguments": {...}}}]`, the arguments an object; absent when there are none),
+//! `tool_call_id` and `name` (a tool result's). `tools` is the request's list of tool
+//! definitions (`[{"type": "function", "function": {"name", "description", "parameters"}}]`,
+//! keys in the order they were written) or `None`.
 //!
 //! Not supported: `include`/`import`/`extends` (by design), mutating methods such as
 //! `list.append` or `dict.update` (MiniJinja values are immutable), Python `%` string
-//! formatting, and messages with tool calls or non-string contents (the API carries text
-//! messages only).
+//! formatting, `documents`, and non-string contents (the APIs carry text messages only).
 //!
 //! # Sandbox
 //!
@@ -67,7 +76,10 @@
 //! See the [`spans`] module docs for how the spans are found and why the result is safe: text
 //! outside the spans is always made of pieces of what the template writes for the same
 //! conversation with opaque placeholder contents, so a message can never contribute a control
-//! token. For templates that pass contents through (possibly trimmed) the spans are exactly the
+//! token. Tool definitions and tool calls are as untrusted as contents: their strings (a
+//! description, an argument, a parameter's name) are placeholders too, and lie inside spans,
+//! except those made only of ASCII letters, digits, `_` and `-` (function names, JSON-schema
+//! words such as `object`), which templates compare and which spell no control token. For templates that pass contents through (possibly trimmed) the spans are exactly the
 //! contents; where a template rewrites a content, the text around it is protected as well.
 //!
 //! # Built-in templates
@@ -78,11 +90,13 @@
 //! `llama` and the Qwen families get ChatML. Other architectures give [`ChatError::NoTemplate`].
 //! Built-ins write no BOS (the tokenizer adds it when the file asks for it), like llama.cpp.
 
+mod context;
 mod env;
 mod fallback;
 mod json;
 pub mod spans;
 pub mod time;
+pub mod tools;
 
 use std::fmt;
 use std::io;
@@ -92,12 +106,27 @@ use std::panic::AssertUnwindSafe;
 use minijinja::{Environment, ErrorKind, Template};
 use serde::Serialize;
 
+/// A JSON value: tool definitions and call arguments (`serde_json`'s, re-exported for crates
+/// that pass them on without using `serde_json` themselves).
+pub use serde_json::Value as JsonValue;
+
 /// One turn of a conversation.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Most turns are a `role` and a `content` ([`Message::new`]). An assistant turn may also carry
+/// the [`ToolCall`]s it made, and a `tool` turn (a tool's result, in `content`) says which call
+/// it answers (`tool_call_id`) and the tool's `name`.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Message {
     /// `system`, `user`, `assistant`, `tool`, ... (ASCII letters, digits, `_`, `-`).
     pub role: String,
     pub content: String,
+    /// The calls an assistant turn made (shown to the template as `message.tool_calls`; absent
+    /// when empty).
+    pub tool_calls: Vec<ToolCall>,
+    /// For a tool's result: the id of the call it answers (`message.tool_call_id`).
+    pub tool_call_id: Option<String>,
+    /// For a tool's result: the tool's name (`message.name`).
+    pub name: Option<String>,
 }
 
 impl Message {
@@ -106,8 +135,21 @@ impl Message {
         Message {
             role: role.into(),
             content: content.into(),
+            ..Message::default()
         }
     }
+}
+
+/// A function call: made by the model (parsed from its output by [`tools::ToolParser`]) or an
+/// earlier assistant turn's, sent back in a conversation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolCall {
+    /// The call's id, where the API or the model gave one.
+    pub id: Option<String>,
+    /// The function's name.
+    pub name: String,
+    /// The arguments: a JSON object.
+    pub arguments: serde_json::Value,
 }
 
 /// A rendered prompt.
@@ -115,8 +157,9 @@ impl Message {
 pub struct Rendered {
     /// The prompt text, exactly as Hugging Face transformers would render it.
     pub text: String,
-    /// Byte ranges of `text` that came from message contents (user/system/assistant/document
-    /// text). The tokenizer must not recognise special tokens inside them. Sorted,
+    /// Byte ranges of `text` that came from message contents (user/system/assistant/tool
+    /// text) and from the strings of tools and tool calls (see [Content
+    /// spans](crate#content-spans)). The tokenizer must not recognise special tokens inside them. Sorted,
     /// non-overlapping, non-empty, on `char` boundaries. They only switch special-token matching
     /// off; they are not meant as tokenization boundaries.
     pub content_spans: Vec<Range<usize>>,
@@ -198,18 +241,12 @@ impl fmt::Debug for ChatTemplate {
 }
 
 #[derive(Serialize)]
-struct CtxMessage<'a> {
-    role: &'a str,
-    content: &'a str,
-}
-
-#[derive(Serialize)]
 struct Ctx<'a> {
-    messages: Vec<CtxMessage<'a>>,
+    messages: serde_json::Value,
     add_generation_prompt: bool,
     bos_token: &'a str,
     eos_token: &'a str,
-    tools: Option<()>,
+    tools: serde_json::Value,
     documents: Option<()>,
 }
 
@@ -295,7 +332,8 @@ impl ChatTemplate {
     }
 
     /// Renders `messages`; with `add_generation_prompt` the prompt ends with the header of an
-    /// assistant turn.
+    /// assistant turn. The template gets no tools (`tools` is `None`); see
+    /// [`ChatTemplate::render_with_tools`].
     ///
     /// The text is what transformers would render; [`Rendered::content_spans`] marks the bytes
     /// that came from message contents (the template is rendered three times for that, see
@@ -312,6 +350,23 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<Rendered, ChatError> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// [`ChatTemplate::render`] with tool definitions: `tools` is the list the template gets as
+    /// `tools` (`[{"type": "function", "function": {"name", "description", "parameters"}}]`,
+    /// passed as they are), `None` when the request has none.
+    ///
+    /// The tools' strings and the messages' tool calls are as untrusted as the contents: a
+    /// description or an argument that spells a control token lies inside a content span (see
+    /// [Content spans](crate#content-spans): only strings made of ASCII letters, digits, `_` and
+    /// `-` stay outside).
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&[serde_json::Value]>,
+        add_generation_prompt: bool,
+    ) -> Result<Rendered, ChatError> {
         for m in messages {
             let ok = !m.role.is_empty()
                 && m.role.len() <= MAX_ROLE_BYTES
@@ -324,35 +379,44 @@ impl ChatTemplate {
                 });
             }
         }
-        let input_bytes: usize = messages
-            .iter()
-            .map(|m| m.content.len() + m.role.len())
-            .sum();
+        let input_bytes = context::input_bytes(messages, tools);
         let limit = OUTPUT_BASE_BYTES
             .saturating_add(OUTPUT_PER_INPUT_BYTE.saturating_mul(input_bytes))
             .saturating_add(self.bos_token.len() + self.eos_token.len());
-        let fuel = FUEL_BASE.saturating_add(FUEL_PER_MESSAGE.saturating_mul(messages.len() as u64));
+        let items = messages.len()
+            + tools.map_or(0, <[_]>::len)
+            + messages.iter().map(|m| m.tool_calls.len()).sum::<usize>();
+        let fuel = FUEL_BASE.saturating_add(FUEL_PER_MESSAGE.saturating_mul(items as u64));
         let mut env: Environment<'_> = self.env.clone();
         env.set_fuel(Some(fuel));
         let tmpl = env
             .template_from_named_str(env::TEMPLATE_NAME, &self.patched)
             .map_err(|e| convert_error(&e))?;
 
-        let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
-        let text =
-            self.render_contents(&tmpl, messages, &contents, add_generation_prompt, limit)?;
+        // R: the real texts, collected in the order the context builder visits them.
+        let mut texts: Vec<String> = Vec::new();
+        let real = context::build(messages, tools, &mut |s| {
+            texts.push(s.to_string());
+            s.to_string()
+        });
+        let text = self.render_ctx(&tmpl, real, add_generation_prompt, limit)?;
 
-        let others = [self.source.as_str(), &self.bos_token, &self.eos_token];
-        let content_spans = match spans::Plan::new(messages, &others) {
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let mut others: Vec<&str> = vec![self.source.as_str(), &self.bos_token, &self.eos_token];
+        others.extend(messages.iter().map(|m| m.role.as_str()));
+        let content_spans = match spans::Plan::new(&texts, &others) {
             Some(plan) => {
-                let wrapped: Vec<&str> = plan.wrapped.iter().map(String::as_str).collect();
-                let opaque: Vec<&str> = plan.opaque.iter().map(String::as_str).collect();
                 // W and O may be a little longer than R (markers): allow for them.
-                let limit = limit.saturating_add(12 * messages.len());
-                let w =
-                    self.render_contents(&tmpl, messages, &wrapped, add_generation_prompt, limit);
-                let o =
-                    self.render_contents(&tmpl, messages, &opaque, add_generation_prompt, limit);
+                let limit = limit.saturating_add(12 * texts.len());
+                let render_with = |replacements: &[String]| {
+                    let mut next = replacements.iter();
+                    let ctx = context::build(messages, tools, &mut |s| {
+                        next.next().cloned().unwrap_or_else(|| s.to_string())
+                    });
+                    self.render_ctx(&tmpl, ctx, add_generation_prompt, limit)
+                };
+                let w = render_with(&plan.wrapped);
+                let o = render_with(&plan.opaque);
                 plan.spans(&text, w.as_deref().ok(), o.as_deref().ok())
             }
             None if text.is_empty() => Vec::new(),
@@ -364,27 +428,31 @@ impl ChatTemplate {
         })
     }
 
-    fn render_contents(
+    /// The tool-call format of this template's model, recognised from the template text (see
+    /// [`tools::ToolFormat::detect`]).
+    pub fn tool_format(&self) -> Option<tools::ToolFormat> {
+        tools::ToolFormat::detect(&self.source)
+    }
+
+    /// Whether the template uses `tools` at all (a model whose template does not cannot be
+    /// told about them).
+    pub fn supports_tools(&self) -> bool {
+        self.source.contains("tools")
+    }
+
+    fn render_ctx(
         &self,
         tmpl: &Template<'_, '_>,
-        messages: &[Message],
-        contents: &[&str],
+        (messages, tools): (serde_json::Value, serde_json::Value),
         add_generation_prompt: bool,
         limit: usize,
     ) -> Result<String, ChatError> {
         let ctx = Ctx {
-            messages: messages
-                .iter()
-                .zip(contents)
-                .map(|(m, c)| CtxMessage {
-                    role: &m.role,
-                    content: c,
-                })
-                .collect(),
+            messages,
             add_generation_prompt,
             bos_token: &self.bos_token,
             eos_token: &self.eos_token,
-            tools: None,
+            tools,
             documents: None,
         };
         let mut out = LimitedWriter {

@@ -7,6 +7,14 @@
 //! not get control tokens that way: text that came from a message must be tokenized as plain text.
 //! [`Rendered::content_spans`](crate::Rendered::content_spans) marks that text.
 //!
+//! # Which texts
+//!
+//! Every message content, and every string of the tool definitions and of the messages' tool
+//! calls (descriptions, argument keys and values, ids, names) except those made only of ASCII
+//! letters, digits, `_` and `-`, which templates compare and which spell no control token (the
+//! rule roles follow). Below, "content" means any of these texts and "message `i`" the `i`-th
+//! text, in the order the context is built.
+//!
 //! # How: three renders
 //!
 //! Each message content `c` is split into leading whitespace, a *core* and trailing whitespace
@@ -45,8 +53,8 @@
 //! *Why this is safe.* Text outside the spans is made only of pieces of O — whole regions of O,
 //! or prefixes and suffixes of them — and each piece sits in R exactly where it is anchored (at
 //! the start or end of its region, next to a content span or the ends of the text). O was
-//! rendered without any user-written character other than whitespace, so the user cannot choose
-//! what these pieces say: at most, by breaking anchors or control flow, make more of the prompt
+//! rendered without any user-written character other than whitespace, roles and plain tool
+//! strings (letters, digits, `_`, `-`), so the user cannot choose what these pieces say: at most, by breaking anchors or control flow, make more of the prompt
 //! protected. A user-typed `<|im_end|>` can therefore only appear inside a span, and every marker
 //! outside the spans is one the template writes for the opaque conversation too, at the same
 //! place relative to the contents.
@@ -63,12 +71,11 @@
 //! control token in any supported vocabulary.
 //!
 //! Roles are not protected; [`ChatTemplate::render`](crate::ChatTemplate::render) accepts only
-//! roles made of ASCII letters, digits, `_` and `-`.
+//! roles made of ASCII letters, digits, `_` and `-`. Tool strings of that shape (function names
+//! such as `get_weather`, JSON-schema words such as `object`) are not protected either.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-
-use crate::Message;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Marker {
@@ -77,14 +84,14 @@ enum Marker {
     Opaque(usize),
 }
 
-/// The per-message contents for the W and O renders, and the markers used in them.
+/// The per-text contents for the W and O renders, and the markers used in them.
 pub(crate) struct Plan {
-    /// Contents for the W render, one per message.
+    /// Texts for the W render, one per text.
     pub wrapped: Vec<String>,
-    /// Contents for the O render, one per message.
+    /// Texts for the O render, one per text.
     pub opaque: Vec<String>,
     markers: HashMap<char, Marker>,
-    /// Per message: the content's leading and trailing whitespace.
+    /// Per text: its leading and trailing whitespace.
     edges: Vec<(String, String)>,
 }
 
@@ -109,29 +116,30 @@ fn split_edges(s: &str) -> (&str, &str, &str) {
 }
 
 impl Plan {
-    /// Draws markers avoiding every private-use character in `messages` and `others` (the
-    /// template, BOS/EOS). `None` if there are not enough code points (over ~43,000 messages).
-    pub fn new(messages: &[Message], others: &[&str]) -> Option<Plan> {
-        let used: HashSet<char> = messages
+    /// Draws markers for `texts` (the untrusted strings, in the order the context builder
+    /// visits them) avoiding every private-use character in them and in `others` (the
+    /// template, BOS/EOS, roles). `None` if there are not enough code points (over ~43,000
+    /// texts).
+    pub fn new(texts: &[&str], others: &[&str]) -> Option<Plan> {
+        let used: HashSet<char> = texts
             .iter()
-            .flat_map(|m| [m.role.as_str(), m.content.as_str()])
-            .chain(others.iter().copied())
-            .flat_map(str::chars)
+            .chain(others.iter())
+            .flat_map(|s| s.chars())
             .filter(|&c| is_candidate(c))
             .collect();
         let mut free = candidates().filter(|c| !used.contains(c));
         let mut plan = Plan {
-            wrapped: Vec::with_capacity(messages.len()),
-            opaque: Vec::with_capacity(messages.len()),
+            wrapped: Vec::with_capacity(texts.len()),
+            opaque: Vec::with_capacity(texts.len()),
             markers: HashMap::new(),
-            edges: Vec::with_capacity(messages.len()),
+            edges: Vec::with_capacity(texts.len()),
         };
-        for (i, m) in messages.iter().enumerate() {
-            let (lead, core, trail) = split_edges(&m.content);
+        for (i, text) in texts.iter().enumerate() {
+            let (lead, core, trail) = split_edges(text);
             plan.edges.push((lead.to_string(), trail.to_string()));
             if core.is_empty() {
-                plan.wrapped.push(m.content.clone());
-                plan.opaque.push(m.content.clone());
+                plan.wrapped.push(text.to_string());
+                plan.opaque.push(text.to_string());
                 continue;
             }
             let (s, e, t) = (free.next()?, free.next()?, free.next()?);
@@ -295,13 +303,6 @@ fn protect_middle(r: &str, o: &str) -> Option<Range<usize>> {
 mod tests {
     use super::*;
 
-    fn msg(role: &str, content: &str) -> Message {
-        Message {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-
     #[test]
     fn edges() {
         assert_eq!(split_edges("  a b \n"), ("  ", "a b", " \n"));
@@ -312,15 +313,14 @@ mod tests {
     #[test]
     fn markers_avoid_used_code_points() {
         let first = candidates().next().unwrap();
-        let m = [msg("user", &format!("x{first}y"))];
-        let plan = Plan::new(&m, &[]).unwrap();
+        let text = format!("x{first}y");
+        let plan = Plan::new(&[&text], &[]).unwrap();
         assert!(!plan.markers.contains_key(&first));
     }
 
     #[test]
     fn conservative_prefix_suffix() {
-        let m = [msg("user", "hi")];
-        let plan = Plan::new(&m, &[]).unwrap();
+        let plan = Plan::new(&["hi"], &[]).unwrap();
         let t = plan.opaque[0].clone();
         let o = format!("<a>{t}<b>");
         // No usable W: one region, protected between the common prefix and suffix.

@@ -2,7 +2,7 @@
 //! code prompts.
 
 use crate::{EngineError, Model};
-use chat::{ChatTemplate, Message};
+use chat::{ChatTemplate, JsonValue, Message};
 
 impl Model {
     /// Tokens of a fill-in-the-middle prompt: the code before the gap and after it, in the
@@ -42,24 +42,29 @@ impl Model {
         Some(tokens)
     }
 
-    /// Tokens of a chat prompt rendered with the model's template. Text from the messages never
-    /// becomes a special token; only the markers the template writes do.
+    /// Tokens of a chat prompt rendered with the model's template (no tools: see
+    /// [`Model::chat_tokens_with`]). Text from the messages never becomes a special token; only
+    /// the markers the template writes do.
     pub fn chat_tokens(
         &self,
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>, EngineError> {
-        self.chat_tokens_with(&self.template, messages, add_generation_prompt)
+        self.chat_tokens_with(&self.template, messages, None, add_generation_prompt)
     }
 
-    /// [`Model::chat_tokens`] rendered with `template` instead of the model's.
+    /// [`Model::chat_tokens`] rendered with `template` (the model's, or one request's own), and
+    /// with `tools`, the tool definitions the template gets as `tools`
+    /// ([`ChatTemplate::render_with_tools`]). The tools' and the tool calls' strings are kept
+    /// from becoming special tokens as contents are.
     pub fn chat_tokens_with(
         &self,
         template: &ChatTemplate,
         messages: &[Message],
+        tools: Option<&[JsonValue]>,
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>, EngineError> {
-        let rendered = template.render(messages, add_generation_prompt)?;
+        let rendered = template.render_with_tools(messages, tools, add_generation_prompt)?;
         let tok = &self.tokenizer;
         let mut text = rendered.text.as_str();
         let mut spans = rendered.content_spans;

@@ -313,10 +313,7 @@ fn env_kv_type() -> Result<Option<KvType>> {
 }
 
 fn message(role: &str, content: &str) -> Message {
-    Message {
-        role: role.to_string(),
-        content: content.to_string(),
-    }
+    Message::new(role, content)
 }
 
 fn report(s: &GenerationStats) {

@@ -99,6 +99,35 @@ fn ollama_list() {
     ollama(&["list"], &[]);
 }
 
+/// A client script's `checks` against a server with Qwen2.5-Coder, a model that calls tools
+/// (SmolLM2's template has none). N_EMBD is not used by the tool checks.
+fn with_qwen(script: &str, checks: &[&str]) {
+    let Some(python) = python() else {
+        return;
+    };
+    let models = Models::with(&[(QWEN, qwen_file())]);
+    let server = Server::start(&models, &[], &[]);
+    let url = server.url();
+    let args = [&[url.as_str(), QWEN, "0"][..], checks].concat();
+    run_script(&python, script, &args, &[]);
+}
+
+/// `tools=[...]` with the openai package: `message.tool_calls[0].function` is
+/// `get_weather` with `{"city": "Paris"}` as its JSON `arguments`, streamed (deltas accumulated)
+/// and not; the result sent back (`role: "tool"`, `tool_call_id`) is answered in text.
+#[test]
+fn openai_tool_calls_streaming_and_not() {
+    with_qwen("openai_checks.py", &["tools", "tools_stream"]);
+}
+
+/// `tools=[...]` with the ollama package: `message.tool_calls[0].function.arguments["city"]` is
+/// "Paris", streamed and not; the result sent back (`role: "tool"`, `tool_name`) is answered in
+/// text.
+#[test]
+fn ollama_tool_calls_streaming_and_not() {
+    with_qwen("ollama_checks.py", &["tools", "tools_stream"]);
+}
+
 /// `ollama.pull` from a registry on loopback: progress with byte counts per blob, then the
 /// model is listed.
 #[test]

@@ -1,13 +1,20 @@
 //! What the Ollama and OpenAI handlers share: turning a request into tokens on a scheduled slot
-//! ([`start`]), and reading the slot's events to the end ([`Finished`]).
+//! ([`start`]), reading the slot's events to the end ([`Finished`]) or streaming them
+//! ([`stream_body`]), and tool calling: the request's tools and tool calls checked
+//! ([`request_tools`], [`tool_call`]), the model's calls found in its answer (with the
+//! [`chat::tools`] parser of the model's family) and given ids.
 
 use crate::error::{Result, ServerError};
 use crate::options::{self, KeepAlive, Settings};
 use crate::runner::{Event, Job, Logprob, Runner};
 use crate::scheduler::LoadRequest;
 use crate::AppState;
+use chat::tools::{ToolEvent, ToolFormat, ToolParser};
+use chat::ToolCall;
 use engine::{GenerationStats, Message, StopReason};
 use serde_json::{json, Map, Value};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -24,11 +31,13 @@ pub enum Prompt {
     Fill { prefix: String, suffix: String },
     /// A conversation rendered with the model's chat template, or with `template` (Jinja, this
     /// request's only). The model's SYSTEM is added when the messages have no system message
-    /// and `system` is `None`.
+    /// and `system` is `None`. With `tools` (checked by [`request_tools`]) the template gets them
+    /// and the answer's tool calls are parsed out of it.
     Chat {
         messages: Vec<Message>,
         system: Option<String>,
         template: Option<String>,
+        tools: Option<Vec<Value>>,
     },
 }
 
@@ -56,6 +65,9 @@ pub struct Started {
     pub settings: Settings,
     /// The model's name as the store spells it.
     pub model_name: String,
+    /// How the model writes tool calls, when the request gave tools and the template's family
+    /// is known: the answer is parsed for them.
+    pub tools: Option<ToolFormat>,
 }
 
 /// A slot of `model` (loaded for the context size the request's `options` ask for, if any).
@@ -86,7 +98,7 @@ pub async fn start(state: &Arc<AppState>, req: GenerationRequest) -> Result<Star
     let load_duration = lease.load_duration;
     let prompt = req.prompt;
     let worker = runner.clone();
-    let (tokens, truncated) =
+    let (tokens, truncated, tools) =
         tokio::task::spawn_blocking(move || tokenize(&worker, prompt, n_ctx, truncate))
             .await
             .map_err(|e| ServerError::Internal(format!("tokenizing failed: {e}")))??;
@@ -107,18 +119,21 @@ pub async fn start(state: &Arc<AppState>, req: GenerationRequest) -> Result<Star
         truncated,
         settings,
         model_name: runner.resolved.name.to_string(),
+        tools,
     })
 }
 
-/// The prompt's tokens, at most `n_ctx - 1` so that one can be generated. Too long is an error
-/// unless `truncate`: then the oldest messages after any system message go first (the last is
-/// always kept), or for raw text the start of the text.
+/// The prompt's tokens, at most `n_ctx - 1` so that one can be generated, whether they were
+/// truncated, and the tool-call format to parse the answer with. Too long is an error unless
+/// `truncate`: then the oldest messages after any system message go first (the last is always
+/// kept), or for raw text the start of the text. Tools for a template that does not use them
+/// are a 400, as in Ollama.
 fn tokenize(
     runner: &Runner,
     prompt: Prompt,
     n_ctx: usize,
     truncate: bool,
-) -> Result<(Vec<u32>, bool)> {
+) -> Result<(Vec<u32>, bool, Option<ToolFormat>)> {
     let limit = n_ctx.saturating_sub(1);
     let too_long = |tokens: usize| ServerError::PromptTooLong { tokens, n_ctx };
     match prompt {
@@ -134,7 +149,7 @@ fn tokenize(
                     ))
                 })?;
             if tokens.len() <= limit {
-                Ok((tokens, false))
+                Ok((tokens, false, None))
             } else {
                 Err(too_long(tokens.len()))
             }
@@ -142,9 +157,9 @@ fn tokenize(
         Prompt::Raw(text) => {
             let tokens = runner.model.tokenizer.encode(&text, true, true);
             if tokens.len() <= limit {
-                Ok((tokens, false))
+                Ok((tokens, false, None))
             } else if truncate {
-                Ok((tokens[tokens.len() - limit..].to_vec(), true))
+                Ok((tokens[tokens.len() - limit..].to_vec(), true, None))
             } else {
                 Err(too_long(tokens.len()))
             }
@@ -153,6 +168,7 @@ fn tokenize(
             messages,
             system,
             template,
+            tools,
         } => {
             let template = template
                 .map(|source| {
@@ -163,6 +179,20 @@ fn tokenize(
                     })
                 })
                 .transpose()?;
+            let tools = tools.filter(|t| !t.is_empty());
+            let format = match &tools {
+                None => None,
+                Some(_) => {
+                    let used = template.as_ref().unwrap_or(&runner.model.template);
+                    if !used.supports_tools() {
+                        return Err(ServerError::BadRequest(format!(
+                            "{} does not support tools: its chat template does not use them",
+                            runner.resolved.name
+                        )));
+                    }
+                    used.tool_format()
+                }
+            };
             let r = &runner.resolved;
             let has_system = messages.iter().any(|m| m.role == "system");
             let system = system.or_else(|| r.system.clone().filter(|_| !has_system));
@@ -174,9 +204,9 @@ fn tokenize(
             all.extend(messages);
             let mut truncated = false;
             loop {
-                let tokens = runner.chat_tokens(&all, template.as_ref())?;
+                let tokens = runner.chat_tokens(&all, tools.as_deref(), template.as_ref())?;
                 if tokens.len() <= limit {
-                    return Ok((tokens, truncated));
+                    return Ok((tokens, truncated, format));
                 }
                 let oldest = all
                     .iter()
@@ -196,7 +226,10 @@ fn tokenize(
 
 /// A whole generation's result.
 pub struct Finished {
+    /// The answer; with tools, the text outside its tool calls.
     pub text: String,
+    /// The tool calls found in the answer (each with an id).
+    pub calls: Vec<ToolCall>,
     /// The tokens' log-probabilities, when the request asked for them.
     pub logprobs: Vec<Logprob>,
     pub stats: GenerationStats,
@@ -226,8 +259,26 @@ impl Started {
                 }
                 Some(Event::Done(stats)) => {
                     self.record(state, &stats, ttft);
+                    let (text, calls) = match self.tools {
+                        None => (text, Vec::new()),
+                        Some(format) => {
+                            let mut calls = Vec::new();
+                            let mut content = String::new();
+                            let mut parser = ToolParser::new(format);
+                            let mut events = parser.push(&text);
+                            events.extend(parser.finish());
+                            for e in events {
+                                match self.tool_event(e) {
+                                    Output::Text(t) => content.push_str(&t),
+                                    Output::Call(c) => calls.push(c),
+                                }
+                            }
+                            (content, calls)
+                        }
+                    };
                     let finished = Finished {
                         text,
+                        calls,
                         logprobs,
                         stats,
                         ttft,
@@ -240,6 +291,27 @@ impl Started {
                         "the generation ended without a result".into(),
                     ))
                 }
+            }
+        }
+    }
+
+    /// A parser event as content or a call: a call gets an id, a malformed call is content and
+    /// is logged.
+    fn tool_event(&self, event: ToolEvent) -> Output {
+        match event {
+            ToolEvent::Text(t) => Output::Text(t),
+            ToolEvent::Call(mut c) => {
+                if c.id.as_deref().is_none_or(str::is_empty) {
+                    c.id = Some(call_id());
+                }
+                Output::Call(c)
+            }
+            ToolEvent::Malformed { text, warning } => {
+                eprintln!(
+                    "warning: {}: a malformed tool call is returned as text: {warning}",
+                    self.model_name
+                );
+                Output::Text(text)
             }
         }
     }
@@ -264,10 +336,18 @@ pub fn logprob_json(lp: &Logprob) -> Value {
     v
 }
 
+/// Content or a tool call, from the answer.
+enum Output {
+    Text(String),
+    Call(ToolCall),
+}
+
 /// What a streaming handler turns into one chunk of its body.
 pub enum Piece<'a> {
     /// Text and its tokens' log-probabilities (empty unless asked for).
     Text(&'a str, &'a [Logprob]),
+    /// The answer's `index`-th tool call (0, 1, ...), complete.
+    Call(usize, &'a ToolCall),
     Done(&'a GenerationStats),
     Failed(&'a str),
 }
@@ -276,6 +356,11 @@ pub enum Piece<'a> {
 /// SSE event), then `tail` (e.g. `data: [DONE]`). The rendering runs in a task that ends when
 /// the client goes away: dropping the body drops the receiver, the next send fails, the task
 /// drops its events receiver, and the slot thread stops at its next token.
+///
+/// With tools the text goes through the model family's tool-call detector: content passes on
+/// at once, text that may start a call waits, and each call is rendered as a [`Piece::Call`]
+/// when it closes. Log-probabilities go with the next content piece (those of a call's tokens
+/// are dropped).
 ///
 /// With `json` the whole text is checked to be JSON at the end and a failure is rendered as an
 /// error (`format: "json"` is validated, not enforced while sampling).
@@ -291,6 +376,9 @@ pub fn stream_body(
     tokio::spawn(async move {
         let mut ttft = None;
         let mut all = String::new();
+        let mut parser = started.tools.map(ToolParser::new);
+        let mut calls = 0;
+        let mut held: Vec<Logprob> = Vec::new();
         while let Some(event) = started.events.recv().await {
             let chunk = match event {
                 Event::Text(t, lps) => {
@@ -298,20 +386,37 @@ pub fn stream_body(
                     if json {
                         all.push_str(&t);
                     }
-                    render(Piece::Text(&t, &lps), &started)
+                    match &mut parser {
+                        None => render(Piece::Text(&t, &lps), &started),
+                        Some(p) => {
+                            held.extend(lps);
+                            let events = p.push(&t);
+                            detected(events, &mut held, &mut calls, &started, &mut render)
+                        }
+                    }
                 }
                 Event::Done(stats) => {
+                    let mut chunk = match &mut parser {
+                        Some(p) => {
+                            detected(p.finish(), &mut held, &mut calls, &started, &mut render)
+                        }
+                        None => String::new(),
+                    };
                     started.record(&state, &stats, ttft);
                     if let Some(log) = &log {
                         log.set_tokens(started.prompt_tokens, stats.generated_tokens);
                     }
-                    match check_json(json, &all) {
+                    chunk += &match check_json(json, &all) {
                         Ok(()) => render(Piece::Done(&stats), &started),
                         Err(e) => render(Piece::Failed(&e.to_string()), &started),
-                    }
+                    };
+                    chunk
                 }
                 Event::Failed(e) => render(Piece::Failed(&e.to_string()), &started),
             };
+            if chunk.is_empty() {
+                continue;
+            }
             if tx.send(Ok(chunk)).await.is_err() {
                 return;
             }
@@ -323,6 +428,29 @@ pub fn stream_body(
     axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
+/// Renders what the tool-call detector yielded: content with the log-probabilities `held` so
+/// far, and calls, counted in `calls`.
+fn detected(
+    events: Vec<ToolEvent>,
+    held: &mut Vec<Logprob>,
+    calls: &mut usize,
+    started: &Started,
+    render: &mut impl FnMut(Piece<'_>, &Started) -> String,
+) -> String {
+    let mut chunk = String::new();
+    for e in events {
+        match started.tool_event(e) {
+            Output::Text(t) => chunk += &render(Piece::Text(&t, held), started),
+            Output::Call(c) => {
+                chunk += &render(Piece::Call(*calls, &c), started);
+                *calls += 1;
+            }
+        }
+        held.clear();
+    }
+    chunk
+}
+
 /// With `json`: that `text` is one JSON value.
 pub fn check_json(json: bool, text: &str) -> Result<()> {
     if json && serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
@@ -331,6 +459,152 @@ pub fn check_json(json: bool, text: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A new tool call id: `call_` and 24 random letters and digits, as OpenAI's look.
+pub fn call_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut id = String::from("call_");
+    let mut bits = 0u64;
+    for i in 0..24 {
+        if i % 8 == 0 {
+            // RandomState is seeded from the OS once per process and varied per instance.
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+            bits = h.finish();
+        }
+        id.push(ALPHABET[(bits % ALPHABET.len() as u64) as usize] as char);
+        bits /= ALPHABET.len() as u64;
+    }
+    id
+}
+
+/// A request's `tools`, checked: a list of `{"type": "function", "function": {"name",
+/// "description"?, "parameters"?}}` (`type` may be left out). `None` for none (null or an empty
+/// list). A 400 names the field that is wrong.
+pub fn request_tools(tools: Option<Value>) -> Result<Option<Vec<Value>>> {
+    let bad = |what: String| Err(ServerError::BadRequest(what));
+    let tools = match tools {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(tools)) if tools.is_empty() => return Ok(None),
+        Some(Value::Array(tools)) => tools,
+        Some(other) => return bad(format!("tools must be a list of tools, not {other}")),
+    };
+    for (i, tool) in tools.iter().enumerate() {
+        let Some(tool) = tool.as_object() else {
+            return bad(format!(
+                "tools[{i}] must be an object {{\"type\": \"function\", \"function\": {{...}}}}"
+            ));
+        };
+        match tool.get("type") {
+            None => {}
+            Some(Value::String(t)) if t == "function" => {}
+            Some(other) => {
+                return bad(format!(
+                    "tools[{i}].type is {other}: only \"function\" tools are supported"
+                ))
+            }
+        }
+        let Some(function) = tool.get("function").and_then(Value::as_object) else {
+            return bad(format!(
+                "tools[{i}].function must be an object with the function's name, description and parameters"
+            ));
+        };
+        match function.get("name") {
+            Some(Value::String(n)) if !n.trim().is_empty() => {}
+            _ => {
+                return bad(format!(
+                    "tools[{i}].function.name must be a non-empty string"
+                ))
+            }
+        }
+        if function
+            .get("description")
+            .is_some_and(|d| !d.is_string() && !d.is_null())
+        {
+            return bad(format!("tools[{i}].function.description must be a string"));
+        }
+        if function
+            .get("parameters")
+            .is_some_and(|p| !p.is_object() && !p.is_null())
+        {
+            return bad(format!(
+                "tools[{i}].function.parameters must be a JSON schema object"
+            ));
+        }
+    }
+    Ok(Some(tools))
+}
+
+/// A tool call of a request's assistant message, `at` naming it in errors
+/// (`messages[1].tool_calls[0]`): `{"id"?, "type"?, "function": {"name", "arguments"}}`, the
+/// arguments an object (Ollama) or a string holding one (OpenAI); left out or null, `{}`.
+pub fn tool_call(call: &Value, at: &str) -> Result<ToolCall> {
+    let bad = |what: String| Err(ServerError::BadRequest(what));
+    let Some(function) = call.get("function").and_then(Value::as_object) else {
+        return bad(format!(
+            "{at}.function must be an object with the function's name and arguments"
+        ));
+    };
+    let name = match function.get("name") {
+        Some(Value::String(n)) if !n.trim().is_empty() => n.clone(),
+        _ => return bad(format!("{at}.function.name must be a non-empty string")),
+    };
+    let arguments = match function.get("arguments") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(Value::String(s)) if s.trim().is_empty() => Value::Object(Map::new()),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(other) => {
+                return bad(format!(
+                    "{at}.function.arguments must be a JSON object, not {other}"
+                ))
+            }
+            Err(e) => {
+                return bad(format!(
+                    "{at}.function.arguments is not valid JSON ({e}): send the arguments as a JSON object in a string"
+                ))
+            }
+        },
+        Some(other) => {
+            return bad(format!(
+                "{at}.function.arguments must be a JSON object, not {other}"
+            ))
+        }
+    };
+    let id = match call.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(other) => return bad(format!("{at}.id must be a string, not {other}")),
+    };
+    Ok(ToolCall {
+        id,
+        name,
+        arguments,
+    })
+}
+
+/// Gives each tool result that names no tool the name of the call it answers (by
+/// `tool_call_id`, among the earlier assistant messages' calls), for templates that show it.
+pub fn name_tool_results(messages: &mut [Message]) {
+    for i in 0..messages.len() {
+        let (earlier, rest) = messages.split_at_mut(i);
+        let m = &mut rest[0];
+        if m.role != "tool" || m.name.is_some() {
+            continue;
+        }
+        let Some(id) = m.tool_call_id.as_deref() else {
+            continue;
+        };
+        m.name = earlier
+            .iter()
+            .rev()
+            .flat_map(|e| &e.tool_calls)
+            .find(|c| c.id.as_deref() == Some(id))
+            .map(|c| c.name.clone());
+    }
 }
 
 /// Embeddings of several texts.

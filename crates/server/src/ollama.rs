@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use chat::ToolCall;
 use engine::{GenerationStats, Message};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -315,9 +316,18 @@ pub struct GenerateRequest {
 pub struct ChatMessage {
     role: String,
     #[serde(default)]
-    content: String,
+    content: Option<String>,
     #[serde(default)]
     images: Option<Vec<String>>,
+    /// An assistant message's calls: `[{"id"?, "function": {"index"?, "name", "arguments": {}}}]`.
+    #[serde(default)]
+    tool_calls: Option<Vec<Value>>,
+    /// A tool result's tool.
+    #[serde(default)]
+    tool_name: Option<String>,
+    /// The call a tool result answers.
+    #[serde(default)]
+    tool_call_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -327,7 +337,7 @@ pub struct ChatRequest {
     #[serde(default)]
     messages: Vec<ChatMessage>,
     #[serde(default)]
-    tools: Option<Vec<Value>>,
+    tools: Option<Value>,
 }
 
 fn no_images(images: &Option<Vec<String>>) -> Result<()> {
@@ -425,6 +435,7 @@ pub async fn generate(
             messages: vec![Message::new("user", req.prompt)],
             system: req.system,
             template,
+            tools: None,
         }
     };
     respond(state, log, req.common, prompt, false).await
@@ -436,28 +447,46 @@ pub async fn chat(
     Body(req): Body<ChatRequest>,
 ) -> Result<Response> {
     let template = req.common.template()?;
-    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        return Err(ServerError::BadRequest(
-            "tools are not supported yet".into(),
-        ));
-    }
+    let tools = generate::request_tools(req.tools)?;
     for m in &req.messages {
         no_images(&m.images)?;
     }
     if req.messages.is_empty() {
         return load_or_unload(&state, &req.common, true).await;
     }
-    let messages = req
-        .messages
-        .into_iter()
-        .map(|m| Message::new(m.role, m.content))
-        .collect();
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for (i, m) in req.messages.into_iter().enumerate() {
+        let tool_calls = m
+            .tool_calls
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(j, c)| generate::tool_call(c, &format!("messages[{i}].tool_calls[{j}]")))
+            .collect::<Result<Vec<_>>>()?;
+        messages.push(Message {
+            role: m.role,
+            content: m.content.unwrap_or_default(),
+            tool_calls,
+            tool_call_id: m.tool_call_id,
+            name: m.tool_name,
+        });
+    }
+    generate::name_tool_results(&mut messages);
     let prompt = Prompt::Chat {
         messages,
         system: None,
         template,
+        tools,
     };
     respond(state, log, req.common, prompt, true).await
+}
+
+/// A tool call as Ollama answers it: `{"id", "function": {"index", "name", "arguments": {}}}`.
+fn tool_call_json(index: usize, call: &ToolCall) -> Value {
+    json!({
+        "id": call.id,
+        "function": {"index": index, "name": call.name, "arguments": call.arguments},
+    })
 }
 
 /// Runs a generation and answers as a stream of NDJSON lines or as one object.
@@ -505,6 +534,11 @@ async fn respond(
         let render = move |piece: Piece<'_>, started: &Started| {
             let v = match piece {
                 Piece::Text(t, lps) => chunk(t, lps),
+                Piece::Call(index, call) => {
+                    let mut v = chunk("", &[]);
+                    v["message"]["tool_calls"] = json!([tool_call_json(index, call)]);
+                    v
+                }
                 Piece::Done(stats) => {
                     let mut v = chunk("", &[]);
                     if let Value::Object(m) = &mut v {
@@ -523,6 +557,14 @@ async fn respond(
     log.set_tokens(started.prompt_tokens, done.stats.generated_tokens);
     check_json(json_format, &done.text)?;
     let mut v = chunk(&done.text, &done.logprobs);
+    if !done.calls.is_empty() {
+        v["message"]["tool_calls"] = done
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| tool_call_json(i, c))
+            .collect();
+    }
     if let Value::Object(m) = &mut v {
         m.extend(statistics(&started, &done.stats));
     }

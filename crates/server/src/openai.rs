@@ -3,6 +3,13 @@
 //!
 //! Extensions over OpenAI's fields: `num_ctx` (the context size of this request; also
 //! `options.num_ctx`), `options` (any Ollama option), `keep_alive`, and `truncate`.
+//!
+//! Tools: `tools`, `tool_choice` (`"none"` leaves the tools out; `"required"` and a named
+//! function are not enforced yet), `parallel_tool_calls` (accepted); assistant messages'
+//! `tool_calls` with `arguments` as a JSON string, `role: "tool"` results with `tool_call_id`.
+//! Calls come back in `message.tool_calls` (`delta.tool_calls` when streaming, one chunk per
+//! call) with ids `call_...`, `content: null` when there is no text, `finish_reason:
+//! "tool_calls"`.
 
 use crate::error::ServerError;
 use crate::generate::{
@@ -16,7 +23,8 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use engine::{GenerationStats, Message};
+use chat::ToolCall;
+use engine::{GenerationStats, Message, StopReason};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -261,7 +269,56 @@ pub struct ChatCompletionRequest {
     common: Common,
     messages: Vec<Map<String, Value>>,
     #[serde(default)]
-    tools: Option<Vec<Value>>,
+    tools: Option<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    /// Accepted; the model calls as many tools as it writes.
+    #[serde(default)]
+    #[allow(dead_code)]
+    parallel_tool_calls: Option<bool>,
+}
+
+impl ChatCompletionRequest {
+    /// The tools the template gets: `tools`, unless `tool_choice` is `"none"`.
+    ///
+    /// `"required"` and `{"type": "function", "function": {"name": ...}}` are accepted and, for
+    /// now, only pass the tools on: the model may still answer without a call. Enforcing them
+    /// needs grammar-constrained sampling (the `grammar` crate, being added), which will restrict
+    /// the answer to a call (of that function).
+    fn tools(&mut self) -> std::result::Result<Option<Vec<Value>>, ServerError> {
+        let tools = generate::request_tools(self.tools.take())?;
+        let names = || {
+            tools
+                .iter()
+                .flatten()
+                .filter_map(|t| t["function"]["name"].as_str())
+        };
+        match &self.tool_choice {
+            None | Some(Value::Null) => Ok(tools),
+            Some(Value::String(c)) if c == "auto" || c == "required" => Ok(tools),
+            Some(Value::String(c)) if c == "none" => Ok(None),
+            Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("function") => {
+                let Some(name) = o
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str)
+                else {
+                    return Err(ServerError::BadRequest(
+                        "tool_choice.function.name must name one of the tools".into(),
+                    ));
+                };
+                if !names().any(|n| n == name) {
+                    return Err(ServerError::BadRequest(format!(
+                        "tool_choice names the function {name:?}, which is not among the tools"
+                    )));
+                }
+                Ok(tools)
+            }
+            Some(other) => Err(ServerError::BadRequest(format!(
+                "tool_choice {other} is not supported: use \"none\", \"auto\", \"required\" or {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}"
+            ))),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -278,16 +335,14 @@ pub struct CompletionRequest {
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     Extension(log): Extension<Arc<RequestLog>>,
-    Body(req): Body<ChatCompletionRequest>,
+    Body(mut req): Body<ChatCompletionRequest>,
 ) -> Result<Response> {
-    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        return Err(ServerError::BadRequest("tools are not supported yet".into()).into());
-    }
+    let tools = req.tools()?;
     if req.messages.is_empty() {
         return Err(ServerError::BadRequest("messages must not be empty".into()).into());
     }
     let mut messages = Vec::with_capacity(req.messages.len());
-    for m in &req.messages {
+    for (i, m) in req.messages.iter().enumerate() {
         let role = m
             .get("role")
             .and_then(Value::as_str)
@@ -295,12 +350,46 @@ pub async fn chat_completions(
         // OpenAI's newer name for the system role.
         let role = if role == "developer" { "system" } else { role };
         let content = content_text(m.get("content").unwrap_or(&Value::Null))?;
-        messages.push(Message::new(role, content));
+        let tool_calls = match m.get("tool_calls") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(calls)) => calls
+                .iter()
+                .enumerate()
+                .map(|(j, c)| generate::tool_call(c, &format!("messages[{i}].tool_calls[{j}]")))
+                .collect::<std::result::Result<_, _>>()?,
+            Some(other) => {
+                return Err(ServerError::BadRequest(format!(
+                    "messages[{i}].tool_calls must be a list of calls, not {other}"
+                ))
+                .into())
+            }
+        };
+        let text = |key: &str| -> std::result::Result<Option<String>, ServerError> {
+            match m.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(ServerError::BadRequest(format!(
+                    "messages[{i}].{key} must be a string, not {other}"
+                ))),
+            }
+        };
+        let tool_call_id = text("tool_call_id")?;
+        // `name` is a tool result's tool (and a participant's name elsewhere, not shown).
+        let name = if role == "tool" { text("name")? } else { None };
+        messages.push(Message {
+            role: role.to_string(),
+            content,
+            tool_calls,
+            tool_call_id,
+            name,
+        });
     }
+    generate::name_tool_results(&mut messages);
     let prompt = Prompt::Chat {
         messages,
         system: None,
         template: None,
+        tools,
     };
     respond(state, log, req.common, prompt, true).await
 }
@@ -345,26 +434,67 @@ fn usage(started: &Started, stats: &GenerationStats) -> Value {
     })
 }
 
-/// One choice: a chat message/delta or completion text, and its `logprobs` (or null).
+/// One choice: a chat message/delta or completion text, the tool calls (`(index, call)`), and
+/// its `logprobs` (or null). A message with calls and no text has `content: null`.
 fn choice(
     chat: bool,
     stream: bool,
     text: Option<&str>,
+    calls: &[(usize, &ToolCall)],
     finish: Option<&str>,
     logprobs: Value,
 ) -> Value {
     let mut c = json!({"index": 0, "finish_reason": finish, "logprobs": logprobs});
+    let content = match text {
+        Some("") | None if !calls.is_empty() => Value::Null,
+        t => json!(t.unwrap_or("")),
+    };
+    let tool_calls = || -> Value {
+        calls
+            .iter()
+            .map(|&(i, call)| {
+                let mut v = Map::new();
+                if stream {
+                    v.insert("index".into(), json!(i));
+                }
+                v.insert("id".into(), json!(call.id));
+                v.insert("type".into(), json!("function"));
+                v.insert(
+                    "function".into(),
+                    json!({"name": call.name, "arguments": call.arguments.to_string()}),
+                );
+                Value::Object(v)
+            })
+            .collect()
+    };
     match (chat, stream) {
-        (true, false) => c["message"] = json!({"role": "assistant", "content": text.unwrap_or("")}),
+        (true, false) => {
+            c["message"] = json!({"role": "assistant", "content": content});
+            if !calls.is_empty() {
+                c["message"]["tool_calls"] = tool_calls();
+            }
+        }
         (true, true) => {
-            c["delta"] = match text {
-                Some(t) => json!({"role": "assistant", "content": t}),
-                None => json!({}),
+            c["delta"] = match (text, calls.is_empty()) {
+                (None, true) => json!({}),
+                (_, true) => json!({"role": "assistant", "content": content}),
+                (_, false) => {
+                    json!({"role": "assistant", "content": content, "tool_calls": tool_calls()})
+                }
             }
         }
         (false, _) => c["text"] = json!(text.unwrap_or("")),
     }
     c
+}
+
+/// `finish_reason`: `"tool_calls"` when the answer called tools.
+fn finish_reason(stop: &StopReason, called: bool) -> &'static str {
+    if called {
+        "tool_calls"
+    } else {
+        done_reason(stop)
+    }
 }
 
 /// `logprobs` of a choice: chat's `{"content": [...]}`, or the legacy completions' parallel
@@ -444,6 +574,7 @@ async fn respond(
     if common.stream {
         let include_usage = common.include_usage();
         let mut offset = 0;
+        let mut called = false;
         let render = move |piece: Piece<'_>, started: &Started| match piece {
             Piece::Text(t, lps) => {
                 let lps = match logprobs {
@@ -452,12 +583,17 @@ async fn respond(
                 };
                 format!(
                     "data: {}\n\n",
-                    envelope(vec![choice(chat, true, Some(t), None, lps)])
+                    envelope(vec![choice(chat, true, Some(t), &[], None, lps)])
                 )
             }
+            Piece::Call(index, call) => {
+                called = true;
+                let c = choice(chat, true, None, &[(index, call)], None, Value::Null);
+                format!("data: {}\n\n", envelope(vec![c]))
+            }
             Piece::Done(stats) => {
-                let reason = done_reason(&stats.stop);
-                let last = choice(chat, true, None, Some(reason), Value::Null);
+                let reason = finish_reason(&stats.stop, called);
+                let last = choice(chat, true, None, &[], Some(reason), Value::Null);
                 let mut out = format!("data: {}\n\n", envelope(vec![last]));
                 if include_usage {
                     let mut last = envelope(Vec::new());
@@ -491,15 +627,17 @@ async fn respond(
     let (done, started) = started.collect(&state).await?;
     log.set_tokens(started.prompt_tokens, done.stats.generated_tokens);
     check_json(json_format, &done.text)?;
-    let reason = done_reason(&done.stats.stop);
+    let reason = finish_reason(&done.stats.stop, !done.calls.is_empty());
     let lps = match logprobs {
         Some(_) => choice_logprobs(chat, &done.logprobs, &mut 0),
         None => Value::Null,
     };
+    let calls: Vec<(usize, &ToolCall)> = done.calls.iter().enumerate().collect();
     let mut v = envelope(vec![choice(
         chat,
         false,
         Some(&done.text),
+        &calls,
         Some(reason),
         lps,
     )]);

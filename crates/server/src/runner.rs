@@ -235,19 +235,22 @@ impl Runner {
             .map_err(|_| ServerError::Internal("a slot thread has ended".into()))
     }
 
-    /// Tokens of `messages` in the model's chat template, or in `template` (a request's own),
-    /// ready for the assistant's answer.
+    /// Tokens of `messages` (and `tools`, the tool definitions) in the model's chat template,
+    /// or in `template` (a request's own), ready for the assistant's answer.
     pub fn chat_tokens(
         &self,
         messages: &[Message],
+        tools: Option<&[serde_json::Value]>,
         template: Option<&chat::ChatTemplate>,
     ) -> Result<Vec<u32>> {
         match template {
-            None => Ok(self.model.chat_tokens(messages, true)?),
+            None => Ok(self
+                .model
+                .chat_tokens_with(&self.model.template, messages, tools, true)?),
             // The request's template is the client's to fix, so its failures are a 400.
             Some(t) => self
                 .model
-                .chat_tokens_with(t, messages, true)
+                .chat_tokens_with(t, messages, tools, true)
                 .map_err(|e| {
                     ServerError::BadRequest(format!(
                         "the request's template failed to render: {e}; fix the Jinja template or leave template out to use the model's"

@@ -33,15 +33,30 @@ fn synthetic(name: &str) -> PathBuf {
 
 /// The real SmolLM2 file; fails the test, saying how to get it, when it is missing.
 pub fn smollm2_file() -> PathBuf {
+    test_model(SMOLLM2_FILE, "smollm2")
+}
+
+/// A model that calls tools (SmolLM2's template has none): the real Qwen2.5-Coder-0.5B-Instruct.
+pub const QWEN_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+/// Its name in the test stores.
+pub const QWEN: &str = "qwen";
+
+/// The real Qwen2.5-Coder file; fails the test, saying how to get it, when it is missing.
+pub fn qwen_file() -> PathBuf {
+    test_model(QWEN_FILE, "qwen2")
+}
+
+/// A real model fetched by `scripts/fetch-test-models.sh` (`fetch_name` is its name there).
+fn test_model(file: &str, fetch_name: &str) -> PathBuf {
     let dir = match std::env::var_os("HEARTH_TEST_MODELS") {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
             .join(".cache/hearth/test-models"),
     };
-    let path = dir.join(SMOLLM2_FILE);
+    let path = dir.join(file);
     assert!(
         path.is_file(),
-        "the real test model {} is missing: run scripts/fetch-test-models.sh smollm2 \
+        "the real test model {} is missing: run scripts/fetch-test-models.sh {fetch_name} \
          (scripts/test.sh does)",
         path.display()
     );
@@ -75,16 +90,21 @@ impl Models {
 
     /// A store with `smollm2` and `tiny`.
     pub fn with_models() -> Models {
-        let models = Models::empty();
+        Models::with(&[(SMOLLM2, smollm2_file()), (TINY, synthetic(TINY_FILE))])
+    }
+
+    /// A store with `models` (name, file) created in it.
+    pub fn with(models: &[(&str, PathBuf)]) -> Models {
+        let store = Models::empty();
         let work = tempfile::tempdir().unwrap();
-        for (name, file) in [(SMOLLM2, smollm2_file()), (TINY, synthetic(TINY_FILE))] {
+        for (name, file) in models {
             let copy = work.path().join(format!("{name}.gguf"));
-            std::fs::copy(&file, &copy).unwrap();
+            std::fs::copy(file, &copy).unwrap();
             let modelfile = work.path().join(format!("{name}.Modelfile"));
             std::fs::write(&modelfile, format!("FROM {}\n", copy.display())).unwrap();
-            models.ok(&["create", name, "-f", modelfile.to_str().unwrap()]);
+            store.ok(&["create", name, "-f", modelfile.to_str().unwrap()]);
         }
-        models
+        store
     }
 
     /// The `hearth` command with this store, and no server to talk to unless the test names

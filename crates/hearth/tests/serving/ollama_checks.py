@@ -3,8 +3,8 @@
     python ollama_checks.py HOST MODEL N_EMBD CHECK...
 
 CHECK: chat, chat_stream, generate, generate_stream, embed, list, pull (of the model
-$HEARTH_TEST_PULL, from a plain-http registry). The first failure ends the script with a
-traceback.
+$HEARTH_TEST_PULL, from a plain-http registry), tools, tools_stream (these two with a model
+that calls tools: Qwen2.5-Coder). The first failure ends the script with a traceback.
 """
 import math
 import os
@@ -111,6 +111,73 @@ def pull():
         assert completed == total, f"{digest}: {completed} of {total} bytes"
     names = [m.model for m in client.list().models]
     assert name in names, f"{name} not in {names} after the pull"
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The name of the city"}},
+            "required": ["city"],
+        },
+    },
+}
+# Qwen2.5-Coder-0.5B calls get_weather(city="Paris") for this question (greedy); given the result
+# it answers in text when a user turn follows it (alone, it calls the tool again).
+TOOL_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+TOOL_RESULT = '{"temperature_c": 22, "sky": "sunny"}'
+FOLLOW_UP = {"role": "user", "content": "Summarize that in one sentence."}
+TOOL_OPTIONS = {"temperature": 0, "seed": 42, "num_predict": 64}
+
+
+def answer_with_result(call_message, stream):
+    messages = TOOL_QUESTION + [
+        call_message,
+        {"role": "tool", "tool_name": "get_weather", "content": TOOL_RESULT},
+        FOLLOW_UP,
+    ]
+    options = {**TOOL_OPTIONS, "num_predict": 48}
+    if stream:
+        parts = list(
+            client.chat(model=model, messages=messages, tools=[WEATHER_TOOL], options=options,
+                        stream=True)
+        )
+        check_final(parts[-1])
+        assert not any(p.message.tool_calls for p in parts), parts
+        text = "".join(p.message.content or "" for p in parts)
+    else:
+        r = client.chat(model=model, messages=messages, tools=[WEATHER_TOOL], options=options)
+        check_final(r)
+        assert not r.message.tool_calls, r
+        text = r.message.content
+    assert text and "22" in text and "sunny" in text.lower(), repr(text)
+
+
+def tools():
+    r = client.chat(model=model, messages=TOOL_QUESTION, tools=[WEATHER_TOOL],
+                    options=TOOL_OPTIONS)
+    check_final(r)
+    calls = r.message.tool_calls
+    assert calls and len(calls) == 1, r
+    assert calls[0].function.name == "get_weather", r
+    assert calls[0].function.arguments["city"] == "Paris", r
+    # The message as received goes back with the tool's result.
+    answer_with_result(r.message, stream=False)
+
+
+def tools_stream():
+    parts = list(client.chat(model=model, messages=TOOL_QUESTION, tools=[WEATHER_TOOL],
+                             options=TOOL_OPTIONS, stream=True))
+    check_final(parts[-1])
+    calls = [c for p in parts for c in (p.message.tool_calls or [])]
+    assert len(calls) == 1, parts
+    assert calls[0].function.name == "get_weather", calls
+    assert calls[0].function.arguments["city"] == "Paris", calls
+    assert "".join(p.message.content or "" for p in parts) == "", parts
+    answer_with_result({"role": "assistant", "content": "", "tool_calls": calls}, stream=True)
 
 
 for check in checks:

@@ -2,9 +2,11 @@
 
     python openai_checks.py BASE_URL MODEL N_EMBD CHECK...
 
-CHECK: chat, chat_stream, completions, completions_stream, embeddings, models. Each asserts on
-what a user of the package relies on; the first failure ends the script with a traceback.
+CHECK: chat, chat_stream, completions, completions_stream, embeddings, models, tools,
+tools_stream (these two with a model that calls tools: Qwen2.5-Coder). Each asserts on what a
+user of the package relies on; the first failure ends the script with a traceback.
 """
+import json
 import math
 import os
 import sys
@@ -146,6 +148,106 @@ def models():
         assert any(i == name or i.startswith(name + ":") for i in ids), f"{name} not in {ids}"
     m = client.models.retrieve(ids[0])
     assert m.id == ids[0] and m.object == "model", m
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The name of the city"}},
+            "required": ["city"],
+        },
+    },
+}
+# Qwen2.5-Coder-0.5B calls get_weather(city="Paris") for this question (greedy); given the result
+# it answers in text when a user turn follows it (alone, it calls the tool again).
+TOOL_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+TOOL_RESULT = '{"temperature_c": 22, "sky": "sunny"}'
+FOLLOW_UP = {"role": "user", "content": "Summarize that in one sentence."}
+
+
+def check_weather_answer(text):
+    assert text and "22" in text and "sunny" in text.lower(), repr(text)
+
+
+def tools():
+    r = client.chat.completions.create(
+        model=model, messages=TOOL_QUESTION, tools=[WEATHER_TOOL], max_tokens=64, **GREEDY
+    )
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls", c
+    assert c.message.content is None, c
+    assert len(c.message.tool_calls) == 1, c
+    call = c.message.tool_calls[0]
+    assert call.type == "function" and call.id.startswith("call_"), call
+    assert call.function.name == "get_weather", call
+    assert json.loads(call.function.arguments)["city"] == "Paris", call
+    # The call as received, the tool's result, and the answer in text.
+    messages = TOOL_QUESTION + [
+        c.message,
+        {"role": "tool", "tool_call_id": call.id, "content": TOOL_RESULT},
+        FOLLOW_UP,
+    ]
+    r = client.chat.completions.create(
+        model=model, messages=messages, tools=[WEATHER_TOOL], max_tokens=48, **GREEDY
+    )
+    c = r.choices[0]
+    assert not c.message.tool_calls, c
+    assert c.finish_reason == "stop", c
+    check_weather_answer(c.message.content)
+
+
+def tools_stream():
+    stream = client.chat.completions.create(
+        model=model, messages=TOOL_QUESTION, tools=[WEATHER_TOOL], max_tokens=64, stream=True,
+        **GREEDY,
+    )
+    calls, finish, text = {}, None, ""
+    for chunk in stream:
+        for c in chunk.choices:
+            text += c.delta.content or ""
+            for d in c.delta.tool_calls or []:
+                acc = calls.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
+                acc["id"] += d.id or ""
+                if d.function is not None:
+                    acc["name"] += d.function.name or ""
+                    acc["arguments"] += d.function.arguments or ""
+            finish = c.finish_reason or finish
+    assert finish == "tool_calls", finish
+    assert text == "", repr(text)
+    assert list(calls) == [0], calls
+    call = calls[0]
+    assert call["name"] == "get_weather" and call["id"].startswith("call_"), call
+    assert json.loads(call["arguments"])["city"] == "Paris", call
+    messages = TOOL_QUESTION + [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call["id"], "content": TOOL_RESULT},
+        FOLLOW_UP,
+    ]
+    text, finish = "", None
+    for chunk in client.chat.completions.create(
+        model=model, messages=messages, tools=[WEATHER_TOOL], max_tokens=48, stream=True,
+        **GREEDY,
+    ):
+        for c in chunk.choices:
+            assert not c.delta.tool_calls, chunk
+            text += c.delta.content or ""
+            finish = c.finish_reason or finish
+    assert finish == "stop", finish
+    check_weather_answer(text)
 
 
 for check in checks:
