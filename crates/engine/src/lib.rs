@@ -4,7 +4,8 @@
 //! template; [`Model::forward`] runs tokens through the network (llama, qwen2, qwen3, gemma3,
 //! phi3) on the kernels crate's matmul. A [`Session`] owns one [`KvCache`] (keys and values each
 //! stored as a [`KvType`]: f16 by default, or Q8_0 at about half the memory) and drives
-//! generation, choosing tokens with a [`Sampler`] configured by [`SamplerConfig`].
+//! generation, choosing tokens with a [`Sampler`] configured by [`SamplerConfig`], optionally
+//! constrained to a [`Grammar`] (structured output: [`GenerateOptions::grammar`]).
 
 mod error;
 mod hparams;
@@ -18,6 +19,7 @@ mod weights;
 
 pub use chat::Message;
 pub use error::EngineError;
+pub use grammar::{Grammar, GrammarError, Matcher, Vocabulary};
 pub use hparams::{Arch, HParams};
 pub use kv_cache::{KvCache, KvType};
 pub use model::{Model, Sequence};

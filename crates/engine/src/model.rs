@@ -13,7 +13,7 @@ use kernels::rope::rope;
 use kernels::rows::for_each_rows;
 use kernels::ThreadPool;
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use tokenizer::Tokenizer;
 
 /// Below this many elements a row-wise step runs on the calling thread: a pool dispatch costs
@@ -31,6 +31,8 @@ pub struct Model {
     /// The forward pass's activation buffers, kept between calls: a prompt's are tens of MB,
     /// whose pages fresh allocations would fault in again on every call.
     buffers: Mutex<Buffers>,
+    /// The tokens as grammar-constrained sampling sees them, built on first use.
+    grammar_vocab: OnceLock<grammar::Vocabulary>,
 }
 
 /// Activations of one forward pass, resized to each call and overwritten before they are read.
@@ -75,6 +77,7 @@ impl Model {
             template,
             pool: ThreadPool::new(n_threads.max(1)),
             buffers: Mutex::default(),
+            grammar_vocab: OnceLock::new(),
         })
     }
 
@@ -94,6 +97,24 @@ impl Model {
 
     pub fn n_vocab(&self) -> usize {
         self.weights.output.rows
+    }
+
+    /// Every token's bytes for grammar-constrained sampling ([`crate::GenerateOptions::grammar`]),
+    /// one entry per logit: control, unknown and end-of-generation tokens (and ids past the
+    /// tokenizer's vocabulary) are `None`, never produced by a grammar. Built on first use
+    /// (about 0.1 s for 150k tokens) and kept with the model.
+    pub fn grammar_vocabulary(&self) -> &grammar::Vocabulary {
+        self.grammar_vocab.get_or_init(|| {
+            let tok = &self.tokenizer;
+            let tokens = (0..self.n_vocab() as u32)
+                .map(|id| {
+                    let plain =
+                        (id as usize) < tok.vocab_size() && !tok.is_control(id) && !tok.is_eog(id);
+                    plain.then(|| tok.token_bytes(id).to_vec())
+                })
+                .collect();
+            grammar::Vocabulary::new(tokens)
+        })
     }
 
     pub fn n_threads(&self) -> usize {

@@ -76,6 +76,35 @@ impl Sampler {
     /// Choose a token. `logits` is modified (penalties applied).
     pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
         self.apply_penalties(logits);
+        self.choose(logits)
+    }
+
+    /// Choose a token that `allowed` accepts, as llama.cpp samples under a grammar: penalties
+    /// applied once, a token chosen from the whole distribution and taken if `allowed` says
+    /// so (the fast path: checking one token is cheap); otherwise `mask` sets every disallowed
+    /// logit to -inf (returning whether any token is left) and the choice is made again from
+    /// what remains. Taking an allowed first draw, else redrawing from the allowed tokens, gives
+    /// each allowed token its probability renormalised over the allowed ones. `None` when the
+    /// mask leaves nothing. Greedy sampling stays greedy: the most likely allowed token.
+    pub fn sample_constrained(
+        &mut self,
+        logits: &mut [f32],
+        allowed: impl FnOnce(u32) -> bool,
+        mask: impl FnOnce(&mut [f32]) -> bool,
+    ) -> Option<u32> {
+        self.apply_penalties(logits);
+        let first = self.choose(logits);
+        if allowed(first) {
+            return Some(first);
+        }
+        if !mask(logits) {
+            return None;
+        }
+        Some(self.choose(logits))
+    }
+
+    /// Top-k, top-p, min-p, temperature and the draw, on penalised logits.
+    fn choose(&mut self, logits: &[f32]) -> u32 {
         if self.cfg.temperature <= 0.0 {
             return argmax(logits);
         }
@@ -229,6 +258,58 @@ mod tests {
             // token 1 has probability e^-2 of token 0's: below 0.5, dropped.
             assert_eq!(s.sample(&mut [2.0, 0.0]), 0);
         }
+    }
+
+    #[test]
+    fn constrained_sampling_takes_allowed_draws_and_redraws_from_the_rest() {
+        // Greedy: the best token if allowed, else the best allowed one; penalties applied once.
+        let mut s = Sampler::new(SamplerConfig {
+            repeat_penalty: 2.0,
+            ..cfg(0.0)
+        });
+        s.accept(1);
+        let mut l = [1.0, 4.0, 3.0, 0.5];
+        // 4.0 / 2 = 2.0 < 3.0: token 2 is the best, and allowed.
+        let t = s.sample_constrained(&mut l, |t| t == 2, |_| unreachable!());
+        assert_eq!(t, Some(2));
+        let mut l = [1.0, 4.0, 3.0, 0.5];
+        let t = s.sample_constrained(
+            &mut l,
+            |t| t == 3,
+            |l| {
+                l[..3].fill(f32::NEG_INFINITY);
+                true
+            },
+        );
+        assert_eq!(t, Some(3));
+        assert_eq!(l[3], 0.5);
+        // Nothing left: no token.
+        let mut l = [1.0, 2.0];
+        assert_eq!(s.sample_constrained(&mut l, |_| false, |_| false), None);
+        // At temperature 1 every draw is an allowed token, from the allowed ones' distribution.
+        let mut s = Sampler::new(SamplerConfig {
+            seed: 3,
+            ..cfg(1.0)
+        });
+        let mut counts = [0usize; 4];
+        for _ in 0..4000 {
+            let mut l = [0.0, 0.0, 1.0, 0.0];
+            let t = s
+                .sample_constrained(
+                    &mut l,
+                    |t| t >= 2,
+                    |l| {
+                        l[..2].fill(f32::NEG_INFINITY);
+                        true
+                    },
+                )
+                .unwrap();
+            counts[t as usize] += 1;
+        }
+        assert_eq!(counts[0] + counts[1], 0);
+        // e / (e + 1) = 0.73 of the draws are token 2.
+        let share = counts[2] as f64 / 4000.0;
+        assert!((share - 0.731).abs() < 0.03, "{counts:?}");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! [`Session`]: one conversation's KV cache over a [`Model`], and the generation loop with stop
-//! strings, token limits and streamed UTF-8 output.
+//! strings, token limits, grammar-constrained sampling and streamed UTF-8 output.
 
 use crate::kv_cache::{KvCache, KvType};
 use crate::sampler::Sampler;
 use crate::{EngineError, Model, Sequence};
+use grammar::{Grammar, Matcher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokenizer::StreamDecoder;
@@ -24,6 +25,10 @@ pub enum StopReason {
     Cancelled,
     /// The context is full.
     ContextFull,
+    /// The grammar ([`GenerateOptions::grammar`]) allows no token here although the text is not
+    /// complete under it (a grammar needing text the vocabulary cannot spell, or one too
+    /// ambiguous to follow): the reason.
+    Grammar(String),
 }
 
 /// What a generation did and how fast.
@@ -48,6 +53,13 @@ pub struct GenerateOptions {
     /// Asked between the prompt's batches (512 tokens each), so that a long prompt stops soon
     /// after its client has gone; generation itself stops when `on_text` returns false.
     pub cancel: Option<Cancel>,
+    /// Constrain the generated text (not the prompt) to this grammar (structured output:
+    /// [`Grammar::json`], [`Grammar::from_json_schema`], [`Grammar::parse`]). Each step samples
+    /// as usual and keeps the token if the grammar allows it, else samples again from the
+    /// allowed tokens only; end-of-generation is allowed once the text is complete, and the
+    /// generation ends ([`StopReason::EndOfGeneration`]) when nothing more may follow. Control
+    /// tokens are never produced. Log-probabilities still report the model's own distribution.
+    pub grammar: Option<Arc<Grammar>>,
 }
 
 /// A question "should this generation stop?" (for example: has the client disconnected?).
@@ -233,6 +245,14 @@ impl<'m> Session<'m> {
         self.tokens.truncate(reuse);
         let prompt = &context[reuse..];
         self.check_fits(prompt.len())?;
+        let constraint = opts.grammar.as_ref().map(|g| {
+            // Built once per model, on the first constrained generation.
+            self.model.grammar_vocabulary();
+            Constraint {
+                matcher: Matcher::new(g.clone()),
+                mask: Vec::new(),
+            }
+        });
         let mut generation = Generation {
             logits: Vec::new(),
             max_tokens: opts.max_tokens,
@@ -245,6 +265,7 @@ impl<'m> Session<'m> {
             started: t0,
             generated: 0,
             ended: None,
+            constraint,
         };
         for (i, chunk) in prompt.chunks(BATCH).enumerate() {
             if opts.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
@@ -310,6 +331,56 @@ pub struct Generation {
     generated: usize,
     /// Set once the generation has ended.
     ended: Option<GenerationStats>,
+    /// The grammar's parse state, when the text is constrained.
+    constraint: Option<Constraint>,
+}
+
+/// Grammar-constrained sampling of one generation.
+struct Constraint {
+    matcher: Matcher,
+    /// The allowed tokens, reused between steps.
+    mask: Vec<bool>,
+}
+
+impl Constraint {
+    /// A token the grammar allows (end-of-generation tokens when the text is complete), or
+    /// `None` if there is none.
+    fn sample(&mut self, model: &Model, sampler: &mut Sampler, logits: &mut [f32]) -> Option<u32> {
+        let tok = &model.tokenizer;
+        let vocab = model.grammar_vocabulary();
+        let can_end = self.matcher.can_end();
+        let (matcher, mask) = (&self.matcher, &mut self.mask);
+        sampler.sample_constrained(
+            logits,
+            |t| {
+                if tok.is_eog(t) {
+                    can_end
+                } else {
+                    matcher.accepts_token(vocab, t)
+                }
+            },
+            |logits| {
+                let mut left = matcher.allowed(vocab, mask) > 0;
+                let eog: Vec<(u32, f32)> = tok
+                    .eog_ids()
+                    .iter()
+                    .filter_map(|&t| logits.get(t as usize).map(|&l| (t, l)))
+                    .collect();
+                for (l, &ok) in logits.iter_mut().zip(mask.iter()) {
+                    if !ok {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
+                if can_end {
+                    for (t, l) in eog {
+                        logits[t as usize] = l;
+                        left |= l > f32::NEG_INFINITY;
+                    }
+                }
+                left
+            },
+        )
+    }
 }
 
 impl Generation {
@@ -362,13 +433,35 @@ impl Generation {
         if self.max_tokens.is_some_and(|m| self.generated >= m) {
             return Err(StopReason::MaxTokens);
         }
+        if self
+            .constraint
+            .as_ref()
+            .is_some_and(|c| c.matcher.must_end())
+        {
+            return Err(StopReason::EndOfGeneration);
+        }
         // The model's distribution, before the sampler changes the logits.
         let raw = self.logprobs.map(|_| self.logits.clone());
-        let next = sampler.sample(&mut self.logits);
+        let next = match &mut self.constraint {
+            None => sampler.sample(&mut self.logits),
+            Some(c) => match c.sample(session.model, sampler, &mut self.logits) {
+                Some(t) => t,
+                None => {
+                    return Err(StopReason::Grammar(
+                        "the grammar allows no token of this model's vocabulary here".into(),
+                    ))
+                }
+            },
+        };
         sampler.accept(next);
         self.generated += 1;
         if tok.is_eog(next) {
             return Err(StopReason::EndOfGeneration);
+        }
+        if let Some(c) = &mut self.constraint {
+            if let Err(e) = c.matcher.advance(tok.token_bytes(next)) {
+                return Err(StopReason::Grammar(e.to_string()));
+            }
         }
         if let (Some(raw), Some(n_top)) = (raw, self.logprobs) {
             self.pending.push(TokenLogprob::of(&raw, next, n_top));
@@ -383,6 +476,14 @@ impl Generation {
         }
         if let Some(s) = hit {
             return Err(StopReason::StopString(s));
+        }
+        // The grammar's text is complete and nothing may follow: end without another step.
+        if self
+            .constraint
+            .as_ref()
+            .is_some_and(|c| c.matcher.must_end())
+        {
+            return Err(StopReason::EndOfGeneration);
         }
         if session.tokens.len() >= session.n_ctx() {
             return Err(StopReason::ContextFull);
