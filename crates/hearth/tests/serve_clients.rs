@@ -128,6 +128,21 @@ fn ollama_tool_calls_streaming_and_not() {
     with_qwen("ollama_checks.py", &["tools", "tools_stream"]);
 }
 
+/// Structured output with the openai package: `chat.completions.parse(response_format=<a
+/// pydantic model>)` parses at temperature 1, `json_object` gives a JSON object, and
+/// `tool_choice="required"` turns a question no tool answers into a `get_weather` call.
+#[test]
+fn openai_structured_output_and_required_tool_calls() {
+    with_qwen("openai_checks.py", &["structured", "tool_required"]);
+}
+
+/// Structured output with the ollama package: `format=<a pydantic model's JSON schema>` answers
+/// validate at temperature 1, and `format="json"` gives a JSON object.
+#[test]
+fn ollama_structured_output() {
+    with_qwen("ollama_checks.py", &["structured"]);
+}
+
 /// `ollama.pull` from a registry on loopback: progress with byte counts per blob, then the
 /// model is listed.
 #[test]

@@ -51,6 +51,22 @@ pub struct GenerationRequest {
     pub truncate: bool,
     /// Each generated token's log-probability and this many alternatives; `None`: none.
     pub logprobs: Option<usize>,
+    /// The grammar the answer must follow ([`crate::structured`]); `None`: free text.
+    pub grammar: Option<Arc<grammar::Grammar>>,
+    /// Whether the answer must be a tool call (OpenAI's `tool_choice`).
+    pub tool_choice: ToolChoice,
+}
+
+/// OpenAI's `tool_choice` (with tools given; `"none"` gives the template no tools).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum ToolChoice {
+    /// The model answers or calls, as it likes.
+    #[default]
+    Auto,
+    /// The answer is a call of one of the tools (enforced with a grammar).
+    Required,
+    /// The answer is a call of this function.
+    Function(String),
 }
 
 /// A generation under way.
@@ -93,15 +109,55 @@ pub async fn start(state: &Arc<AppState>, req: GenerationRequest) -> Result<Star
     let runner = lease.model().clone();
     let mut settings = options::settings(&[&runner.resolved.params, &req.options])?;
     settings.generate.logprobs = req.logprobs;
+    settings.generate.grammar = req.grammar;
+    let required_call = match (&req.tool_choice, &req.prompt) {
+        (ToolChoice::Auto, _) => None,
+        (
+            choice,
+            Prompt::Chat {
+                tools: Some(tools), ..
+            },
+        ) if !tools.is_empty() => {
+            let name = match choice {
+                ToolChoice::Function(name) => Some(name.clone()),
+                _ => None,
+            };
+            Some((tools.clone(), name))
+        }
+        _ => {
+            return Err(ServerError::BadRequest(
+                "tool_choice requires a call but the request has no tools".into(),
+            ))
+        }
+    };
     let truncate = req.truncate || settings.truncate;
     let n_ctx = lease.n_ctx();
     let load_duration = lease.load_duration;
     let prompt = req.prompt;
     let worker = runner.clone();
-    let (tokens, truncated, tools) =
+    let (tokens, truncated, tools_format) =
         tokio::task::spawn_blocking(move || tokenize(&worker, prompt, n_ctx, truncate))
             .await
             .map_err(|e| ServerError::Internal(format!("tokenizing failed: {e}")))??;
+    if let Some((tools, name)) = required_call {
+        let format = tools_format.ok_or_else(|| {
+            ServerError::BadRequest(format!(
+                "tool_choice cannot require a call: the tool-call format of {}'s template is not known",
+                runner.resolved.name
+            ))
+        })?;
+        if settings.generate.grammar.is_some() {
+            return Err(ServerError::BadRequest(
+                "tool_choice requires a call and response_format or grammar constrains the answer: send one of them".into(),
+            ));
+        }
+        settings.generate.grammar = Some(crate::structured::tool_call(
+            format,
+            &tools,
+            name.as_deref(),
+        )?);
+    }
+    let tools = tools_format;
     let (tx, events) = mpsc::channel(EVENT_BUFFER);
     let prompt_tokens = tokens.len();
     runner.submit(Job {
@@ -361,21 +417,16 @@ pub enum Piece<'a> {
 /// at once, text that may start a call waits, and each call is rendered as a [`Piece::Call`]
 /// when it closes. Log-probabilities go with the next content piece (those of a call's tokens
 /// are dropped).
-///
-/// With `json` the whole text is checked to be JSON at the end and a failure is rendered as an
-/// error (`format: "json"` is validated, not enforced while sampling).
 pub fn stream_body(
     state: Arc<AppState>,
     mut started: Started,
     log: Option<Arc<crate::RequestLog>>,
-    json: bool,
     mut render: impl FnMut(Piece<'_>, &Started) -> String + Send + 'static,
     tail: Option<String>,
 ) -> axum::body::Body {
     let (tx, rx) = mpsc::channel::<Result<String, std::convert::Infallible>>(EVENT_BUFFER);
     tokio::spawn(async move {
         let mut ttft = None;
-        let mut all = String::new();
         let mut parser = started.tools.map(ToolParser::new);
         let mut calls = 0;
         let mut held: Vec<Logprob> = Vec::new();
@@ -383,9 +434,6 @@ pub fn stream_body(
             let chunk = match event {
                 Event::Text(t, lps) => {
                     ttft.get_or_insert_with(|| started.started.elapsed());
-                    if json {
-                        all.push_str(&t);
-                    }
                     match &mut parser {
                         None => render(Piece::Text(&t, &lps), &started),
                         Some(p) => {
@@ -406,10 +454,7 @@ pub fn stream_body(
                     if let Some(log) = &log {
                         log.set_tokens(started.prompt_tokens, stats.generated_tokens);
                     }
-                    chunk += &match check_json(json, &all) {
-                        Ok(()) => render(Piece::Done(&stats), &started),
-                        Err(e) => render(Piece::Failed(&e.to_string()), &started),
-                    };
+                    chunk += &render(Piece::Done(&stats), &started);
                     chunk
                 }
                 Event::Failed(e) => render(Piece::Failed(&e.to_string()), &started),
@@ -449,16 +494,6 @@ fn detected(
         held.clear();
     }
     chunk
-}
-
-/// With `json`: that `text` is one JSON value.
-pub fn check_json(json: bool, text: &str) -> Result<()> {
-    if json && serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
-        return Err(ServerError::Internal(
-            "the model's answer is not valid JSON (format \"json\" is checked, not enforced while sampling): ask for JSON in the prompt too, or retry with a lower temperature".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// A new tool call id: `call_` and 24 random letters and digits, as OpenAI's look.

@@ -26,6 +26,7 @@ pub mod options;
 pub mod runner;
 pub mod scheduler;
 pub mod security;
+pub mod structured;
 
 pub use error::{Result, ServerError};
 

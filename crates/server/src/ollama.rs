@@ -3,11 +3,12 @@
 
 use crate::error::{Result, ServerError};
 use crate::generate::{
-    self, check_json, done_reason, logprob_json, GenerationRequest, Piece, Prompt, Started,
+    self, done_reason, logprob_json, GenerationRequest, Piece, Prompt, Started, ToolChoice,
 };
 use crate::options::{parse_keep_alive, KeepAlive};
 use crate::runner::{parse_name, Logprob};
 use crate::scheduler::LoadRequest;
+use crate::structured;
 use crate::{AppState, RequestLog};
 use axum::extract::State;
 use axum::http::header;
@@ -241,6 +242,9 @@ pub struct Common {
     stream: Option<bool>,
     #[serde(default)]
     format: Option<Value>,
+    /// Extension (llama.cpp's): a GBNF grammar the answer must follow.
+    #[serde(default)]
+    grammar: Option<String>,
     #[serde(default)]
     truncate: Option<bool>,
     #[serde(default)]
@@ -256,17 +260,12 @@ impl Common {
         self.keep_alive.as_ref().map(parse_keep_alive).transpose()
     }
 
-    /// `format`: `"json"` or a schema object, both checked as JSON at the end; "" is none.
-    fn json(&self) -> Result<bool> {
-        match &self.format {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::String(s)) if s.is_empty() => Ok(false),
-            Some(Value::String(s)) if s == "json" => Ok(true),
-            Some(Value::Object(_)) => Ok(true),
-            Some(other) => Err(ServerError::BadRequest(format!(
-                "format {other} is not supported: use \"json\" or a JSON schema object"
-            ))),
-        }
+    /// The grammar `format` (`"json"` or a JSON schema) or `grammar` (GBNF) asks for.
+    fn grammar(&self) -> Result<Option<Arc<grammar::Grammar>>> {
+        structured::one([
+            structured::ollama_format(self.format.as_ref())?,
+            structured::gbnf(self.grammar.as_deref())?,
+        ])
     }
 
     /// This request's own chat template ("" is none). Ollama's are Go templates, which Hearth
@@ -497,7 +496,7 @@ async fn respond(
     prompt: Prompt,
     chat: bool,
 ) -> Result<Response> {
-    let json_format = common.json()?;
+    let grammar = common.grammar()?;
     let logprobs = common.logprobs()?;
     let started = generate::start(
         &state,
@@ -508,6 +507,8 @@ async fn respond(
             keep_alive: common.keep_alive()?,
             truncate: common.truncate.unwrap_or(false),
             logprobs,
+            grammar,
+            tool_choice: ToolChoice::Auto,
         },
     )
     .await?;
@@ -550,12 +551,11 @@ async fn respond(
             };
             format!("{v}\n")
         };
-        let body = generate::stream_body(state, started, Some(log), json_format, render, None);
+        let body = generate::stream_body(state, started, Some(log), render, None);
         return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
     }
     let (done, started) = started.collect(&state).await?;
     log.set_tokens(started.prompt_tokens, done.stats.generated_tokens);
-    check_json(json_format, &done.text)?;
     let mut v = chunk(&done.text, &done.logprobs);
     if !done.calls.is_empty() {
         v["message"]["tool_calls"] = done

@@ -2,10 +2,12 @@
 //! `data: {...}` chunks ending in `data: [DONE]`), models, with OpenAI's error shape.
 //!
 //! Extensions over OpenAI's fields: `num_ctx` (the context size of this request; also
-//! `options.num_ctx`), `options` (any Ollama option), `keep_alive`, and `truncate`.
+//! `options.num_ctx`), `options` (any Ollama option), `keep_alive`, `truncate`, and `grammar`
+//! (GBNF, as llama.cpp's server takes it). `response_format` is enforced while sampling
+//! ([`crate::structured`]).
 //!
 //! Tools: `tools`, `tool_choice` (`"none"` leaves the tools out; `"required"` and a named
-//! function are not enforced yet), `parallel_tool_calls` (accepted); assistant messages'
+//! function make the answer a call, enforced with a grammar), `parallel_tool_calls` (accepted); assistant messages'
 //! `tool_calls` with `arguments` as a JSON string, `role: "tool"` results with `tool_call_id`.
 //! Calls come back in `message.tool_calls` (`delta.tool_calls` when streaming, one chunk per
 //! call) with ids `call_...`, `content: null` when there is no text, `finish_reason:
@@ -13,11 +15,12 @@
 
 use crate::error::ServerError;
 use crate::generate::{
-    self, check_json, done_reason, logprob_json, GenerationRequest, Piece, Prompt, Started,
+    self, done_reason, logprob_json, GenerationRequest, Piece, Prompt, Started, ToolChoice,
 };
 use crate::ollama::Body;
 use crate::options::parse_keep_alive;
 use crate::runner::Logprob;
+use crate::structured;
 use crate::{AppState, RequestLog};
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -162,6 +165,9 @@ pub struct Common {
     top_logprobs: Option<u64>,
     #[serde(default)]
     response_format: Option<Value>,
+    /// Extension (llama.cpp's): a GBNF grammar the answer must follow.
+    #[serde(default)]
+    grammar: Option<String>,
     /// Extension: the context size of this request.
     #[serde(default)]
     num_ctx: Option<u64>,
@@ -239,21 +245,6 @@ impl Common {
         }
     }
 
-    fn json(&self) -> std::result::Result<bool, ServerError> {
-        let kind = self
-            .response_format
-            .as_ref()
-            .and_then(|f| f.get("type"))
-            .and_then(Value::as_str);
-        match kind {
-            None | Some("text") => Ok(false),
-            Some("json_object" | "json_schema") => Ok(true),
-            Some(other) => Err(ServerError::BadRequest(format!(
-                "response_format type {other} is not supported"
-            ))),
-        }
-    }
-
     fn include_usage(&self) -> bool {
         self.stream_options
             .as_ref()
@@ -279,13 +270,10 @@ pub struct ChatCompletionRequest {
 }
 
 impl ChatCompletionRequest {
-    /// The tools the template gets: `tools`, unless `tool_choice` is `"none"`.
-    ///
-    /// `"required"` and `{"type": "function", "function": {"name": ...}}` are accepted and, for
-    /// now, only pass the tools on: the model may still answer without a call. Enforcing them
-    /// needs grammar-constrained sampling (the `grammar` crate, being added), which will restrict
-    /// the answer to a call (of that function).
-    fn tools(&mut self) -> std::result::Result<Option<Vec<Value>>, ServerError> {
+    /// The tools the template gets (`tools`, unless `tool_choice` is `"none"`), and whether the
+    /// answer must be a call: `"required"` (of any of them) or `{"type": "function",
+    /// "function": {"name": ...}}` (of that one), enforced with a grammar.
+    fn tools(&mut self) -> std::result::Result<(Option<Vec<Value>>, ToolChoice), ServerError> {
         let tools = generate::request_tools(self.tools.take())?;
         let names = || {
             tools
@@ -294,9 +282,10 @@ impl ChatCompletionRequest {
                 .filter_map(|t| t["function"]["name"].as_str())
         };
         match &self.tool_choice {
-            None | Some(Value::Null) => Ok(tools),
-            Some(Value::String(c)) if c == "auto" || c == "required" => Ok(tools),
-            Some(Value::String(c)) if c == "none" => Ok(None),
+            None | Some(Value::Null) => Ok((tools, ToolChoice::Auto)),
+            Some(Value::String(c)) if c == "auto" => Ok((tools, ToolChoice::Auto)),
+            Some(Value::String(c)) if c == "required" => Ok((tools, ToolChoice::Required)),
+            Some(Value::String(c)) if c == "none" => Ok((None, ToolChoice::Auto)),
             Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("function") => {
                 let Some(name) = o
                     .get("function")
@@ -312,7 +301,7 @@ impl ChatCompletionRequest {
                         "tool_choice names the function {name:?}, which is not among the tools"
                     )));
                 }
-                Ok(tools)
+                Ok((tools, ToolChoice::Function(name.to_string())))
             }
             Some(other) => Err(ServerError::BadRequest(format!(
                 "tool_choice {other} is not supported: use \"none\", \"auto\", \"required\" or {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}"
@@ -337,7 +326,7 @@ pub async fn chat_completions(
     Extension(log): Extension<Arc<RequestLog>>,
     Body(mut req): Body<ChatCompletionRequest>,
 ) -> Result<Response> {
-    let tools = req.tools()?;
+    let (tools, tool_choice) = req.tools()?;
     if req.messages.is_empty() {
         return Err(ServerError::BadRequest("messages must not be empty".into()).into());
     }
@@ -391,7 +380,7 @@ pub async fn chat_completions(
         template: None,
         tools,
     };
-    respond(state, log, req.common, prompt, true).await
+    respond(state, log, req.common, prompt, tool_choice).await
 }
 
 pub async fn completions(
@@ -421,7 +410,7 @@ pub async fn completions(
         },
         None => Prompt::Raw(prompt),
     };
-    respond(state, log, req.common, prompt, false).await
+    respond(state, log, req.common, prompt, None).await
 }
 
 fn usage(started: &Started, stats: &GenerationStats) -> Value {
@@ -534,9 +523,15 @@ async fn respond(
     log: Arc<RequestLog>,
     common: Common,
     prompt: Prompt,
-    chat: bool,
+    tool_choice: impl Into<Option<ToolChoice>>,
 ) -> Result<Response> {
-    let json_format = common.json()?;
+    // Chat completions come with a tool choice, completions without.
+    let tool_choice = tool_choice.into();
+    let chat = tool_choice.is_some();
+    let grammar = structured::one([
+        structured::response_format(common.response_format.as_ref())?,
+        structured::gbnf(common.grammar.as_deref())?,
+    ])?;
     let options = common.options()?;
     let logprobs = common.logprobs(chat)?;
     let keep_alive = common
@@ -553,6 +548,8 @@ async fn respond(
             keep_alive,
             truncate: common.truncate.unwrap_or(false),
             logprobs,
+            grammar,
+            tool_choice: tool_choice.unwrap_or_default(),
         },
     )
     .await?;
@@ -611,7 +608,6 @@ async fn respond(
             state,
             started,
             Some(log),
-            json_format,
             render,
             Some("data: [DONE]\n\n".into()),
         );
@@ -626,7 +622,6 @@ async fn respond(
     }
     let (done, started) = started.collect(&state).await?;
     log.set_tokens(started.prompt_tokens, done.stats.generated_tokens);
-    check_json(json_format, &done.text)?;
     let reason = finish_reason(&done.stats.stop, !done.calls.is_empty());
     let lps = match logprobs {
         Some(_) => choice_logprobs(chat, &done.logprobs, &mut 0),

@@ -980,6 +980,40 @@ async fn a_next_turn_reuses_its_conversations_cache_across_other_requests() {
     );
 }
 
+/// A prefix-cache hit answers as a cold run does: a conversation's second turn, served by the
+/// slot that holds its first turn (most of the prompt cached), gives the answer the same request
+/// gets from a fresh server. The conversation stays under 64 tokens: from 64 tokens a prompt's
+/// attention runs tiled, as llama.cpp's does, which is not bit-exact with the query-by-query
+/// order its cached answer tokens were decoded in (the synthetic model's near-tied logits would
+/// show the last-bit difference).
+#[tokio::test]
+async fn a_prefix_cache_hit_answers_as_a_cold_run() {
+    let warm = server();
+    let first = json!([{"role": "user", "content": "Hi"}]);
+    let chat = |messages: &Value, n: u64| {
+        post(
+            "/api/chat",
+            json!({"model": MODEL, "messages": messages, "stream": false, "options": greedy(n)}),
+        )
+    };
+    let (_, a) = call_json(&warm, chat(&first, 4)).await;
+    let mut next = first.as_array().unwrap().clone();
+    next.push(a["message"].clone());
+    next.push(json!({"role": "user", "content": "Go on"}));
+    let next = Value::Array(next);
+    let (_, hit) = call_json(&warm, chat(&next, 12)).await;
+    let (cached, total) = (
+        hit["prompt_cached_count"].as_u64().unwrap(),
+        hit["prompt_eval_count"].as_u64().unwrap(),
+    );
+    let first_prompt = a["prompt_eval_count"].as_u64().unwrap();
+    assert!(cached >= first_prompt && total < 64, "{a} {hit}");
+    let (_, cold) = call_json(&server(), chat(&next, 12)).await;
+    assert_eq!(cold["prompt_cached_count"], 0, "{cold}");
+    assert_eq!(hit["message"], cold["message"]);
+    assert_eq!(hit["eval_count"], cold["eval_count"]);
+}
+
 /// `suffix` (fill in the middle) on a model without FIM tokens is a 400 that says what to use
 /// instead, in both APIs (Qwen2.5-Coder's infill is tested in the engine's tests/fim.rs).
 #[tokio::test]

@@ -3,14 +3,18 @@
     python ollama_checks.py HOST MODEL N_EMBD CHECK...
 
 CHECK: chat, chat_stream, generate, generate_stream, embed, list, pull (of the model
-$HEARTH_TEST_PULL, from a plain-http registry), tools, tools_stream (these two with a model
-that calls tools: Qwen2.5-Coder). The first failure ends the script with a traceback.
+$HEARTH_TEST_PULL, from a plain-http registry), tools, tools_stream, structured (these three
+with Qwen2.5-Coder, a model that calls tools). The first failure ends the script with a
+traceback.
 """
+import json
 import math
 import os
 import sys
+from typing import Literal
 
 import ollama
+import pydantic
 
 host, model, n_embd, *checks = sys.argv[1:]
 n_embd = int(n_embd)
@@ -178,6 +182,28 @@ def tools_stream():
     assert calls[0].function.arguments["city"] == "Paris", calls
     assert "".join(p.message.content or "" for p in parts) == "", parts
     answer_with_result({"role": "assistant", "content": "", "tool_calls": calls}, stream=True)
+
+
+# Bounded, so that a small model sampled at temperature 1 cannot go on listing languages until
+# the token limit cuts the JSON.
+class Programmer(pydantic.BaseModel):
+    name: str = pydantic.Field(max_length=40)
+    age: int
+    languages: list[Literal["Rust", "Python", "Go"]] = pydantic.Field(max_length=3)
+
+
+def structured():
+    # format: the schema pydantic writes (Ollama's documented way), sampled at temperature 1 so
+    # that only the grammar keeps the answer in shape; then format="json".
+    messages = [{"role": "user", "content": "Describe a programmer called Ada."}]
+    for seed in (1, 2, 3):
+        r = client.chat(model=model, messages=messages, format=Programmer.model_json_schema(),
+                        options={"temperature": 1.0, "seed": seed, "num_predict": 200})
+        check_final(r)
+        Programmer.model_validate_json(r.message.content)
+    r = client.generate(model=model, prompt="A fact about the sea, in JSON.", format="json",
+                        options={"temperature": 1.0, "seed": 4, "num_predict": 200})
+    assert isinstance(json.loads(r.response), dict), r
 
 
 for check in checks:

@@ -3,15 +3,18 @@
     python openai_checks.py BASE_URL MODEL N_EMBD CHECK...
 
 CHECK: chat, chat_stream, completions, completions_stream, embeddings, models, tools,
-tools_stream (these two with a model that calls tools: Qwen2.5-Coder). Each asserts on what a
-user of the package relies on; the first failure ends the script with a traceback.
+tools_stream, tool_required, structured (the last four with a model that calls tools:
+Qwen2.5-Coder). Each asserts on what a user of the package relies on; the first failure ends the
+script with a traceback.
 """
 import json
 import math
 import os
 import sys
+from typing import Literal
 
 import openai
+import pydantic
 
 base, model, n_embd, *checks = sys.argv[1:]
 n_embd = int(n_embd)
@@ -248,6 +251,46 @@ def tools_stream():
             finish = c.finish_reason or finish
     assert finish == "stop", finish
     check_weather_answer(text)
+
+
+def tool_required():
+    # Left to itself the model answers this in text (or calls a tool it makes up).
+    r = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Tell me a short joke about cats."}],
+        tools=[WEATHER_TOOL], tool_choice="required", max_tokens=64, **GREEDY,
+    )
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls", c
+    call = c.message.tool_calls[0]
+    assert call.function.name == "get_weather", call
+    assert isinstance(json.loads(call.function.arguments)["city"], str), call
+
+
+# Bounded, so that a small model sampled at temperature 1 cannot go on listing languages until
+# the token limit cuts the JSON.
+class Programmer(pydantic.BaseModel):
+    name: str = pydantic.Field(max_length=40)
+    age: int
+    languages: list[Literal["Rust", "Python", "Go"]] = pydantic.Field(max_length=3)
+
+
+DESCRIBE = [{"role": "user", "content": "Describe a programmer called Ada."}]
+
+
+def structured():
+    # The schema pydantic writes, sent as a strict json_schema and parsed back by the package;
+    # sampled at temperature 1 so that only the grammar keeps the answer in shape.
+    for seed in (1, 2, 3):
+        r = client.chat.completions.parse(
+            model=model, messages=DESCRIBE, response_format=Programmer, max_tokens=200,
+            temperature=1.0, seed=seed,
+        )
+        assert isinstance(r.choices[0].message.parsed, Programmer), r
+    r = client.chat.completions.create(
+        model=model, messages=DESCRIBE, response_format={"type": "json_object"}, max_tokens=200,
+        temperature=1.0, seed=4,
+    )
+    assert isinstance(json.loads(r.choices[0].message.content), dict), r
 
 
 for check in checks:

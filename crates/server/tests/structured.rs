@@ -1,7 +1,14 @@
-//! Tool calling through both APIs with the real Qwen2.5-Coder-0.5B-Instruct (fetched by
-//! `scripts/fetch-test-models.sh`): the model's calls come back as `tool_calls`, streamed and
-//! not, a tool result renders and is answered, a broken call is text (never a 500), and bad
-//! `tools` are 400s that name the field.
+//! Structured answers through both APIs with the real Qwen2.5-Coder-0.5B-Instruct (fetched by
+//! `scripts/fetch-test-models.sh`).
+//!
+//! Tool calling: the model's calls come back as `tool_calls`, streamed and not, a tool result
+//! renders and is answered, a broken call is text (never a 500), bad `tools` are 400s that name
+//! the field, and `tool_choice` `"required"` or a named function makes the answer a call.
+//!
+//! Constrained output: Ollama's `format` (`"json"`, a schema), OpenAI's `response_format`
+//! (`json_object`, `json_schema`) and the `grammar` extension (GBNF) are enforced while sampling,
+//! so answers parse and follow the schema even at temperature 1; one that cannot compile is a
+//! 400.
 //!
 //! What the model does (greedy): asked "What is the weather in Paris?" with a `get_weather(city)`
 //! tool it calls `get_weather({"city": "Paris"})`, writing the call's JSON without Qwen's
@@ -504,4 +511,187 @@ fn control_tokens_in_tool_strings_stay_text() {
         5,
         "system, user, assistant, user (result), prompt"
     );
+}
+
+/// A person, as the schema tests ask for it.
+fn person_schema() -> Value {
+    json!({"type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 24},
+            "age": {"type": "integer"},
+            "languages": {"type": "array", "items": {"enum": ["Rust", "Python", "Go"]}, "maxItems": 3}},
+        "required": ["name", "age", "languages"],
+        "additionalProperties": false})
+}
+
+/// `v` is a person per [`person_schema`].
+fn check_person(v: &Value) {
+    let o = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"));
+    assert_eq!(o.len(), 3, "{v}");
+    assert!(
+        o["name"].as_str().is_some_and(|n| n.chars().count() <= 24),
+        "{v}"
+    );
+    assert!(o["age"].is_i64() || o["age"].is_u64(), "{v}");
+    let langs = o["languages"].as_array().unwrap();
+    assert!(langs.len() <= 3, "{v}");
+    assert!(
+        langs
+            .iter()
+            .all(|l| ["Rust", "Python", "Go"].contains(&l.as_str().unwrap())),
+        "{v}"
+    );
+}
+
+const DESCRIBE: &str = "Describe a programmer called Ada in JSON.";
+
+#[tokio::test]
+async fn ollama_format_json_and_schema_are_enforced_while_sampling() {
+    let s = server();
+    for seed in 1..=3 {
+        let body = json!({"model": QWEN, "stream": false, "format": "json",
+            "messages": [{"role": "user", "content": "Give me a random fact about the sea."}],
+            "options": {"temperature": 1.0, "seed": seed, "num_predict": 160}});
+        let (status, v) = call_json(&s, "/api/chat", &body).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let text = v["message"]["content"].as_str().unwrap();
+        let parsed: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert!(parsed.is_object(), "{text}");
+    }
+    // A schema, streamed through /api/generate.
+    let body = json!({"model": QWEN, "stream": true, "format": person_schema(), "prompt": DESCRIBE,
+        "options": {"temperature": 1.0, "seed": 7, "num_predict": 160}});
+    let (status, text) = call(&s, "/api/generate", &body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let lines = ndjson(&text);
+    let answer: String = lines
+        .iter()
+        .map(|l| l["response"].as_str().unwrap())
+        .collect();
+    assert_eq!(lines.last().unwrap()["done_reason"], "stop", "{text}");
+    check_person(&serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}")));
+}
+
+#[tokio::test]
+async fn openai_response_format_and_gbnf_grammars_are_enforced_while_sampling() {
+    let s = server();
+    let format = json!({"type": "json_schema",
+        "json_schema": {"name": "person", "strict": true, "schema": person_schema()}});
+    for stream in [false, true] {
+        let body = json!({"model": QWEN, "stream": stream, "temperature": 1.0, "seed": 3,
+            "max_tokens": 160, "response_format": format,
+            "messages": [{"role": "user", "content": DESCRIBE}]});
+        let (status, text) = call(&s, "/v1/chat/completions", &body).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let answer: String = if stream {
+            sse_chunks(&text)
+                .iter()
+                .filter_map(|c| {
+                    c["choices"][0]["delta"]["content"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .collect()
+        } else {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        check_person(&serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}")));
+    }
+    // A GBNF grammar, in both APIs.
+    let grammar = r#"root ::= ("yes" | "no") "." "#;
+    let body = json!({"model": QWEN, "stream": false, "grammar": grammar, "temperature": 1.0,
+        "seed": 5, "max_tokens": 8, "messages": [{"role": "user", "content": "Is the sea blue?"}]});
+    let (_, v) = call_json(&s, "/v1/chat/completions", &body).await;
+    let answer = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(answer == "yes." || answer == "no.", "{v}");
+    let body = json!({"model": QWEN, "stream": false, "grammar": grammar, "prompt": "Is fire cold?",
+        "options": {"num_predict": 8}});
+    let (_, v) = call_json(&s, "/api/generate", &body).await;
+    let answer = v["response"].as_str().unwrap();
+    assert!(answer == "yes." || answer == "no.", "{v}");
+}
+
+#[tokio::test]
+async fn grammars_that_cannot_compile_are_400s_that_say_why() {
+    let s = server();
+    let cases = [
+        (
+            "/api/generate",
+            json!({"model": QWEN, "prompt": "x", "format": {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}}),
+            "format",
+        ),
+        (
+            "/api/generate",
+            json!({"model": QWEN, "prompt": "x", "grammar": "root ::= (\"a\""}),
+            "grammar",
+        ),
+        (
+            "/api/generate",
+            json!({"model": QWEN, "prompt": "x", "format": "json", "grammar": "root ::= \"a\""}),
+            "both",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": QWEN, "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}),
+            "json_schema.schema",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": QWEN, "messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}),
+            "no tools",
+        ),
+    ];
+    for (path, body, says) in cases {
+        let (status, v) = call_json(&s, path, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {v}");
+        let message = v["error"]
+            .as_str()
+            .or(v["error"]["message"].as_str())
+            .unwrap();
+        assert!(message.contains(says), "{path} {body}: {message}");
+    }
+}
+
+/// A question no tool answers (left to itself, the model calls a made-up "cat joke" tool):
+/// `tool_choice` makes the answer a call of one of the tools, with arguments that follow its
+/// schema.
+#[tokio::test]
+async fn tool_choice_required_or_named_makes_the_answer_a_call() {
+    let s = server();
+    let clock = json!({"type": "function", "function": {"name": "get_time",
+        "description": "The current time in a time zone",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}});
+    let messages = json!([{"role": "user", "content": "Tell me a short joke about cats."}]);
+    let ask = |choice: Value| {
+        json!({"model": QWEN, "stream": false, "temperature": 0, "max_tokens": 60,
+        "tools": [weather_tool(), clock], "tool_choice": choice, "messages": messages})
+    };
+    let (_, v) = call_json(&s, "/v1/chat/completions", &ask(json!("required"))).await;
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
+    let call = &v["choices"][0]["message"]["tool_calls"][0]["function"];
+    let name = call["name"].as_str().unwrap();
+    let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+    let key = match name {
+        "get_weather" => "city",
+        "get_time" => "zone",
+        other => panic!("called {other}: {v}"),
+    };
+    assert!(
+        args[key].is_string() && args.as_object().unwrap().len() == 1,
+        "{v}"
+    );
+
+    let named = ask(json!({"type": "function", "function": {"name": "get_time"}}));
+    let (_, v) = call_json(&s, "/v1/chat/completions", &named).await;
+    let call = &v["choices"][0]["message"]["tool_calls"][0]["function"];
+    assert_eq!(call["name"], "get_time", "{v}");
+    let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+    assert!(args["zone"].is_string(), "{v}");
 }
