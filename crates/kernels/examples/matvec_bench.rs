@@ -3,10 +3,11 @@
 //!
 //! ```text
 //! cargo run --release -p kernels --example matvec_bench [-- --quick] [--tokens N] [--level avx2]
-//!     [--types Q4_1,Q4_K] [--model]
+//!     [--types Q4_1,Q4_K] [--packed] [--model]
 //! ```
 //!
-//! `--model` instead times all the matmuls of one SmolLM2-135M decode step (see `model_step`).
+//! `--packed` packs the weights for the tile kernels first (`kernels::pack_matrix`, as `hearth
+//! serve` does with several slots). `--model` instead times all the matmuls of one SmolLM2-135M decode step (see `model_step`).
 //!
 //! For each shape/type it reports two numbers per thread count:
 //! - `hot`: the same matrix again and again (it sits in L2/L3: kernel speed);
@@ -15,7 +16,7 @@
 
 use gguf::GgmlType;
 use kernels::simd::{self, Level};
-use kernels::{formats, matmul, matmul_multi, Matrix, ThreadPool};
+use kernels::{formats, matmul, matmul_multi, pack_matrix, Matrix, ThreadPool};
 use std::time::{Duration, Instant};
 
 /// Total bytes of distinct weight copies for the `cold` runs (well above a 32 MiB L3).
@@ -24,6 +25,7 @@ const COLD_BYTES: usize = 192 << 20;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let packed = args.iter().any(|a| a == "--packed");
     let n_tokens: usize = flag(&args, "--tokens").map_or(1, |v| v.parse().expect("--tokens N"));
     if let Some(l) = flag(&args, "--level") {
         let level = Level::ALL
@@ -80,14 +82,24 @@ fn main() {
                 .collect();
             let mut out = vec![0f32; rows * n_tokens];
             let mut cells = Vec::new();
+            // With --packed, each copy also in the tile layout (as `hearth serve` packs them).
+            let matrices: Vec<Matrix> = (0..copies)
+                .map(|k| Matrix::new(ty, rows, cols, &many[k * rows * rb..][..rows * rb]).unwrap())
+                .collect();
+            let packs: Vec<Option<Vec<u8>>> = matrices
+                .iter()
+                .map(|m| packed.then(|| pack_matrix(m, 2)).flatten())
+                .collect();
+            let with_pack = |k: usize| match &packs[k] {
+                Some(p) => matrices[k].with_packed(p).unwrap(),
+                None => matrices[k],
+            };
             for pool in &pools {
-                let w = Matrix::new(ty, rows, cols, &one).unwrap();
+                let w = with_pack(0);
                 let hot = time_per_call(budget, || matmul(pool, &w, &x, n_tokens, &mut out));
                 let mut k = 0;
                 let cold = time_per_call(budget, || {
-                    let data = &many[k * rows * rb..(k + 1) * rows * rb];
-                    let w = Matrix::new(ty, rows, cols, data).unwrap();
-                    matmul(pool, &w, &x, n_tokens, &mut out);
+                    matmul(pool, &with_pack(k), &x, n_tokens, &mut out);
                     k = (k + 1) % copies;
                 });
                 // Decode: GB/s of weights; batches: G multiply-adds per second.

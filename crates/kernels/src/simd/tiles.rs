@@ -123,6 +123,9 @@ unsafe fn codes32<const KIND: u8>(w: *const u8) -> __m256i {
 /// (f32 vectors).
 const PACKED32: usize = 320;
 
+/// How many packed blocks ahead the first pass of a tile kernel prefetches.
+const PREFETCH_BLOCKS: usize = 4;
+
 /// Stores `v` at byte `off` of `buf`.
 ///
 /// # Safety
@@ -395,6 +398,13 @@ macro_rules! tile_kernels {
                     // arrays (lengths checked above).
                     unsafe {
                         let pb = pk.add(b * PACKED32);
+                        if t0 == 0 && b + PREFETCH_BLOCKS < nb {
+                            // Weights packed ahead of time come from memory on the first pass.
+                            let ahead = pb.add(PREFETCH_BLOCKS * PACKED32);
+                            for line in (0..PACKED32).step_by(64) {
+                                _mm_prefetch::<_MM_HINT_T0>(ahead.add(line).cast());
+                            }
+                        }
                         let dw = _mm256_castsi256_ps(get(pb, 256));
                         let s: [__m256; 2] = std::array::from_fn(|i| {
                             _mm256_mul_ps(dw, _mm256_set1_ps(*tile.d8.get_unchecked(8 * b + t0 + i)))
