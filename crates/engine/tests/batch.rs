@@ -117,6 +117,8 @@ fn check(file: &str) {
         .collect();
     let alone = one_at_a_time(&model, &prompts);
     assert_eq!(batched(&model, &prompts), alone);
+    // 6 sequences: the 32-element types' matrices run them as one padded tile.
+    assert_eq!(batched(&model, &prompts[..6]), alone[..6]);
     // The prompts cut to one length (the shortest), batched prompt and all.
     let len = prompts.iter().map(Vec::len).min().unwrap();
     let same: Vec<Vec<u32>> = prompts.iter().map(|p| p[..len].to_vec()).collect();
@@ -127,6 +129,11 @@ fn check(file: &str) {
     let Model { weights, gguf, .. } = &mut model;
     assert!(weights.pack(gguf, 2) > 0, "{file}: nothing was packed");
     assert_eq!(batched(&model, &prompts), alone, "{file}: packed weights");
+    assert_eq!(
+        batched(&model, &prompts[..6]),
+        alone[..6],
+        "{file}: packed, padded"
+    );
     assert_eq!(
         batched_from_the_prompt(&model, &same),
         same_alone,

@@ -307,7 +307,7 @@ unsafe fn run_chunk(
     let act = |t: usize| src.row(t);
     let mut t = 0;
     if let (true, Source::Quantized(acts)) = (kernel.has_gemm(), src) {
-        let tiles = n_tokens / GEMM_TOKENS;
+        let tiles = acts.tiles();
         let full = rs.start + (rs.len() - rs.len() % GEMM_ROWS);
         let mut packed = Vec::new();
         let prepacked = w.packed.filter(|_| kernel.reads_prepacked());
@@ -334,7 +334,9 @@ unsafe fn run_chunk(
                 for (g, tile) in &group {
                     let g = *g;
                     let v = kernel.gemm(wr, p, tile, cols);
-                    for (j, vt) in v.iter().enumerate() {
+                    // A padded last tile's extra tokens are dropped.
+                    let real = (n_tokens - g * GEMM_TOKENS).min(GEMM_TOKENS);
+                    for (j, vt) in v.iter().enumerate().take(real) {
                         for (k, &x) in vt.iter().enumerate() {
                             // SAFETY: (g * 8 + j, r0 + k) is ours per the contract.
                             unsafe { dst.at((g * GEMM_TOKENS + j) * rows + r0 + k).write(x) };
@@ -353,14 +355,16 @@ unsafe fn run_chunk(
                             cols,
                         );
                         for (j, x) in v.into_iter().enumerate() {
-                            // SAFETY: as above.
-                            unsafe { dst.at((g * GEMM_TOKENS + t0 + j) * rows + r).write(x) };
+                            if g * GEMM_TOKENS + t0 + j < n_tokens {
+                                // SAFETY: as above.
+                                unsafe { dst.at((g * GEMM_TOKENS + t0 + j) * rows + r).write(x) };
+                            }
                         }
                     }
                 }
             }
         }
-        t = tiles * GEMM_TOKENS;
+        t = (tiles * GEMM_TOKENS).min(n_tokens);
     }
     if kernel.has_dot4() {
         while t + 4 <= n_tokens {
@@ -667,6 +671,45 @@ mod tests {
             w.with_packed(&[0u8; 3]),
             Err(KernelError::SizeMismatch { .. })
         ));
+    }
+
+    /// A batch whose last group of 5 to 7 tokens runs as a padded tile gives every token the
+    /// bits it gets alone (the padding's results are dropped), with weights packed or not: a
+    /// decode step of 5 to 7 sequences stays bit-identical to decoding each alone.
+    #[test]
+    fn padded_tiles_give_each_token_its_own_bits() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let pool = ThreadPool::new(2);
+        let (rows, cols) = (20, 256);
+        for ty in TYPES {
+            let data = random_matrix(ty, rows, cols, &mut rng);
+            let w = Matrix::new(ty, rows, cols, &data).unwrap();
+            let packed = pack_matrix(&w, 1);
+            let wp = match &packed {
+                Some(p) => w.with_packed(p).unwrap(),
+                None => w,
+            };
+            for level in available_levels() {
+                for n in [5, 6, 7, 13, 15] {
+                    let x: Vec<f32> = (0..n * cols).map(|_| rng.f32()).collect();
+                    let mut alone = vec![0f32; n * rows];
+                    for (t, out) in alone.chunks_exact_mut(rows).enumerate() {
+                        multi(level, &pool, &[w], &x[t * cols..][..cols], 1, 1, &mut [out]);
+                    }
+                    for m in [w, wp] {
+                        let mut got = vec![0f32; n * rows];
+                        multi(level, &pool, &[m], &x, n, 1, &mut [&mut got]);
+                        assert!(
+                            alone
+                                .iter()
+                                .zip(&got)
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{ty} at {level}, {n} tokens"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
