@@ -437,7 +437,7 @@ impl ChatTemplate {
     /// Whether the template uses `tools` at all (a model whose template does not cannot be
     /// told about them).
     pub fn supports_tools(&self) -> bool {
-        self.source.contains("tools")
+        template_takes_tools(&self.source)
     }
 
     fn render_ctx(
@@ -511,6 +511,12 @@ fn convert_error(err: &minijinja::Error) -> ChatError {
             },
         },
     }
+}
+
+/// Whether a Jinja chat template's `source` uses `tools` (see [`ChatTemplate::supports_tools`]),
+/// without compiling it.
+pub fn template_takes_tools(source: &str) -> bool {
+    source.contains("tools")
 }
 
 /// Whether a `TEMPLATE` layer is written in Go's text/template syntax (what Ollama's registry

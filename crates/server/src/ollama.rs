@@ -168,6 +168,20 @@ pub async fn show(
                 v => vec![format!("{k} {v}")],
             })
             .collect();
+        // "tools" when the chat template in use (a Jinja TEMPLATE layer, else the file's) takes
+        // tools, as Ollama reports it.
+        let template = match resolved.template.as_deref() {
+            Some(t) if !chat::is_go_template(t) => Some(t.to_string()),
+            _ => gguf::Gguf::open(&resolved.model_path).ok().and_then(|g| {
+                g.get("tokenizer.chat_template")
+                    .and_then(gguf::Value::as_str)
+                    .map(str::to_string)
+            }),
+        };
+        let mut capabilities = vec!["completion"];
+        if template.is_some_and(|t| chat::template_takes_tools(&t)) {
+            capabilities.push("tools");
+        }
         let mut modelfile = format!("FROM {}\n", resolved.model_path.display());
         for p in &params {
             modelfile += &format!("PARAMETER {p}\n");
@@ -180,7 +194,7 @@ pub async fn show(
             "license": resolved.license.join("\n"),
             "details": details(&store, &name),
             "messages": resolved.messages,
-            "capabilities": ["completion"],
+            "capabilities": capabilities,
             "modified_at": rfc3339(SystemTime::now()),
         })
     })

@@ -695,3 +695,17 @@ async fn tool_choice_required_or_named_makes_the_answer_a_call() {
     let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
     assert!(args["zone"].is_string(), "{v}");
 }
+
+/// `/api/show` lists the `tools` capability for a model whose template takes tools (Qwen2.5-Coder),
+/// not for one whose template does not (the synthetic llama's built-in ChatML).
+#[tokio::test]
+async fn show_reports_the_tools_capability() {
+    let s = server();
+    for (model, tools) in [(QWEN, true), (SYNTHETIC, false)] {
+        let (status, v) = call_json(&s, "/api/show", &json!({"model": model})).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let caps = v["capabilities"].as_array().unwrap();
+        assert!(caps.contains(&json!("completion")), "{v}");
+        assert_eq!(caps.contains(&json!("tools")), tools, "{model}: {caps:?}");
+    }
+}
