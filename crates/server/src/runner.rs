@@ -314,20 +314,24 @@ fn slot_thread<'m>(
             }
             Err(e) => Err(e),
         };
-        let _ = events.blocking_send(match result {
+        let last = match result {
             Ok(stats) => Event::Done(stats),
             Err(e) => {
                 // The cache may hold part of a failed prompt: start the next one afresh.
                 session.clear();
                 Event::Failed(e)
             }
-        });
+        };
+        // Back in the idle list, with what its cache holds, before the client hears the end: a
+        // conversation's next turn, sent as soon as this one's answer is complete, must find
+        // this slot (and its cache), and before the lease (and its permit) is released.
         *lock(&me.cached) = session.tokens().to_vec();
-        // Back in the idle list before the lease (and its permit) is released.
-        match pool.upgrade() {
-            Some(idle) => lock(&idle).push(me),
-            None => return,
-        }
+        let Some(idle) = pool.upgrade() else {
+            let _ = events.blocking_send(last);
+            return;
+        };
+        lock(&idle).push(me);
+        let _ = events.blocking_send(last);
         drop(job.guard);
     }
 }
