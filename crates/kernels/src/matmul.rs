@@ -673,9 +673,9 @@ mod tests {
         ));
     }
 
-    /// A batch whose last group of 5 to 7 tokens runs as a padded tile gives every token the
-    /// bits it gets alone (the padding's results are dropped), with weights packed or not: a
-    /// decode step of 5 to 7 sequences stays bit-identical to decoding each alone.
+    /// A decode step's batch (summed as batches of one) gives every token the bits it gets
+    /// alone, with weights packed or not: whole tiles, a padded last tile of 5 to 7 tokens (the
+    /// padding's results dropped), and the 4-token and one-token kernels of the other types.
     #[test]
     fn padded_tiles_give_each_token_its_own_bits() {
         let mut rng = Rng(0x2545_F491_4F6C_DD1D);
@@ -690,7 +690,7 @@ mod tests {
                 None => w,
             };
             for level in available_levels() {
-                for n in [5, 6, 7, 13, 15] {
+                for n in [5, 6, 7, 8, 13, 15, 16] {
                     let x: Vec<f32> = (0..n * cols).map(|_| rng.f32()).collect();
                     let mut alone = vec![0f32; n * rows];
                     for (t, out) in alone.chunks_exact_mut(rows).enumerate() {
