@@ -7,22 +7,9 @@ use engine::{
     argmax, GenerateOptions, Model, Sampler, SamplerConfig, Sequence, Session, Step, StopReason,
     TokenLogprob,
 };
-use std::path::PathBuf;
+mod common;
 
-fn real_model(file: &str) -> PathBuf {
-    let dir = std::env::var_os("HEARTH_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/test-models")
-        });
-    let p = dir.join(file);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-test-models.sh",
-        p.display()
-    );
-    p
-}
+use common::real_model;
 
 /// Greedy steps per sequence.
 const STEPS: usize = 12;

@@ -1,22 +1,17 @@
 //! Fill in the middle with Qwen2.5-Coder's FIM tokens: the prompt has llama.cpp's infill layout,
 //! and the model fills a function body from the code around it.
 
+mod common;
+
 use engine::{GenerateOptions, Model, Sampler, SamplerConfig, Session};
 use std::path::PathBuf;
 
 fn qwen() -> Model {
-    let dir = std::env::var_os("HEARTH_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/test-models")
-        });
-    let p = dir.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-test-models.sh",
-        p.display()
-    );
-    Model::load(&p, 2).unwrap()
+    Model::load(
+        &common::real_model("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
+        2,
+    )
+    .unwrap()
 }
 
 #[test]

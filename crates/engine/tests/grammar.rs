@@ -3,28 +3,18 @@
 //! step-wise path of the server's batched decoding, and the project's acceptance target: 200
 //! schema answers, every one parsing and validating.
 
+mod common;
+
 use engine::{
     GenerateOptions, GenerationStats, Grammar, Matcher, Message, Model, Sampler, SamplerConfig,
     Sequence, Session, Step, StopReason, TokenLogprob,
 };
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 fn real_model(file: &str) -> Model {
-    let dir = std::env::var_os("HEARTH_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/test-models")
-        });
-    let p = dir.join(file);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-test-models.sh",
-        p.display()
-    );
-    Model::load(&p, 2).unwrap()
+    Model::load(&common::real_model(file), 2).unwrap()
 }
 
 fn qwen() -> Model {

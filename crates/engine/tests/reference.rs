@@ -4,6 +4,9 @@
 //! The prompts are fed as llama.cpp's own token ids, so this tests the forward pass alone (the
 //! tokenizer has its own reference tests).
 
+mod common;
+
+use common::real_model;
 use engine::{argmax, KvType, Model, Session};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -25,21 +28,6 @@ const CONTEXT: usize = 1024;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn real_model(file: &str) -> PathBuf {
-    let dir = std::env::var_os("HEARTH_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(&std::env::var("HOME").unwrap()).join(".cache/hearth/test-models")
-        });
-    let p = dir.join(file);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-test-models.sh",
-        p.display()
-    );
-    p
 }
 
 fn records(path: &Path) -> Vec<Value> {
