@@ -190,12 +190,10 @@ pub fn packed_size(m: &Matrix) -> usize {
 /// Bytes of [`pack_matrix`]'s layout of `m` at `level` (0 when it makes none).
 fn packed_bytes(level: Level, m: &Matrix) -> usize {
     let kernel = DotKernel::new(level, m.ty);
-    if !kernel.reads_prepacked() || m.rows < GEMM_ROWS {
+    if !kernel.reads_prepacked() {
         return 0;
     }
-    let mut one = Vec::new();
-    kernel.pack(std::array::from_fn(|k| m.row(k)), m.cols, &mut one);
-    one.len() * (m.rows / GEMM_ROWS)
+    kernel.packed_len(m.cols) * (m.rows / GEMM_ROWS)
 }
 
 /// The whole groups of [`GEMM_ROWS`] rows of `m` in the layout of the tile kernels at
@@ -222,6 +220,7 @@ pub fn pack_matrix(m: &Matrix, threads: usize) -> Option<Vec<u8>> {
                 for (j, dst) in part.chunks_exact_mut(group_bytes).enumerate() {
                     let r0 = (i * per_thread / group_bytes + j) * GEMM_ROWS;
                     kernel.pack(std::array::from_fn(|k| m.row(r0 + k)), m.cols, &mut one);
+                    // Panics (rather than mis-slicing) should `packed_len` disagree with the packer.
                     dst.copy_from_slice(&one);
                 }
             });

@@ -1,9 +1,12 @@
 //! The server's router driven in-process with the synthetic llama (testdata) imported into a
 //! temporary store: both APIs, streaming and not, their error cases, the queue, and security.
 
+mod common;
+
 use axum::body::{to_bytes, Body};
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
+use common::sse_chunks;
 use serde_json::{json, Value};
 use server::Config;
 use std::path::Path;
@@ -636,20 +639,6 @@ async fn create_copy_show_and_delete() {
         names.contains(&"brief:latest") && names.contains(&"small:latest"),
         "{names:?}"
     );
-}
-
-/// The `data:` payloads of an SSE body before `[DONE]`, parsed.
-fn sse_chunks(body: &str) -> Vec<Value> {
-    let events: Vec<&str> = body
-        .split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| e.strip_prefix("data: ").unwrap())
-        .collect();
-    assert_eq!(*events.last().unwrap(), "[DONE]", "{body}");
-    events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect()
 }
 
 /// A chat-shaped logprob entry (OpenAI's `logprobs.content[i]`, Ollama's `logprobs[i]`) under

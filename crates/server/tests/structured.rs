@@ -18,9 +18,12 @@
 //! it answers in text ("In Paris, the current temperature is 22 degrees Celsius and the sky is
 //! sunny.").
 
+mod common;
+
 use axum::body::{to_bytes, Body};
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
+use common::sse_chunks;
 use serde_json::{json, Value};
 use server::Config;
 use std::path::PathBuf;
@@ -99,20 +102,6 @@ async fn call_json(router: &Router, path: &str, body: &Value) -> (StatusCode, Va
 fn ndjson(body: &str) -> Vec<Value> {
     body.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
-/// The `data:` payloads of an SSE body before `[DONE]`.
-fn sse_chunks(body: &str) -> Vec<Value> {
-    let events: Vec<&str> = body
-        .split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| e.strip_prefix("data: ").unwrap())
-        .collect();
-    assert_eq!(*events.last().unwrap(), "[DONE]", "{body}");
-    events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
         .collect()
 }
 

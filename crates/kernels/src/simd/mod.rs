@@ -459,6 +459,17 @@ impl DotKernel {
         self.gemm.is_some() && self.default_packing
     }
 
+    /// Bytes [`DotKernel::pack`] makes of [`GEMM_ROWS`] rows of `n` elements (0 without a tile
+    /// kernel), without packing any.
+    pub(crate) fn packed_len(&self, n: usize) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if self.gemm.is_some() {
+            return tiles::packed_len(self.ty, n);
+        }
+        let _ = n;
+        0
+    }
+
     /// Packs [`GEMM_ROWS`] weight rows of `n` elements into `packed` for [`DotKernel::gemm`]
     /// (the tile kernels' layout: codes unpacked and transposed, scales converted), once for
     /// many token tiles. Does nothing for kernels without a tile kernel.

@@ -74,6 +74,15 @@ fn row_blocks(w: &[&[u8]; GEMM_ROWS], n: usize, block: usize, block_bytes: usize
 
 /// The blocks of `block` elements in `n`, after checking that `packed` holds them
 /// (`packed_bytes` per block).
+/// Bytes the packer of `ty` makes of 8 rows of `n` elements.
+pub(super) fn packed_len(ty: gguf::GgmlType, n: usize) -> usize {
+    match ty {
+        gguf::GgmlType::Q4_K => n / 256 * PACKED_Q4K,
+        gguf::GgmlType::Q6_K => n / 256 * PACKED_Q6K,
+        _ => n / 32 * PACKED32,
+    }
+}
+
 fn packed_blocks(packed: &[u8], n: usize, block: usize, packed_bytes: usize) -> usize {
     assert!(
         n.is_multiple_of(block),
