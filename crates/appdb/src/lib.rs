@@ -1,0 +1,1 @@
+//! The web app's database (work in progress).
