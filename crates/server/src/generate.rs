@@ -78,6 +78,8 @@ pub struct Started {
     pub prompt_tokens: usize,
     /// Whether the start of the prompt was dropped to fit (asked for with `truncate`).
     pub truncated: bool,
+    /// The context size of the slot it runs on.
+    pub n_ctx: usize,
     pub settings: Settings,
     /// The model's name as the store spells it.
     pub model_name: String,
@@ -173,6 +175,7 @@ pub async fn start(state: &Arc<AppState>, req: GenerationRequest) -> Result<Star
         load_duration,
         prompt_tokens,
         truncated,
+        n_ctx,
         settings,
         model_name: runner.resolved.name.to_string(),
         tools,

@@ -2,8 +2,10 @@
 //! model store, secure by default.
 //!
 //! - [`Config`] is everything `hearth serve` sets; [`serve`] binds, checks the security rules
-//!   (loopback by default; API keys required before listening on the network) and runs;
-//!   [`app`] builds the [`axum::Router`] alone (tests drive it in-process).
+//!   (loopback by default; API keys or a [`security::Gate`] required before listening on the
+//!   network) and runs; [`app`] builds the [`axum::Router`] alone (tests drive it in-process).
+//!   An [`Extension`] adds an application's routes (the web app) beside the APIs, behind the
+//!   same guards.
 //! - [`scheduler::Scheduler`] loads models on first use through a [`scheduler::Loader`] (the
 //!   real one is [`runner::EngineLoader`]), keeps them for `keep_alive`, evicts the least
 //!   recently used idle one when memory runs short, and bounds the wait queue (503 beyond it).
@@ -55,7 +57,7 @@ pub const DEFAULT_MAX_QUEUE: usize = 64;
 pub const DEFAULT_MAX_BODY: usize = 16 << 20;
 
 /// Everything the server is told.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// `host:port` to listen on.
     pub host: String,
@@ -77,6 +79,8 @@ pub struct Config {
     pub threads: usize,
     pub log_prompts: bool,
     pub max_body_bytes: usize,
+    /// Who may call what, instead of the API key check (the web app's accounts).
+    pub gate: Option<Arc<dyn security::Gate>>,
 }
 
 impl Config {
@@ -95,6 +99,7 @@ impl Config {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             log_prompts: false,
             max_body_bytes: DEFAULT_MAX_BODY,
+            gate: None,
         }
     }
 
@@ -144,6 +149,24 @@ pub fn normalize_host(text: &str) -> String {
     }
 }
 
+/// Whether every address `host` resolves to is loopback (an empty resolution is not).
+fn all_loopback(addrs: &[SocketAddr]) -> bool {
+    !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+}
+
+/// Whether `host` (`host:port`) is a loopback address, i.e. only this machine can connect.
+pub fn is_loopback(host: &str) -> Result<bool> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = host
+        .to_socket_addrs()
+        .map_err(|source| ServerError::Bind {
+            addr: host.to_string(),
+            source,
+        })?
+        .collect();
+    Ok(all_loopback(&addrs))
+}
+
 /// What the handlers share.
 pub struct AppState {
     pub scheduler: Arc<Scheduler<EngineLoader>>,
@@ -155,9 +178,22 @@ pub struct AppState {
 /// A scheduler lease on a real model.
 pub type Lease = scheduler::Lease<EngineLoader>;
 
+/// Routes an application adds beside the APIs, given the server's state; they own `/`.
+pub type Extension = Box<dyn FnOnce(Arc<AppState>) -> Router + Send>;
+
+/// `/` without an application: the line Ollama's clients look for.
+fn plain_root() -> Extension {
+    Box::new(|_| Router::new().route("/", get(|| async { "Hearth is running" })))
+}
+
 /// The router with every route and guard, and its state. `loopback`: whether the listener is
 /// on loopback (then the `Host` header is checked).
 pub fn app(config: &Config, loopback: bool) -> (Router, Arc<AppState>) {
+    app_with(config, loopback, plain_root())
+}
+
+/// [`app`] with an application's routes behind the same guards.
+pub fn app_with(config: &Config, loopback: bool, extension: Extension) -> (Router, Arc<AppState>) {
     let scheduler = Scheduler::new(
         EngineLoader {
             store: config.store.clone(),
@@ -181,9 +217,9 @@ pub fn app(config: &Config, loopback: bool) -> (Router, Arc<AppState>) {
         api_keys: config.api_keys.clone(),
         loopback,
         origins: config.origins.clone(),
+        gate: config.gate.clone(),
     });
     let router = Router::new()
-        .route("/", get(|| async { "Hearth is running" }))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/api/version", get(ollama::version))
@@ -203,11 +239,12 @@ pub fn app(config: &Config, loopback: bool) -> (Router, Arc<AppState>) {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
+        .with_state(state.clone())
+        .merge(extension(state.clone()))
         .fallback(|| async { ServerError::NotFound("no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(middleware::from_fn_with_state(security, security::guard))
-        .layer(middleware::from_fn_with_state(state.clone(), log_request))
-        .with_state(state.clone());
+        .layer(middleware::from_fn_with_state(state.clone(), log_request));
     (router, state)
 }
 
@@ -303,9 +340,10 @@ async fn log_request(
     response
 }
 
-/// Binds `config.host` and serves until Ctrl-C. Refuses a non-loopback address without API
-/// keys unless `insecure_no_auth`.
-pub async fn serve(config: Config) -> Result<()> {
+/// Binds `config.host` and serves until Ctrl-C (or SIGTERM). Refuses a non-loopback address
+/// without API keys or a gate unless `insecure_no_auth`. `extension`: an application's routes
+/// (`None`: a plain `/`).
+pub async fn serve(config: Config, extension: Option<Extension>) -> Result<()> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&config.host)
         .await
         .map_err(|source| ServerError::Bind {
@@ -313,8 +351,8 @@ pub async fn serve(config: Config) -> Result<()> {
             source,
         })?
         .collect();
-    let loopback = !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback());
-    if !loopback && config.api_keys.is_empty() {
+    let loopback = all_loopback(&addrs);
+    if !loopback && config.api_keys.is_empty() && config.gate.is_none() {
         if !config.insecure_no_auth {
             return Err(ServerError::NoApiKey(config.host.clone()));
         }
@@ -329,7 +367,7 @@ pub async fn serve(config: Config) -> Result<()> {
             addr: config.host.clone(),
             source,
         })?;
-    let (router, state) = app(&config, loopback);
+    let (router, state) = app_with(&config, loopback, extension.unwrap_or_else(plain_root));
     let sweeper = state.scheduler.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -351,9 +389,7 @@ pub async fn serve(config: Config) -> Result<()> {
         config.store.root().display()
     );
     axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(stop_signal())
         .await
         .map_err(|source| ServerError::Bind {
             addr: config.host.clone(),
@@ -363,13 +399,36 @@ pub async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Ctrl-C, or SIGTERM (a service manager's stop).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// [`serve`] on a runtime of its own, for a synchronous caller (the `hearth` binary).
-pub fn run(config: Config) -> Result<()> {
+pub fn run(config: Config, extension: Option<Extension>) -> Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| ServerError::Internal(format!("cannot start the async runtime: {e}")))?
-        .block_on(serve(config))
+        .block_on(serve(config, extension))
 }
 
 #[cfg(test)]

@@ -76,6 +76,11 @@ impl Metrics {
         }
     }
 
+    /// Tokens generated since the server started (finished generations).
+    pub fn generated_tokens(&self) -> u64 {
+        self.lock().generated_tokens
+    }
+
     /// The exposition text.
     pub fn render(&self, queue_len: usize, loaded: &[LoadedModel]) -> String {
         let m = self.lock();

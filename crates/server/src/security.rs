@@ -1,6 +1,7 @@
 //! The server's guards, applied to every request before its handler: the `Host` check against
 //! DNS rebinding (when bound to loopback), CORS for configured origins only, and API keys
-//! compared in constant time.
+//! compared in constant time. An embedding application (the web app's accounts) can take over
+//! the last step with a [`Gate`].
 
 use crate::error::ServerError;
 use axum::extract::{Request, State};
@@ -11,8 +12,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
+/// Who may call what, decided outside the server (the web app's accounts and their keys).
+pub trait Gate: Send + Sync {
+    /// Lets `request` on (possibly adding extensions that say who is calling) or answers it.
+    /// `keyed`: it carries one of the server's own API keys.
+    fn admit(&self, request: &mut Request, keyed: bool) -> Result<(), Response>;
+}
+
 /// What the guards check.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Security {
     /// Accepted API keys; empty: no authentication.
     pub api_keys: Vec<String>,
@@ -20,6 +28,8 @@ pub struct Security {
     pub loopback: bool,
     /// Origins (`scheme://host[:port]`, or `*`) browsers may call from, besides loopback ones.
     pub origins: Vec<String>,
+    /// Decides instead of the key check when set.
+    pub gate: Option<Arc<dyn Gate>>,
 }
 
 /// Paths open without a key (health checks of load balancers and supervisors).
@@ -61,6 +71,15 @@ fn is_loopback_origin(origin: &str) -> bool {
         .is_some_and(is_loopback_host)
 }
 
+/// Whether `origin` is the page's own: its host is the request's `Host` (a page served by this
+/// server to a network address calls back to that address).
+fn is_same_origin(origin: &str, host: Option<&str>) -> bool {
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
 impl Security {
     fn origin_allowed(&self, origin: &str) -> bool {
         is_loopback_origin(origin)
@@ -93,8 +112,8 @@ impl Security {
     }
 }
 
-/// The middleware: Host, then CORS (answering preflights), then the API key.
-pub async fn guard(State(sec): State<Arc<Security>>, request: Request, next: Next) -> Response {
+/// The middleware: Host, then CORS (answering preflights), then the API key or the [`Gate`].
+pub async fn guard(State(sec): State<Arc<Security>>, mut request: Request, next: Next) -> Response {
     let headers = request.headers();
     if sec.loopback {
         if let Some(host) = headers.get(header::HOST) {
@@ -111,8 +130,9 @@ pub async fn guard(State(sec): State<Arc<Security>>, request: Request, next: Nex
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if let Some(origin) = &origin {
-        if !sec.origin_allowed(origin) {
+        if !sec.origin_allowed(origin) && !is_same_origin(origin, host) {
             return ServerError::Forbidden(format!(
                 "origin {origin} is not allowed: add it with --allow-origin or HEARTH_ORIGINS"
             ))
@@ -124,11 +144,15 @@ pub async fn guard(State(sec): State<Arc<Security>>, request: Request, next: Nex
             return response;
         }
     }
-    let open = OPEN_PATHS.contains(&request.uri().path());
-    let mut response = if open || sec.authorized(request.headers()) {
-        next.run(request).await
-    } else {
-        ServerError::Unauthorized.into_response()
+    let keyed = sec.authorized(request.headers());
+    let admitted = match &sec.gate {
+        Some(gate) => gate.admit(&mut request, keyed && !sec.api_keys.is_empty()),
+        None if keyed || OPEN_PATHS.contains(&request.uri().path()) => Ok(()),
+        None => Err(ServerError::Unauthorized.into_response()),
+    };
+    let mut response = match admitted {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
     };
     if let Some(origin) = &origin {
         cors_headers(response.headers_mut(), origin);
@@ -211,6 +235,12 @@ mod tests {
         assert!(sec.origin_allowed("https://chat.example.org"));
         assert!(!sec.origin_allowed("https://evil.example.org"));
         assert!(!sec.origin_allowed("null"));
+        assert!(is_same_origin(
+            "http://192.168.1.5:11434",
+            Some("192.168.1.5:11434")
+        ));
+        assert!(!is_same_origin("http://evil.com", Some("192.168.1.5:11434")));
+        assert!(!is_same_origin("http://evil.com", None));
     }
 
     #[test]

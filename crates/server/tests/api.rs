@@ -477,7 +477,7 @@ async fn listening_on_the_network_without_a_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(store::Store::new(dir.path()));
     config.host = "0.0.0.0:0".into();
-    let e = server::serve(config).await.unwrap_err();
+    let e = server::serve(config, None).await.unwrap_err();
     assert!(matches!(e, server::ServerError::NoApiKey(_)), "{e}");
     assert!(e.to_string().contains("--api-key-file"), "{e}");
 }
