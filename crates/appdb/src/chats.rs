@@ -152,10 +152,10 @@ fn chat_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
 const MESSAGE_COLUMNS: &str = "id, role, content, status, model, stats, created_at";
 
 fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
-    let stats = match row.get_ref(5)? {
-        rusqlite::types::ValueRef::Null => None,
-        _ => Some(json_column(row, 5)?),
-    };
+    // Stats are only shown: unreadable ones (none are written) must not make the chat unreadable.
+    let stats = row
+        .get::<_, Option<String>>(5)?
+        .and_then(|text| serde_json::from_str(&text).ok());
     Ok(Message {
         id: row.get(0)?,
         role: row.get(1)?,
@@ -336,11 +336,24 @@ impl Db {
         status: MessageStatus,
         stats: Option<&MessageStats>,
     ) -> Result<()> {
-        let stats = stats.map(|s| to_json("message stats", s)).transpose()?;
-        self.conn().execute(
-            "UPDATE messages SET content = ?1, status = ?2, stats = ?3 WHERE id = ?4",
-            params![content, status, stats, message_id],
-        )?;
+        let stats = stats
+            .map(|s| {
+                // JSON has no NaN or infinity (serde_json writes null, which would not read back
+                // as a number): a zero-length generation's rate is stored as 0.
+                let rate = s.tokens_per_second;
+                let stats = MessageStats {
+                    tokens_per_second: if rate.is_finite() { rate } else { 0.0 },
+                    ..s.clone()
+                };
+                to_json("message stats", &stats)
+            })
+            .transpose()?;
+        // Called a few times a second while an answer streams: keep the statement prepared.
+        self.conn()
+            .prepare_cached(
+                "UPDATE messages SET content = ?1, status = ?2, stats = ?3 WHERE id = ?4",
+            )?
+            .execute(params![content, status, stats, message_id])?;
         Ok(())
     }
 
@@ -490,8 +503,16 @@ mod tests {
         assert_eq!(messages[0].content, "hi");
         assert_eq!(messages[1].content, "hello");
         assert_eq!(messages[1].status, MessageStatus::Done);
-        assert_eq!(messages[1].stats, Some(stats));
+        assert_eq!(messages[1].stats, Some(stats.clone()));
         assert_eq!(messages[1].model.as_deref(), Some("m"));
+        let nan = MessageStats {
+            tokens_per_second: f64::NAN,
+            ..stats.clone()
+        };
+        db.update_message(answer.id, "hello", MessageStatus::Done, Some(&nan))
+            .unwrap();
+        let messages = db.messages(me, &chat.id).unwrap().unwrap();
+        assert_eq!(messages[1].stats.as_ref().unwrap().tokens_per_second, 0.0);
         // A message whose chat is gone is no error.
         db.update_message(9999, "x", MessageStatus::Done, None)
             .unwrap();

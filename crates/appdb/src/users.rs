@@ -138,12 +138,11 @@ fn dummy_hash() -> &'static str {
 impl Db {
     /// The number of accounts that can sign in (all but the built-in `local` user).
     pub fn account_count(&self) -> Result<u64> {
-        let n: i64 = self.conn().query_row(
+        Ok(self.conn().query_row(
             "SELECT count(*) FROM users WHERE password_hash IS NOT NULL",
             [],
             |row| row.get(0),
-        )?;
-        Ok(n.unsigned_abs())
+        )?)
     }
 
     /// Creates an account. The username is 1-64 characters of `[A-Za-z0-9_.-]`, unique ignoring
