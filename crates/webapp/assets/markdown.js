@@ -563,14 +563,15 @@ function tryLink(s, open, brackets) {
   let dest;
   if (s[j] === '<') {
     const e = s.indexOf('>', j);
-    if (e < 0) return null;
+    if (e < 0 || e - j > 4096) return null;
     dest = s.slice(j + 1, e);
     if (dest.includes('\n') || dest.includes('<')) return null;
     j = e + 1;
   } else {
     const st = j;
     let d = 0;
-    while (j < n) {
+    const lim = Math.min(n, j + 2048);
+    while (j < lim) {
       const c = s[j];
       if (c === '\\' && j + 1 < n) { j += 2; continue; }
       if (c <= ' ') break;
@@ -585,7 +586,7 @@ function tryLink(s, open, brackets) {
   if (j > beforeTitle && (s[j] === '"' || s[j] === "'" || s[j] === '(')) {
     const q = s[j] === '(' ? ')' : s[j];
     const e = s.indexOf(q, j + 1);
-    if (e < 0) return null;
+    if (e < 0 || e - j > 4096) return null;
     j = e + 1;
     skipWs();
   }
