@@ -43,6 +43,23 @@ pub use search::SearchHit;
 pub use usage::{utc_day, UsageRow};
 pub use users::{ApiKey, NewSession, Role, Status, User};
 
+/// A consistent copy of `conn`'s database at `dest`, which must not exist.
+fn vacuum_into(conn: &Connection, dest: &Path) -> Result<()> {
+    if dest.exists() {
+        return Err(DbError::BackupExists {
+            path: dest.to_path_buf(),
+        });
+    }
+    let target = dest.to_str().ok_or_else(|| {
+        error::invalid(
+            "backup path",
+            format!("{dest:?} is not valid UTF-8; choose a plain file name"),
+        )
+    })?;
+    conn.execute("VACUUM INTO ?1", [target])?;
+    Ok(())
+}
+
 /// The app's database. `Send + Sync`; every method takes `&self`.
 pub struct Db {
     conn: Mutex<Connection>,
@@ -113,19 +130,19 @@ impl Db {
 
     /// Writes a consistent copy of the database to `dest` (`VACUUM INTO`), which must not exist.
     pub fn backup(&self, dest: &Path) -> Result<()> {
-        if dest.exists() {
-            return Err(DbError::BackupExists {
-                path: dest.to_path_buf(),
-            });
-        }
-        let target = dest.to_str().ok_or_else(|| {
-            error::invalid(
-                "backup path",
-                format!("{dest:?} is not valid UTF-8; choose a plain file name"),
-            )
-        })?;
-        self.conn().execute("VACUUM INTO ?1", [target])?;
-        Ok(())
+        vacuum_into(&self.conn(), dest)
+    }
+
+    /// [`Db::backup`] of the database file at `path`, opened read-only: safe while a server
+    /// uses it (unlike [`Db::open`], it marks no answer interrupted).
+    pub fn backup_file(path: &Path, dest: &Path) -> Result<()> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| DbError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        vacuum_into(&conn, dest)
     }
 
     /// The connection. A panic while it was held cannot leave it mid-transaction (a dropped

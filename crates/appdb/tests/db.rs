@@ -728,3 +728,38 @@ fn one_db_serves_many_threads() {
     }
     assert_eq!(db.messages(a, &chat.id).unwrap().unwrap().len(), 100);
 }
+
+#[test]
+fn backup_of_a_file_in_use_leaves_its_streaming_answer_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let db = Db::open(&path).unwrap();
+    let a = user(&db, "a");
+    let chat = db
+        .create_chat(a, "Live", "m", &ChatSettings::default())
+        .unwrap();
+    let answer = db
+        .add_message(
+            a,
+            &chat.id,
+            &message("assistant", "half an ans", MessageStatus::Streaming),
+        )
+        .unwrap()
+        .unwrap();
+    let dest = dir.path().join("copy.db");
+    Db::backup_file(&path, &dest).unwrap();
+    // The live database still streams; the copy, opened later, shows the answer interrupted.
+    let live = db.messages(a, &chat.id).unwrap().unwrap();
+    assert_eq!(live[0].status, MessageStatus::Streaming);
+    let copy = Db::open(&dest).unwrap();
+    assert_eq!(copy.interrupted_at_open(), 1);
+    let kept = copy.messages(a, &chat.id).unwrap().unwrap();
+    assert_eq!(
+        (kept[0].id, kept[0].content.as_str()),
+        (answer.id, "half an ans")
+    );
+    assert!(matches!(
+        Db::backup_file(&path, &dest).unwrap_err(),
+        DbError::BackupExists { .. }
+    ));
+}

@@ -3,7 +3,8 @@
 //! A thin command line over the library crates: `run` (one answer or an interactive chat),
 //! `tokenize`, `show` and `bench` on a .gguf file or a model in the store, and the store's own
 //! commands `pull`, `list`, `rm`, `cp` and `create`; `serve`, the API server, and its clients
-//! `ps` and `stop` (`run`, `pull` and `list` also go through a server when one answers).
+//! `ps` and `stop` (`run`, `pull` and `list` also go through a server when one answers), and
+//! `backup` of the web app's database.
 
 mod bench;
 mod client;
@@ -68,8 +69,12 @@ enum Command {
     Ps(manage::PsArgs),
     /// Unload a model from a running server now.
     Stop(manage::StopArgs),
-    /// Serve the Ollama and OpenAI APIs (on 127.0.0.1:11434 unless told otherwise).
+    /// Serve the web app and the Ollama and OpenAI APIs (on 127.0.0.1:11434 unless told
+    /// otherwise).
     Serve(serve::ServeArgs),
+    /// Copy the web app's database (chats, users, settings, usage) to a file, safely while the
+    /// server runs.
+    Backup(serve::BackupArgs),
 }
 
 fn main() {
@@ -92,6 +97,7 @@ fn main() {
         Command::Ps(args) => manage::ps(args),
         Command::Stop(args) => manage::stop(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Backup(args) => serve::backup(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,4 +1,5 @@
-//! `hearth serve`: the Ollama- and OpenAI-compatible API server (the server crate does the work).
+//! `hearth serve`: the web app and the Ollama- and OpenAI-compatible API server (the webapp and
+//! server crates do the work), and `hearth backup` of the app's database.
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -57,8 +58,59 @@ pub struct ServeArgs {
     /// Write prompts' sizes to the log (prompt text is never logged otherwise).
     #[arg(long)]
     log_prompts: bool,
+    /// Accounts for the web app and the API: sign-in, roles, approval of new users, users' own
+    /// API keys. Always on when listening on the network.
+    #[arg(long, env = "HEARTH_ACCOUNTS")]
+    accounts: bool,
+    #[command(flatten)]
+    db: DbArgs,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+#[derive(Args)]
+pub struct DbArgs {
+    /// The web app's database [default: $HEARTH_HOME/hearth.db, HEARTH_HOME defaulting to
+    /// ~/.hearth].
+    #[arg(long, env = "HEARTH_DB", value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+impl DbArgs {
+    fn path(&self) -> Result<PathBuf> {
+        if let Some(p) = &self.db {
+            return Ok(p.clone());
+        }
+        let home = match std::env::var_os("HEARTH_HOME").filter(|v| !v.is_empty()) {
+            Some(h) => PathBuf::from(h),
+            None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty()).context(
+                "cannot find the home directory (HOME is not set): set HEARTH_HOME or --db",
+            )?)
+            .join(".hearth"),
+        };
+        Ok(home.join("hearth.db"))
+    }
+}
+
+#[derive(Args)]
+pub struct BackupArgs {
+    /// Where to write the copy (a new file).
+    dest: PathBuf,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+pub fn backup(args: BackupArgs) -> Result<()> {
+    let path = args.db.path()?;
+    anyhow::ensure!(
+        path.exists(),
+        "there is no database at {} (the web app creates it on its first start; see --db)",
+        path.display()
+    );
+    appdb::Db::backup_file(&path, &args.dest)
+        .with_context(|| format!("cannot back up {}", path.display()))?;
+    eprintln!("backed up {} to {}", path.display(), args.dest.display());
+    Ok(())
 }
 
 /// "8GiB", "512MB", "1000000" as bytes.
@@ -118,7 +170,40 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         config.threads = t;
     }
     config.log_prompts = args.log_prompts;
-    server::run(config)?;
+    let network = !server::is_loopback(&config.host)?;
+    let mode = if args.accounts || network {
+        webapp::Mode::Multi
+    } else {
+        webapp::Mode::Single
+    };
+    let db_path = args.db.path()?;
+    let db = appdb::Db::open(&db_path)
+        .with_context(|| format!("cannot open the web app's database {}", db_path.display()))?;
+    if db.interrupted_at_open() > 0 {
+        eprintln!(
+            "hearth serve: {} answer(s) were being written when the server last stopped; they are kept, marked interrupted",
+            db.interrupted_at_open()
+        );
+    }
+    let app = webapp::WebApp::new(
+        db,
+        webapp::Options {
+            mode,
+            server_keys: !config.api_keys.is_empty(),
+            open_api: args.insecure_no_auth,
+        },
+    );
+    eprintln!(
+        "hearth serve: web app at http://{}/ ({}); data in {}",
+        config.host,
+        match mode {
+            webapp::Mode::Single => "single-user, no sign-in",
+            webapp::Mode::Multi => "accounts: the first to sign up is the admin",
+        },
+        db_path.display()
+    );
+    config.gate = Some(app.clone());
+    server::run(config, Some(app.extension()))?;
     Ok(())
 }
 

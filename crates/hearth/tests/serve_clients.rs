@@ -407,24 +407,28 @@ fn a_disconnected_client_frees_its_slot() {
     );
 }
 
+/// On the network the server has accounts whether asked or not: it starts without a key, and
+/// the API wants a user's key or a sign-in (the test talks to it on loopback only).
 #[test]
-fn binding_all_interfaces_without_a_key_refuses_to_start() {
+fn binding_all_interfaces_without_a_key_turns_accounts_on() {
     let models = Models::empty();
-    let host = format!("0.0.0.0:{}", free_port());
-    let mut server = Server::spawn(&models, &["--host", &host], &[], &[], &host);
-    let status = server
-        .wait_exit(Duration::from_secs(20))
-        .unwrap_or_else(|| panic!("hearth serve --host {host} without a key is running"));
-    assert!(!status.success(), "{status}");
-    let log = server.log().to_lowercase();
-    assert!(
-        log.contains("api key") || log.contains("api-key"),
-        "the refusal does not say that a key is needed: {log}"
+    let port = free_port();
+    let server = Server::spawn(
+        &models,
+        &["--host", &format!("0.0.0.0:{port}")],
+        &[],
+        &[],
+        &format!("127.0.0.1:{port}"),
     );
-    // HEARTH_HOST is the same as --host.
-    let mut server = Server::spawn(&models, &[], &[], &[("HEARTH_HOST", &host)], &host);
-    let status = server.wait_exit(Duration::from_secs(20));
-    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    server.wait_healthy();
+    assert!(server.log().contains("accounts"), "{}", server.log());
+    for path in ["/api/tags", "/api/version", "/v1/models", "/app/api/chats"] {
+        assert_eq!(get_status(&server.addr, path, &[]), 401, "{path}");
+    }
+    let r = request(&server.addr, "GET", "/app/api/me", &[], None).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["mode"], "multi");
+    assert_eq!(r.json()["needs_admin"], true);
 }
 
 /// Status of GET `path` with `headers`.

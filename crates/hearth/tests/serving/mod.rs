@@ -77,6 +77,8 @@ pub struct Models {
     pub dir: tempfile::TempDir,
     /// An empty Ollama store, so that nothing from `~/.ollama` shows up.
     pub ollama: tempfile::TempDir,
+    /// `HEARTH_HOME`: the web app's database, so that nothing touches `~/.hearth`.
+    pub home: tempfile::TempDir,
 }
 
 impl Models {
@@ -85,6 +87,7 @@ impl Models {
         Models {
             dir: tempfile::tempdir().unwrap(),
             ollama: tempfile::tempdir().unwrap(),
+            home: tempfile::tempdir().unwrap(),
         }
     }
 
@@ -114,8 +117,11 @@ impl Models {
         cmd.args(args)
             .env("HEARTH_MODELS", self.dir.path())
             .env("OLLAMA_MODELS", self.ollama.path())
+            .env("HEARTH_HOME", self.home.path())
             .env("HEARTH_HOST", "127.0.0.1:9")
             .env_remove("HEARTH_API_KEY")
+            .env_remove("HEARTH_DB")
+            .env_remove("HEARTH_ACCOUNTS")
             .env_remove("HEARTH_KV_CACHE_TYPE");
         cmd
     }
@@ -189,6 +195,19 @@ impl Server {
         }
     }
 
+    /// Kills the server with SIGKILL (no chance to clean up) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// A new server on `addr` (where a killed one was) with the same store and home.
+    pub fn restart(models: &Models, addr: &str) -> Server {
+        let server = Server::spawn(models, &["--host", addr], &[], &[], addr);
+        server.wait_healthy();
+        server
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -210,7 +229,7 @@ impl Server {
         None
     }
 
-    fn wait_healthy(&self) {
+    pub fn wait_healthy(&self) {
         let start = Instant::now();
         loop {
             if let Ok(r) = request(&self.addr, "GET", "/health", &[], None) {
@@ -394,10 +413,20 @@ pub const PYTHON_PACKAGES: [&str; 2] = ["openai==3.51.0", "ollama==0.6.3"];
 /// None (after saying so on standard error) where there is no `python3`.
 pub fn python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PYTHON.get_or_init(make_venv).clone()
+    PYTHON.get_or_init(|| make_venv(&PYTHON_PACKAGES)).clone()
 }
 
-fn make_venv() -> Option<PathBuf> {
+/// Playwright, to drive a browser from the web app's tests (with Debian's Chromium: Playwright's
+/// own browser download is not used).
+pub const BROWSER_PACKAGES: [&str; 1] = ["playwright==1.65.2"];
+
+/// Like [`python`], with [`BROWSER_PACKAGES`].
+pub fn browser_python() -> Option<PathBuf> {
+    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PYTHON.get_or_init(|| make_venv(&BROWSER_PACKAGES)).clone()
+}
+
+fn make_venv(packages: &[&str]) -> Option<PathBuf> {
     let Ok(version) = Command::new("python3")
         .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
         .output()
@@ -411,7 +440,7 @@ fn make_venv() -> Option<PathBuf> {
         String::from_utf8_lossy(&version.stderr)
     );
     let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
-    let key = format!("py{version}-{}", PYTHON_PACKAGES.join("-")).replace("==", "-");
+    let key = format!("py{version}-{}", packages.join("-")).replace("==", "-");
     let root = PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
         .join(".cache/hearth/test-venv");
     let venv = root.join(&key);
@@ -448,8 +477,8 @@ fn make_venv() -> Option<PathBuf> {
                 "--quiet",
                 "--disable-pip-version-check",
             ])
-            .args(PYTHON_PACKAGES),
-        &format!("install {}", PYTHON_PACKAGES.join(" ")),
+            .args(packages),
+        &format!("install {}", packages.join(" ")),
     );
     if std::fs::rename(&building, &venv).is_err() {
         // Another run finished first; its environment is as good.
