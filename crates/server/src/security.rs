@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 pub trait Gate: Send + Sync {
     /// Lets `request` on (possibly adding extensions that say who is calling) or answers it.
     /// `keyed`: it carries one of the server's own API keys.
-    fn admit(&self, request: &mut Request, keyed: bool) -> Result<(), Response>;
+    fn admit(&self, request: &mut Request, keyed: bool) -> Result<(), Box<Response>>;
 }
 
 /// What the guards check.
@@ -148,11 +148,11 @@ pub async fn guard(State(sec): State<Arc<Security>>, mut request: Request, next:
     let admitted = match &sec.gate {
         Some(gate) => gate.admit(&mut request, keyed && !sec.api_keys.is_empty()),
         None if keyed || OPEN_PATHS.contains(&request.uri().path()) => Ok(()),
-        None => Err(ServerError::Unauthorized.into_response()),
+        None => Err(Box::new(ServerError::Unauthorized.into_response())),
     };
     let mut response = match admitted {
         Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+        Err(refused) => *refused,
     };
     if let Some(origin) = &origin {
         cors_headers(response.headers_mut(), origin);
@@ -239,7 +239,10 @@ mod tests {
             "http://192.168.1.5:11434",
             Some("192.168.1.5:11434")
         ));
-        assert!(!is_same_origin("http://evil.com", Some("192.168.1.5:11434")));
+        assert!(!is_same_origin(
+            "http://evil.com",
+            Some("192.168.1.5:11434")
+        ));
         assert!(!is_same_origin("http://evil.com", None));
     }
 

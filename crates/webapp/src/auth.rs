@@ -94,8 +94,8 @@ fn same_secret(a: &str, b: &str) -> bool {
     !a.is_empty() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-fn forbidden(why: &str) -> Response {
-    WebError::Forbidden(why.into()).into_response()
+fn forbidden(why: &str) -> Box<Response> {
+    Box::new(WebError::Forbidden(why.into()).into_response())
 }
 
 impl WebApp {
@@ -130,10 +130,10 @@ impl WebApp {
 }
 
 impl Gate for WebApp {
-    fn admit(&self, request: &mut Request, keyed: bool) -> Result<(), Response> {
+    fn admit(&self, request: &mut Request, keyed: bool) -> Result<(), Box<Response>> {
         let caller = self
             .identify(request.headers(), keyed)
-            .map_err(IntoResponse::into_response)?;
+            .map_err(|e| Box::new(e.into_response()))?;
         let path = request.uri().path();
         let changing = !matches!(
             *request.method(),
@@ -167,7 +167,7 @@ impl Gate for WebApp {
         if !is_public(path) {
             if path.starts_with("/app/api/") {
                 if caller.user().is_err() {
-                    return Err(WebError::Unauthorized.into_response());
+                    return Err(Box::new(WebError::Unauthorized.into_response()));
                 }
             } else {
                 let anonymous = matches!(caller, Caller::Anonymous);
@@ -176,7 +176,7 @@ impl Gate for WebApp {
                     Mode::Multi => self.open_api,
                 };
                 if anonymous && !api_open {
-                    return Err(server::ServerError::Unauthorized.into_response());
+                    return Err(Box::new(server::ServerError::Unauthorized.into_response()));
                 }
                 if ADMIN_API.contains(&path) && !anonymous && !caller.is_admin() {
                     return Err(forbidden("only an admin can change the models"));
