@@ -153,7 +153,7 @@ function drawChatList() {
       },
     });
     const del = h('button', {
-      type: 'button', class: 'icon-button small danger', 'data-testid': 'delete-chat', 'aria-label': `Delete chat ${titleText}`, title: 'Delete', text: '🗑',
+      type: 'button', class: 'icon-button small danger', 'data-testid': 'delete-chat', 'aria-label': `Delete chat ${titleText}`, title: 'Delete', text: '✕',
       onclick: async () => {
         if (!(await confirmDialog(`Delete “${titleText}”? This cannot be undone.`, { ok: 'Delete', danger: true, title: 'Delete chat' }))) return;
         try {

@@ -139,7 +139,7 @@ export async function renderChat(top, main, chatId) {
   // Messages and composer.
   ctx.list = h('div', { class: 'messages-inner' });
   ctx.scroller = h('div', { class: 'messages', role: 'log', 'aria-label': 'Messages', 'aria-live': 'off', tabindex: '0' }, ctx.list);
-  ctx.prompt = h('textarea', { id: 'prompt', 'aria-label': 'Message', rows: '1', placeholder: 'Message Hearth… (Enter to send, Shift+Enter for a new line)', autocomplete: 'off' });
+  ctx.prompt = h('textarea', { id: 'prompt', 'aria-label': 'Message', rows: '1', placeholder: 'Message Hearth…', autocomplete: 'off' });
   ctx.sendBtn = h('button', { type: 'submit', class: 'send-button', 'data-testid': 'send', 'aria-label': 'Send', text: 'Send' });
   ctx.composer = h('form', { class: 'composer', 'aria-label': 'Send a message' },
     h('div', { class: 'composer-box' }, ctx.prompt, ctx.sendBtn));
