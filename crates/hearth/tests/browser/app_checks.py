@@ -23,7 +23,7 @@ HEARTH, MODEL, SHOTS, CHROMIUM = sys.argv[1:5]
 os.makedirs(SHOTS, exist_ok=True)
 PASSWORD = "correct horse battery"
 QUESTION = "Write a short poem about a hearth fire in winter."
-TIMEOUT = 120_000
+TIMEOUT = 60_000
 
 
 def free_port():
@@ -64,15 +64,15 @@ def shot(page, name):
 
 def sign_up(page, url, username):
     page.goto(url + "/")
-    page.locator("#username").first.fill(username)
-    page.locator("#password").first.fill(PASSWORD)
+    page.locator("#signup-username").fill(username)
+    page.locator("#signup-password").fill(PASSWORD)
     page.get_by_test_id("signup").click()
 
 
 def log_in(page, url, username):
     page.goto(url + "/#/login")
-    page.locator("#username").first.fill(username)
-    page.locator("#password").first.fill(PASSWORD)
+    page.locator("#login-username").fill(username)
+    page.locator("#login-password").fill(PASSWORD)
     page.get_by_test_id("login").click()
 
 
@@ -82,7 +82,7 @@ def main():
     url = server.url
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        ada_ctx = browser.new_context(viewport={"width": 1280, "height": 800}, accepts_downloads=True)
+        ada_ctx = browser.new_context(viewport={"width": 1280, "height": 800})
         ada = ada_ctx.new_page()
         ada.set_default_timeout(TIMEOUT)
         errors = []
@@ -90,13 +90,21 @@ def main():
 
         # The first account is the admin.
         ada.goto(url + "/")
-        expect(ada.locator("#username").first).to_be_visible()
+        expect(ada.locator("#signup-username")).to_be_visible()
         shot(ada, "01-sign-up")
         sign_up(ada, url, "ada")
         expect(ada.locator("#prompt")).to_be_visible()
 
         # Chat with the real model and see the answer stream in.
-        ada.locator("#model").select_option(MODEL)
+        expect(ada.locator("#model option").first).to_be_attached()
+        name = ada.locator("#model option").evaluate_all(
+            "(os, m) => os.map(o => o.value).find(v => v === m || v.startsWith(m + ':'))", MODEL)
+        assert name, "the model picker does not list " + MODEL
+        ada.locator("#model").select_option(name)
+        # A small context keeps the answer short (a small model can go on for ever).
+        ada.get_by_test_id("chat-settings").click()
+        ada.locator("#num_ctx").fill("256")
+        ada.get_by_test_id("save-settings").click()
         ada.locator("#prompt").fill(QUESTION)
         ada.get_by_test_id("send").click()
         answer = ada.locator('.message[data-role="assistant"]').last
@@ -109,7 +117,9 @@ def main():
             if status == "done":
                 break
             time.sleep(0.05)
-        assert answer.get_attribute("data-status") == "done", "the answer did not finish"
+        if answer.get_attribute("data-status") != "done":
+            shot(ada, "failure")
+            raise AssertionError("the answer did not finish: " + ada.locator("main").inner_html()[:3000])
         text = answer.locator(".content").inner_text().strip()
         assert text, "the answer is empty"
         grown = sorted(x for x in lengths if 0 < x < len(text))
@@ -126,7 +136,7 @@ def main():
         expect(item).to_be_visible()
         item.click()
         expect(ada.locator('.message[data-role="user"]').first).to_contain_text("hearth fire")
-        expect(ada.locator('.message[data-role="assistant"] .content').first).to_have_text(text)
+        expect(ada.locator('.message[data-role="assistant"] .content').first).to_have_text(text, use_inner_text=True)
 
         # Search it.
         ada.locator("#search").fill("hearth fire")
@@ -182,15 +192,14 @@ def main():
                     "![pic](javascript:window.__xss=5)\n\n```html\n<img src=x onerror=window.__xss=6>\n```"},
             ],
         }
-        imported = ada.evaluate(
-            """async (body) => {
-                const me = await (await fetch('/app/api/me')).json();
-                const r = await fetch('/app/api/chats/import', {method: 'POST',
-                    headers: {'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf},
-                    body: JSON.stringify(body)});
-                return (await r.json()).chat.id;
-            }""", hostile)
-        ada.goto(f"{url}/#/c/{imported}")
+        hostile_file = os.path.join(SHOTS, "hostile-chat.json")
+        with open(hostile_file, "w", encoding="utf-8") as f:
+            json.dump(hostile, f)
+        ada.goto(f"{url}/#/c/{chat_id}")
+        ada.locator("#import-file").set_input_files(hostile_file)
+        expect(ada).not_to_have_url(f"{url}/#/c/{chat_id}")
+        expect(ada.locator('.message[data-role="assistant"]')).to_have_count(1)
+        imported = ada.evaluate("location.hash").split("/c/")[1]
         content = ada.locator('.message[data-role="assistant"] .content').first
         expect(content).to_contain_text("<img src=x onerror=")
         assert content.locator("img").count() == 0
