@@ -41,11 +41,16 @@ export function modelLabel(m) {
   return tail ? `${m.name} — ${tail}` : String(m.name);
 }
 
+// "name" and "name:latest" are the same model, as Ollama names them.
+const sameModel = (a, b) => a === b || `${a}:latest` === b || a === `${b}:latest`;
+
 function modelOptions(select, models, selected) {
   clear(select);
   if (!models.length) select.appendChild(h('option', { value: '', text: 'No models installed' }));
   for (const m of models) select.appendChild(h('option', { value: m.name, text: modelLabel(m) }));
-  if (selected && !models.some((m) => m.name === selected)) {
+  const installed = selected && models.find((m) => sameModel(m.name, selected));
+  if (installed) selected = installed.name;
+  else if (selected) {
     select.appendChild(h('option', { value: selected, text: `${selected} — not installed` }));
   }
   if (selected) select.value = selected;

@@ -317,7 +317,9 @@ async fn answer(
                     } else {
                         0.0
                     },
-                    context_used: started.prompt_tokens as u64 + generated,
+                    // The last token generated into a full context never enters it.
+                    context_used: (started.prompt_tokens as u64 + generated)
+                        .min(started.n_ctx as u64),
                     context_size: started.n_ctx as u64,
                 };
                 let saved = db
