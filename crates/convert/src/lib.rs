@@ -1,0 +1,1 @@
+//! Hugging Face model directories to GGUF (work in progress).
