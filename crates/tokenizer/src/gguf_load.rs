@@ -74,7 +74,7 @@ pub(crate) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
     let model = get_str(g, "tokenizer.ggml.model")?.ok_or(TokenizerError::MissingKey {
         key: "tokenizer.ggml.model",
     })?;
-    if !matches!(model, "gpt2" | "llama" | "gemma4") {
+    if !matches!(model, "gpt2" | "llama" | "gemma4" | "bert") {
         return Err(TokenizerError::UnsupportedModel {
             model: model.to_string(),
         });
@@ -82,7 +82,7 @@ pub(crate) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
     let tokens = get_array(g, TOKENS)?.ok_or(TokenizerError::MissingKey { key: TOKENS })?;
     check_strings(tokens, TOKENS)?;
 
-    let merges: &[Value] = if model != "llama" {
+    let merges: &[Value] = if model != "llama" && model != "bert" {
         let m = get_array(g, MERGES)?.ok_or(TokenizerError::MissingKey { key: MERGES })?;
         check_strings(m, MERGES)?;
         m
@@ -123,6 +123,7 @@ pub(crate) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
         eom: get_id(g, "tokenizer.ggml.eom_token_id")?,
         unk: get_id(g, "tokenizer.ggml.unknown_token_id")?,
         sep: get_id(g, "tokenizer.ggml.seperator_token_id")?,
+        cls: get_id(g, "tokenizer.ggml.cls_token_id")?,
         pad: get_id(g, "tokenizer.ggml.padding_token_id")?,
         mask: get_id(g, "tokenizer.ggml.mask_token_id")?,
         fim_pre: get_id(g, "tokenizer.ggml.prefix_token_id")?
@@ -149,6 +150,7 @@ pub(crate) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
         add_bos: get_bool(g, "tokenizer.ggml.add_bos_token")?,
         add_eos: get_bool(g, "tokenizer.ggml.add_eos_token")?,
         add_space_prefix: get_bool(g, "tokenizer.ggml.add_space_prefix")?,
+        add_sep: get_bool(g, "tokenizer.ggml.add_sep_token")?,
         model_name: get_str(g, "general.name")?.map(str::to_string),
         architecture: get_str(g, "general.architecture")?.map(str::to_string),
     };

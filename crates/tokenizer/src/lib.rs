@@ -2,14 +2,19 @@
 //!
 //! [`Tokenizer`] is built from a GGUF file's `tokenizer.ggml.*` metadata
 //! ([`Tokenizer::from_gguf`]) or from plain parts ([`Tokenizer::from_parts`] with a [`Vocab`]).
-//! Two vocabulary models are supported:
+//! Four vocabulary models are supported:
 //!
 //! * byte-level BPE (`tokenizer.ggml.model = gpt2`: GPT-2, Llama 3, Qwen, SmolLM, Phi-3, ...),
 //!   with the pre-tokenizer chosen by `tokenizer.ggml.pre` (see [`PreTokenizer`]), GPT-2's
 //!   byte -> character mapping and merge ranks from `tokenizer.ggml.merges`;
 //! * SentencePiece-style BPE (`tokenizer.ggml.model = llama`: Llama 1/2, Gemma, Mistral v1, ...),
 //!   with `▁` whitespace escaping, score-ordered merges and `<0xXX>` byte fallback;
-//! * Gemma 4's rank-merged SentencePiece-style BPE (`tokenizer.ggml.model = gemma4`).
+//! * Gemma 4's rank-merged SentencePiece-style BPE (`tokenizer.ggml.model = gemma4`);
+//! * BERT's WordPiece (`tokenizer.ggml.model = bert`: all-MiniLM, BGE, ... embedding models),
+//!   uncased as Hugging Face's BERT tokenizer does it (accents stripped, punctuation split off,
+//!   greedy longest pieces, a word no pieces cover as `[UNK]`), with `[CLS]` and `[SEP]` around
+//!   the text; the vocabulary in llama.cpp's form (`▁` marks a word start, a continuation has
+//!   no `##`).
 //!
 //! Before normal tokenization the text is split on the texts of special tokens
 //! (CONTROL, USER_DEFINED and UNKNOWN types; only USER_DEFINED ones when `parse_special` is
@@ -47,6 +52,7 @@ mod spm;
 mod stream;
 mod unicode;
 mod unicode_table;
+mod wordpiece;
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -97,7 +103,7 @@ pub enum TokenizerError {
         found: &'static str,
     },
     /// `tokenizer.ggml.model` names a vocabulary type this crate does not implement.
-    #[error("unsupported tokenizer model `{model}` (key `tokenizer.ggml.model`); supported: gpt2, llama, gemma4")]
+    #[error("unsupported tokenizer model `{model}` (key `tokenizer.ggml.model`); supported: gpt2, llama, gemma4, bert")]
     UnsupportedModel { model: String },
     /// `tokenizer.ggml.pre` names a pre-tokenizer this crate does not implement.
     #[error("unknown pre-tokenizer `{pre}` (key `tokenizer.ggml.pre`); supported: {}", supported.join(", "))]
@@ -137,6 +143,9 @@ pub struct SpecialIds {
     pub eom: Option<u32>,
     pub unk: Option<u32>,
     pub sep: Option<u32>,
+    /// `tokenizer.ggml.cls_token_id`: BERT's `[CLS]`, the BOS of a WordPiece vocabulary when
+    /// `bos` is not given.
+    pub cls: Option<u32>,
     pub pad: Option<u32>,
     pub mask: Option<u32>,
     pub fim_pre: Option<u32>,
@@ -150,8 +159,8 @@ pub struct SpecialIds {
 /// The parts a [`Tokenizer`] is built from: the `tokenizer.ggml.*` metadata as plain values.
 #[derive(Clone, Debug, Default)]
 pub struct Vocab {
-    /// `tokenizer.ggml.model`: `"gpt2"` (byte-level BPE), `"llama"` (SentencePiece) or
-    /// `"gemma4"` (SentencePiece-style BPE with merge ranks).
+    /// `tokenizer.ggml.model`: `"gpt2"` (byte-level BPE), `"llama"` (SentencePiece),
+    /// `"gemma4"` (SentencePiece-style BPE with merge ranks) or `"bert"` (WordPiece).
     pub model: String,
     /// `tokenizer.ggml.pre` (BPE only); `None` means llama.cpp's `default`.
     pub pre: Option<String>,
@@ -172,6 +181,8 @@ pub struct Vocab {
     pub add_eos: Option<bool>,
     /// `tokenizer.ggml.add_space_prefix` (SPM; default true)
     pub add_space_prefix: Option<bool>,
+    /// `tokenizer.ggml.add_sep_token` (WordPiece: append `[SEP]`; default true)
+    pub add_sep: Option<bool>,
     /// `general.name` (llama.cpp adjusts special-token whitespace handling for Phi-3 by name).
     pub model_name: Option<String>,
     /// `general.architecture`
@@ -218,6 +229,7 @@ impl Strings {
 enum Model {
     Bpe(bpe::Bpe),
     Spm(spm::Spm),
+    WordPiece(wordpiece::WordPiece),
 }
 
 /// A tokenizer: text <-> token ids, built from GGUF metadata.
@@ -235,8 +247,10 @@ pub struct Tokenizer {
     eos: Option<u32>,
     eot: Option<u32>,
     unk: Option<u32>,
+    sep: Option<u32>,
     add_bos: bool,
     add_eos: bool,
+    add_sep: bool,
     add_space_prefix: bool,
     /// End-of-generation ids, sorted.
     eog: Vec<u32>,
@@ -271,10 +285,11 @@ impl Tokenizer {
         n_merges: usize,
         merges: impl Iterator<Item = &'a str>,
     ) -> Result<Tokenizer, TokenizerError> {
-        let (is_bpe, gemma4) = match v.model.as_str() {
-            "gpt2" => (true, false),
-            "gemma4" => (true, true),
-            "llama" => (false, false),
+        let (is_bpe, gemma4, wpm) = match v.model.as_str() {
+            "gpt2" => (true, false, false),
+            "gemma4" => (true, true, false),
+            "llama" => (false, false, false),
+            "bert" => (false, false, true),
             other => {
                 return Err(TokenizerError::UnsupportedModel {
                     model: other.to_string(),
@@ -365,7 +380,7 @@ impl Tokenizer {
 
         // llama.cpp's defaults per vocabulary type, then the file's values.
         let valid = |id: u32| Some(id).filter(|&i| (i as usize) < n);
-        let (mut bos, mut eos, mut unk) = if gemma4 {
+        let (mut bos, mut eos, mut unk) = if gemma4 || wpm {
             (None, None, None)
         } else if is_bpe {
             (valid(11), valid(11), None)
@@ -385,6 +400,19 @@ impl Tokenizer {
         bos = pick(bos, ids.bos);
         eos = pick(eos, ids.eos);
         unk = pick(unk, ids.unk);
+        let mut sep = None;
+        if wpm {
+            // BERT's special tokens: the file's ids, else their usual texts; all CONTROL.
+            let by_text = |t: &str| strings.lookup(t.as_bytes());
+            bos = bos.or(ids.cls.and_then(valid)).or_else(|| by_text("[CLS]"));
+            unk = unk.or_else(|| by_text("[UNK]"));
+            sep = ids.sep.and_then(valid).or_else(|| by_text("[SEP]"));
+            let pad = ids.pad.and_then(valid).or_else(|| by_text("[PAD]"));
+            let mask = ids.mask.and_then(valid).or_else(|| by_text("[MASK]"));
+            for id in [bos, eos, unk, sep, pad, mask].into_iter().flatten() {
+                attrs[id as usize] |= attr::CONTROL;
+            }
+        }
         let mut eot = pick(None, ids.eot);
         let mut eom = pick(None, ids.eom);
         let mut fim_pad = pick(None, ids.fim_pad);
@@ -400,6 +428,7 @@ impl Tokenizer {
             add_bos = true;
         }
         let add_eos = v.add_eos.unwrap_or(false);
+        let add_sep = wpm && v.add_sep.unwrap_or(true);
         if let Some(b) = v.add_space_prefix {
             add_space_prefix = b;
         }
@@ -608,6 +637,7 @@ impl Tokenizer {
 
         let model = match pre_cfg {
             Some(cfg) => Model::Bpe(bpe::Bpe::new(cfg, &mut strings, merges, n_merges)?),
+            None if wpm => Model::WordPiece(wordpiece::WordPiece::new(&strings)),
             None => Model::Spm(spm::Spm::new(&strings)),
         };
         strings.table.shrink();
@@ -623,8 +653,10 @@ impl Tokenizer {
             eos,
             eot,
             unk,
+            sep,
             add_bos,
             add_eos,
+            add_sep,
             add_space_prefix,
             eog,
             specials,
@@ -633,7 +665,8 @@ impl Tokenizer {
 
     /// Tokenizes `text`.
     ///
-    /// `add_special`: add BOS / EOS as the vocabulary asks ([`Tokenizer::add_bos`]).
+    /// `add_special`: add BOS / EOS as the vocabulary asks ([`Tokenizer::add_bos`]; WordPiece:
+    /// `[CLS]` first and `[SEP]` last).
     /// `parse_special`: recognise control tokens written in the text (`<|im_start|>` becomes its
     /// single id); user-defined tokens are recognised either way, as in llama.cpp.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
@@ -704,9 +737,20 @@ impl Tokenizer {
                     }
                 }
             }
+            Model::WordPiece(wpm) => {
+                for f in frags {
+                    match f {
+                        Frag::Text(r) => wpm.encode(&self.strings, self.unk, &text[r], &mut out),
+                        Frag::Token(id) => out.push(id),
+                    }
+                }
+            }
         }
         if add_special && self.add_eos {
             out.extend(self.eos);
+        }
+        if add_special && self.add_sep {
+            out.extend(self.sep);
         }
         out
     }
@@ -766,7 +810,7 @@ impl Tokenizer {
         }
     }
 
-    /// Beginning-of-sequence token.
+    /// Beginning-of-sequence token (WordPiece: `[CLS]`).
     pub fn bos(&self) -> Option<u32> {
         self.bos
     }
@@ -780,6 +824,17 @@ impl Tokenizer {
     /// `<|im_end|>`, `<end_of_turn>`, ...).
     pub fn eot(&self) -> Option<u32> {
         self.eot
+    }
+
+    /// Separator token (WordPiece: `[SEP]`, which ends every encoded sequence); `None` for the
+    /// other vocabulary types.
+    pub fn sep(&self) -> Option<u32> {
+        self.sep
+    }
+
+    /// Whether `encode` with `add_special` appends the separator (WordPiece's `[SEP]`).
+    pub fn add_sep(&self) -> bool {
+        self.add_sep && self.sep.is_some()
     }
 
     /// Whether `encode` with `add_special` prepends BOS.
@@ -817,11 +872,11 @@ impl Tokenizer {
         self.strings.lookup(text.as_bytes())
     }
 
-    /// The BPE pre-tokenizer, or `None` for an SPM vocabulary.
+    /// The BPE pre-tokenizer, or `None` for an SPM or WordPiece vocabulary.
     pub fn pre_tokenizer(&self) -> Option<PreTokenizer> {
         match &self.model {
             Model::Bpe(b) => Some(b.cfg.pre),
-            Model::Spm(_) => None,
+            Model::Spm(_) | Model::WordPiece(_) => None,
         }
     }
 
@@ -839,6 +894,7 @@ impl std::fmt::Debug for Tokenizer {
                 &match &self.model {
                     Model::Bpe(b) => format!("bpe/{:?}", b.cfg.pre),
                     Model::Spm(_) => "spm".to_string(),
+                    Model::WordPiece(_) => "wordpiece".to_string(),
                 },
             )
             .field("vocab_size", &self.vocab_size())
@@ -856,7 +912,7 @@ enum PieceStyle {
     ByteLevel,
     /// SentencePiece-style BPE (Gemma 4): `▁` for spaces, `<0xXX>` byte tokens.
     SpmBpe,
-    /// SentencePiece: `▁` for spaces, `<0xXX>` byte tokens.
+    /// SentencePiece (and WordPiece): `▁` for spaces, `<0xXX>` byte tokens.
     Spm,
 }
 

@@ -32,6 +32,7 @@ const PC: u8 = 11;
 const PO: u8 = 17;
 const SM: u8 = 18;
 const SO: u8 = 21;
+const CC: u8 = 25;
 
 fn category_index(cp: u32) -> u8 {
     // Index of the last run starting at or before `cp`.
@@ -92,6 +93,21 @@ pub(crate) fn char_flags(c: char) -> u8 {
         f |= WHITESPACE;
     }
     f
+}
+
+/// `\p{Mn}`: a nonspacing mark (what BERT's accent stripping removes after NFD).
+#[inline]
+pub(crate) fn is_nonspacing_mark(c: char) -> bool {
+    c as u32 >= 0x300 && category_index(c as u32) == MN
+}
+
+/// `\p{C}`: a control, format, private-use or unassigned code point.
+#[inline]
+pub(crate) fn is_other(c: char) -> bool {
+    match c as u32 {
+        cp @ 0..=0x7F => cp < 0x20 || cp == 0x7F,
+        cp => category_index(cp) >= CC,
+    }
 }
 
 const fn gpt2_printable(b: u8) -> bool {
@@ -190,6 +206,35 @@ mod tests {
                 f |= WHITESPACE;
             }
             assert_eq!(char_flags(c), f, "byte {b:#x}");
+        }
+    }
+
+    #[test]
+    fn marks_and_other_categories() {
+        assert!(is_nonspacing_mark('\u{301}'));
+        assert!(is_nonspacing_mark('\u{5b4}'), "Hebrew point");
+        assert!(!is_nonspacing_mark('\u{903}'), "Mc, a spacing mark");
+        assert!(!is_nonspacing_mark('e'));
+        for c in [
+            '\0',
+            '\t',
+            '\u{7f}',
+            '\u{85}',
+            '\u{200b}',
+            '\u{feff}',
+            '\u{e000}',
+            '\u{10ffff}',
+        ] {
+            assert!(is_other(c), "{c:?}");
+        }
+        for c in ['a', ' ', '\u{a0}', '\u{fffd}', '🦀', '\u{301}'] {
+            assert!(!is_other(c), "{c:?}");
+        }
+        for b in 0..128u32 {
+            assert_eq!(
+                is_other(char::from_u32(b).unwrap()),
+                category_index(b) >= CC
+            );
         }
     }
 

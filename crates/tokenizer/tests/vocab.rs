@@ -320,7 +320,7 @@ fn spm_without_space_prefix() {
 #[test]
 fn errors_name_the_problem() {
     let e = Tokenizer::from_parts(Vocab {
-        model: "bert".into(),
+        model: "rwkv".into(),
         tokens: vec!["a".into()],
         ..Vocab::default()
     })
