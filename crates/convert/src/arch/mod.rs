@@ -1,0 +1,185 @@
+//! Architecture tables: how one transformers model class becomes one llama.cpp architecture.
+//!
+//! An [`Arch`] is data: the checkpoint's tensor names with their GGUF names and their shapes in
+//! terms of config.json keys, the hyper-parameters copied into metadata, and two hooks for what
+//! a table cannot say (extra metadata, the tokenizer). Supporting another family is one more
+//! table in [`ARCHES`].
+
+mod bert;
+
+use std::path::Path;
+
+use gguf::Value;
+
+use crate::hf::Config;
+use crate::ConvertError;
+
+/// One tensor of a checkpoint.
+#[derive(Debug, PartialEq)]
+pub(crate) struct TensorRule {
+    /// Its name in the checkpoint (inside a layer: after `{layer_prefix}N.`).
+    pub hf: &'static str,
+    /// Its GGUF name (inside a layer: after `blk.N.`).
+    pub gguf: &'static str,
+    /// Its shape as the checkpoint stores it (outermost first), as config.json keys.
+    pub shape: &'static [&'static str],
+}
+
+/// A metadata entry `{arch}.{key}` copied from a config.json key.
+pub(crate) enum HParam {
+    U32(&'static str, &'static str),
+    F32(&'static str, &'static str),
+}
+
+/// Extra metadata or the tokenizer's metadata, from the model directory.
+pub(crate) type Hook = fn(&Path, &Config) -> Result<Vec<(String, Value)>, ConvertError>;
+
+/// The conversion table of one architecture.
+pub(crate) struct Arch {
+    /// config.json `architectures` values this table converts.
+    pub classes: &'static [&'static str],
+    /// `general.architecture`, llama.cpp's name.
+    pub name: &'static str,
+    /// Prefixes some checkpoints put before every name (the first that matches is removed).
+    pub strip_prefixes: &'static [&'static str],
+    /// Old spellings of name endings and their current ones.
+    pub renames: &'static [(&'static str, &'static str)],
+    /// Tensors left out of the GGUF file: exact names, or prefixes when ending in `.`.
+    pub skipped: &'static [&'static str],
+    /// Tensors outside the layers, in output order.
+    pub globals: &'static [TensorRule],
+    /// The checkpoint's prefix of layer `N`'s tensors, without the `N.`.
+    pub layer_prefix: &'static str,
+    /// The config.json key of the layer count.
+    pub layer_count: &'static str,
+    /// The tensors of each layer, in output order.
+    pub layer_tensors: &'static [TensorRule],
+    /// Hyper-parameters copied from config.json.
+    pub hparams: &'static [HParam],
+    /// Metadata no config.json key gives directly.
+    pub extra: Hook,
+    /// The tokenizer's metadata.
+    pub vocab: Hook,
+}
+
+/// Every architecture this crate converts.
+pub(crate) const ARCHES: &[&Arch] = &[&bert::BERT];
+
+/// What a checkpoint tensor becomes.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Mapped {
+    /// Left out of the GGUF file.
+    Skip,
+    /// Written as `gguf`, with the shape `rule` gives.
+    Tensor {
+        gguf: String,
+        rule: &'static TensorRule,
+    },
+}
+
+/// The table for config.json's `architectures`.
+pub(crate) fn find(config: &Config) -> Result<&'static Arch, ConvertError> {
+    let got = config.architectures()?;
+    ARCHES
+        .iter()
+        .copied()
+        .find(|a| got.iter().any(|c| a.classes.contains(&c.as_str())))
+        .ok_or_else(|| ConvertError::UnsupportedArchitecture {
+            path: config.path().to_owned(),
+            got,
+            supported: ARCHES
+                .iter()
+                .flat_map(|a| a.classes.iter().map(move |c| format!("{c} ({})", a.name)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+impl Arch {
+    /// What the checkpoint tensor `name` becomes in a model of `n_layer` layers.
+    pub(crate) fn map(&'static self, name: &str, n_layer: u64) -> Result<Mapped, ConvertError> {
+        let unknown = || ConvertError::UnknownTensor {
+            tensor: name.to_owned(),
+            arch: self.name,
+        };
+        let stripped = self
+            .strip_prefixes
+            .iter()
+            .find_map(|p| name.strip_prefix(p))
+            .unwrap_or(name);
+        let mut n = stripped.to_owned();
+        if let Some((old, new)) = self.renames.iter().find(|(old, _)| n.ends_with(old)) {
+            n.truncate(n.len() - old.len());
+            n.push_str(new);
+        }
+        let skipped = |s: &&str| match s.ends_with('.') {
+            true => n.starts_with(s),
+            false => n == *s,
+        };
+        if self.skipped.iter().any(skipped) {
+            return Ok(Mapped::Skip);
+        }
+        if let Some(rule) = self.globals.iter().find(|r| r.hf == n) {
+            return Ok(Mapped::Tensor {
+                gguf: rule.gguf.to_owned(),
+                rule,
+            });
+        }
+        let (layer, tail) = n
+            .strip_prefix(self.layer_prefix)
+            .and_then(|rest| rest.split_once('.'))
+            .ok_or_else(unknown)?;
+        let layer: u64 = match layer.bytes().all(|b| b.is_ascii_digit()) {
+            true => layer.parse().map_err(|_| unknown())?,
+            false => return Err(unknown()),
+        };
+        match self.layer_tensors.iter().find(|r| r.hf == tail) {
+            Some(rule) if layer < n_layer => Ok(Mapped::Tensor {
+                gguf: format!("blk.{layer}.{}", rule.gguf),
+                rule,
+            }),
+            _ => Err(unknown()),
+        }
+    }
+
+    /// Every tensor the model needs, in output order: (checkpoint name, GGUF name, rule).
+    pub(crate) fn expected(
+        &'static self,
+        n_layer: u64,
+    ) -> impl Iterator<Item = (String, String, &'static TensorRule)> {
+        let globals = self
+            .globals
+            .iter()
+            .map(|r| (r.hf.to_owned(), r.gguf.to_owned(), r));
+        let layers = (0..n_layer).flat_map(move |l| {
+            self.layer_tensors.iter().map(move |r| {
+                let hf = format!("{}{l}.{}", self.layer_prefix, r.hf);
+                (hf, format!("blk.{l}.{}", r.gguf), r)
+            })
+        });
+        globals.chain(layers)
+    }
+
+    /// The hyper-parameter metadata, `{arch}.{key}`, then the extra hook's.
+    pub(crate) fn metadata(
+        &self,
+        dir: &Path,
+        config: &Config,
+    ) -> Result<Vec<(String, Value)>, ConvertError> {
+        let mut out = Vec::new();
+        for hp in self.hparams {
+            let (key, value) = match *hp {
+                HParam::U32(key, from) => (key, Value::U32(config.u32(from)?)),
+                HParam::F32(key, from) => (key, Value::F32(config.f64(from)? as f32)),
+            };
+            out.push((format!("{}.{key}", self.name), value));
+        }
+        out.extend((self.extra)(dir, config)?);
+        Ok(out)
+    }
+}
+
+/// The shape `rule` gives, from config.json.
+pub(crate) fn shape(rule: &TensorRule, config: &Config) -> Result<Vec<u64>, ConvertError> {
+    rule.shape.iter().map(|key| config.u64(key)).collect()
+}
