@@ -12,7 +12,9 @@ pub enum EngineError {
     Chat(#[from] chat::ChatError),
     #[error(transparent)]
     Kernel(#[from] kernels::KernelError),
-    #[error("architecture `{0}` is not supported (supported: llama, qwen2, qwen3, gemma3, phi3)")]
+    #[error(
+        "architecture `{0}` is not supported (supported: llama, qwen2, qwen3, gemma3, phi3, bert)"
+    )]
     UnsupportedArchitecture(String),
     #[error("the model file has no `general.architecture`; it is not a model GGUF")]
     MissingArchitecture,
@@ -33,6 +35,14 @@ pub enum EngineError {
         needed: usize,
         available: usize,
         ctx: usize,
+        over: usize,
+    },
+    #[error("an embedding model cannot generate text: `{arch}` only computes embeddings")]
+    NotGenerative { arch: &'static str },
+    #[error("the input has {tokens} tokens but this embedding model takes at most {max} (its positions); shorten it by {over} tokens")]
+    TooLongToEmbed {
+        tokens: usize,
+        max: usize,
         over: usize,
     },
     #[error("the prompt is empty: there is nothing to continue")]

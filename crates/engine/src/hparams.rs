@@ -16,6 +16,9 @@ pub enum Arch {
     Gemma3,
     /// Phi-3: fused QKV and gate/up projections, NeoX RoPE.
     Phi3,
+    /// BERT (all-MiniLM, bge, ...): an encoder for embeddings; learned positions, post-LayerNorm,
+    /// every token attending to every other, GELU. It cannot generate text.
+    Bert,
 }
 
 impl Arch {
@@ -26,6 +29,7 @@ impl Arch {
             "qwen3" => Arch::Qwen3,
             "gemma3" => Arch::Gemma3,
             "phi3" => Arch::Phi3,
+            "bert" => Arch::Bert,
             other => return Err(EngineError::UnsupportedArchitecture(other.to_string())),
         })
     }
@@ -37,7 +41,14 @@ impl Arch {
             Arch::Qwen3 => "qwen3",
             Arch::Gemma3 => "gemma3",
             Arch::Phi3 => "phi3",
+            Arch::Bert => "bert",
         }
+    }
+
+    /// Whether this is an encoder, which computes embeddings ([`crate::Model::embed`]) but has
+    /// no language-model head: it cannot generate text and keeps no KV cache.
+    pub fn is_encoder(self) -> bool {
+        self == Arch::Bert
     }
 
     /// NeoX RoPE rotates (x[i], x[i + n_rot/2]); the others rotate adjacent pairs (the converter
@@ -72,6 +83,39 @@ pub struct HParams {
     /// Multiplier applied to Q before attention.
     pub attn_scale: f32,
     pub final_logit_softcap: Option<f32>,
+    /// LayerNorm epsilon of an encoder (`<arch>.attention.layer_norm_epsilon`; BERT's 1e-12 when
+    /// absent).
+    pub norm_eps: f32,
+    /// How an encoder's token states become one embedding (`<arch>.pooling_type`).
+    pub pooling: Pooling,
+}
+
+/// How [`crate::Model::embed`] pools an encoder's final token states (llama.cpp's
+/// `pooling_type`); a decoder's embedding is always their mean, as Ollama's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// The mean over every token.
+    Mean,
+    /// The first token's state ([CLS]).
+    Cls,
+    /// The last token's state.
+    Last,
+}
+
+impl Pooling {
+    /// llama.cpp's `pooling_type` number: 1 mean, 2 cls, 3 last. 0 ("none": llama.cpp returns
+    /// every token's state) and an absent key give the mean, since an embedding here is one vector.
+    fn from_gguf(g: &Gguf, k: &str) -> Result<Pooling, EngineError> {
+        match get_u64(g, k)? {
+            None | Some(0 | 1) => Ok(Pooling::Mean),
+            Some(2) => Ok(Pooling::Cls),
+            Some(3) => Ok(Pooling::Last),
+            Some(_) => Err(EngineError::BadMetadata {
+                key: k.to_string(),
+                expected: "a pooling type of 0 (none), 1 (mean), 2 (cls) or 3 (last)",
+            }),
+        }
+    }
 }
 
 fn key(arch: &str, k: &str) -> String {
@@ -231,6 +275,12 @@ impl HParams {
         let attn_scale =
             get_f32(g, &key(a, "attention.scale"))?.unwrap_or(1.0 / (head_dim as f32).sqrt());
         let final_logit_softcap = get_f32(g, &key(a, "final_logit_softcapping"))?;
+        let norm_eps = get_f32(g, &key(a, "attention.layer_norm_epsilon"))?.unwrap_or(1e-12);
+        let pooling = if arch.is_encoder() {
+            Pooling::from_gguf(g, &key(a, "pooling_type"))?
+        } else {
+            Pooling::Mean
+        };
         Ok(HParams {
             arch,
             n_layer,
@@ -249,6 +299,8 @@ impl HParams {
             swa_layers,
             attn_scale,
             final_logit_softcap,
+            norm_eps,
+            pooling,
         })
     }
 }

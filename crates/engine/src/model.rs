@@ -62,13 +62,22 @@ impl Model {
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let weights = Weights::load(&gguf, &hparams, tokenizer.vocab_size())?;
         let (bos, eos) = special_texts(&tokenizer);
-        let template = ChatTemplate::for_model(
-            gguf.get("tokenizer.chat_template")
-                .and_then(gguf::Value::as_str),
-            hparams.arch.name(),
-            bos,
-            eos,
-        )?;
+        let template = if hparams.arch.is_encoder() {
+            // Rendering a chat for an embedding model fails with this message.
+            ChatTemplate::new(
+                "{{ raise_exception('an embedding model cannot chat: it has no chat template') }}",
+                bos,
+                eos,
+            )?
+        } else {
+            ChatTemplate::for_model(
+                gguf.get("tokenizer.chat_template")
+                    .and_then(gguf::Value::as_str),
+                hparams.arch.name(),
+                bos,
+                eos,
+            )?
+        };
         Ok(Model {
             gguf,
             hparams,
@@ -95,8 +104,12 @@ impl Model {
         Ok(ChatTemplate::new(source, bos, eos)?)
     }
 
+    /// Logits per token (an encoder's vocabulary, though it has no logits).
     pub fn n_vocab(&self) -> usize {
-        self.weights.output.rows
+        match &self.weights {
+            Weights::Decoder(w) => w.output.rows,
+            Weights::Bert(_) => self.tokenizer.vocab_size(),
+        }
     }
 
     /// Every token's bytes for grammar-constrained sampling ([`crate::GenerateOptions::grammar`]),
@@ -128,7 +141,8 @@ impl Model {
     }
 
     /// A KV cache for `n_ctx` positions with keys stored as `type_k` and values as `type_v`;
-    /// fails if this model's head size is not whole blocks of one of them.
+    /// fails if this model's head size is not whole blocks of one of them. An encoder's holds no
+    /// layers, so no memory: it never caches keys and values.
     pub fn new_typed_cache(
         &self,
         n_ctx: usize,
@@ -136,12 +150,13 @@ impl Model {
         type_v: KvType,
     ) -> Result<KvCache, EngineError> {
         let hp = &self.hparams;
-        KvCache::new(hp.n_layer, n_ctx, hp.n_head_kv, hp.head_dim, type_k, type_v)
+        let layers = if hp.arch.is_encoder() { 0 } else { hp.n_layer };
+        KvCache::new(layers, n_ctx, hp.n_head_kv, hp.head_dim, type_k, type_v)
     }
 
     /// `f(first_row, rows)` over the rows of `data` (`row_len` each), spread over the pool in a
     /// few chunks per thread when there is enough work, else in one call here.
-    fn for_rows<T: Copy + Send>(
+    pub(crate) fn for_rows<T: Copy + Send>(
         &self,
         data: &mut [T],
         row_len: usize,
@@ -158,7 +173,7 @@ impl Model {
 
     /// Several projections of the same input (Q/K/V, gate/up) in one pool dispatch, with the
     /// activations quantized once per activation type, into `outs` (resized to fit).
-    fn matmuls<const M: usize>(
+    pub(crate) fn matmuls<const M: usize>(
         &self,
         ws: [&Linear; M],
         x: &[f32],
@@ -220,12 +235,17 @@ impl Model {
         Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
     }
 
-    /// An embedding of `tokens`: the final (normalised) hidden states averaged over the tokens,
-    /// scaled to unit length, as Ollama returns for a generative model. The tokens run in
-    /// batches of 512 through a cache of their own.
+    /// An embedding of `tokens`, scaled to unit length. A generative model's is its final
+    /// (normalised) hidden states averaged over the tokens, as Ollama returns: the tokens run in
+    /// batches of 512 through a cache of their own. An encoder's (BERT) pools its final states as
+    /// its `pooling_type` says, the mean unless that names [CLS] or the last token; it takes at
+    /// most its number of positions ([`EngineError::TooLongToEmbed`]).
     pub fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
+        }
+        if let Weights::Bert(w) = &self.weights {
+            return self.bert_embed(w, tokens);
         }
         let d = self.hparams.n_embd;
         let mut cache = self.new_cache(tokens.len());
@@ -241,13 +261,16 @@ impl Model {
                 sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
             }
         }
-        let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt();
-        let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
-        Ok(sum.iter().map(|v| (v * scale) as f32).collect())
+        Ok(unit_length(&sum))
     }
 
     fn run(&self, seqs: &mut [Sequence<'_>], head: Head) -> Result<Vec<f32>, EngineError> {
         let hp = &self.hparams;
+        let Weights::Decoder(w) = &self.weights else {
+            return Err(EngineError::NotGenerative {
+                arch: hp.arch.name(),
+            });
+        };
         for seq in seqs.iter() {
             let (n, ctx) = (seq.tokens.len(), seq.cache.n_ctx());
             let available = ctx.saturating_sub(seq.pos);
@@ -297,7 +320,6 @@ impl Model {
         let (hd, nh, nkv) = (hp.head_dim, hp.n_head, hp.n_head_kv);
         let (q_dim, kv_dim) = (nh * hd, nkv * hd);
         let eps = hp.rms_eps;
-        let w = &self.weights;
         let embd = w.token_embd.matrix(&self.gguf);
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= embd.rows) {
             return Err(EngineError::BadToken {
@@ -513,6 +535,13 @@ impl Model {
         };
         Ok(logits)
     }
+}
+
+/// `v` scaled to unit length (all zeros stay zeros), as f32.
+pub(crate) fn unit_length(v: &[f64]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+    v.iter().map(|x| (x * scale) as f32).collect()
 }
 
 /// The texts of the BOS and EOS tokens ("" where the model has none), which templates print.

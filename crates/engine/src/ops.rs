@@ -1,7 +1,8 @@
 //! Per-row operations of the forward pass, written to match llama.cpp's numerics (RMSNorm
 //! accumulates f32 squares in f64, RoPE angles are stepped by repeated multiplication). The
 //! activations and the RoPE rotation live in the kernels crate (`kernels::activation`,
-//! `kernels::rope`), which builds their fused multiply-adds for the CPU's FMA unit.
+//! `kernels::rope`), which builds their fused multiply-adds for the CPU's FMA unit. BERT's steps
+//! are here too: [`layer_norm`] and the exact (erf) GELU, [`gelu_erf`].
 
 /// `1 / rms(row)` with `eps`, as ggml's `rms_norm_f32` forms it.
 fn rms_scale(row: &[f32], eps: f32) -> f32 {
@@ -39,6 +40,52 @@ pub fn add_residual(x: &mut [f32], o: &[f32], norm: Option<&[f32]>, eps: f32) {
                 }
             }
         }
+    }
+}
+
+/// LayerNorm, row by row: `x = (x - mean) / sqrt(var + eps) * w + b`, the mean and the variance
+/// accumulated in f64.
+pub fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
+    let n = w.len() as f64;
+    for row in x.chunks_exact_mut(w.len()) {
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let scale = 1.0 / (var + eps as f64).sqrt();
+        for ((v, &g), &c) in row.iter_mut().zip(w).zip(b) {
+            *v = ((*v as f64 - mean) * scale) as f32 * g + c;
+        }
+    }
+}
+
+/// The error function to f64 precision, from the series `erf(z) = 2/sqrt(pi) * exp(-z^2) *
+/// sum(2^n z^(2n+1) / (2n+1)!!)`, whose terms are all positive (nothing cancels), summed until
+/// a term no longer changes the sum; +-1 from |z| = 6, where erfc(6) ~ 2e-17 is below f64's
+/// resolution.
+fn erf(z: f64) -> f64 {
+    let a = z.abs();
+    if a >= 6.0 {
+        return z.signum();
+    }
+    let w = 2.0 * a * a;
+    let (mut term, mut sum, mut k) = (a, a, 3.0);
+    loop {
+        term *= w / k;
+        k += 2.0;
+        let next = sum + term;
+        if next == sum {
+            break;
+        }
+        sum = next;
+    }
+    (std::f64::consts::FRAC_2_SQRT_PI * (-a * a).exp() * sum).copysign(z)
+}
+
+/// GELU with the exact normal CDF, `x * (1 + erf(x / sqrt(2))) / 2` (BERT's `gelu`, not the tanh
+/// approximation of [`kernels::activation::gelu`]), in place, computed in f64.
+pub fn gelu_erf(x: &mut [f32]) {
+    for v in x {
+        let f = *v as f64;
+        *v = (0.5 * f * (1.0 + erf(f * std::f64::consts::FRAC_1_SQRT_2))) as f32;
     }
 }
 
@@ -86,6 +133,47 @@ mod tests {
         }
         add_residual(&mut x, &o, None, 1e-6);
         assert_eq!(x[0], 0.1 + normed[0] + 1.0);
+    }
+
+    #[test]
+    fn layer_norm_centres_scales_and_shifts() {
+        // [1, 2, 3, 4]: mean 2.5, variance 1.25, so (x - 2.5) / sqrt(1.25) =
+        // [-1.3416408, -0.4472136, 0.4472136, 1.3416408], then * w + b.
+        let mut x = vec![1.0f32, 2.0, 3.0, 4.0, 7.0, 7.0, 7.0, 7.0];
+        let (w, b) = ([1.0f32, 2.0, -1.0, 0.5], [0.0f32, 1.0, 0.0, -1.0]);
+        layer_norm(&mut x, &w, &b, 1e-12);
+        let want = [-1.341_640_8, 0.105_572_8, -0.447_213_6, -0.329_179_6];
+        for (got, want) in x.iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+        // A constant row has no variance: eps keeps it finite and it becomes the bias.
+        assert_eq!(&x[4..], &b);
+    }
+
+    #[test]
+    fn gelu_is_x_times_the_normal_cdf() {
+        // Phi(1) = 0.8413447460685429, Phi(-1) = 1 - Phi(1), Phi(2) = 0.9772498680518208,
+        // Phi(-3) = 0.0013498980316301, Phi(0.5) = 0.6914624612740131.
+        let mut x = [0.0f32, 1.0, -1.0, 2.0, -3.0, 0.5, 9.0, -9.0];
+        gelu_erf(&mut x);
+        let want = [
+            0.0,
+            0.841_344_8,
+            -0.158_655_25,
+            1.954_499_7,
+            -0.004_049_694,
+            0.345_731_23,
+            9.0,
+            0.0,
+        ];
+        for (got, want) in x.iter().zip(want) {
+            assert!(
+                (got - want).abs() <= want.abs() * 1e-6 + 1e-12,
+                "{got} vs {want}"
+            );
+        }
+        assert!((erf(0.5) - 0.520_499_877_813_046_5).abs() < 1e-15);
+        assert!((erf(-2.0) + 0.995_322_265_018_952_7).abs() < 1e-15);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The model's tensors, looked up by llama.cpp's names and checked against the hyper-parameters.
 
+use crate::bert::BertWeights;
 use crate::{hparams::Arch, EngineError, HParams};
 use gguf::{GgmlType, Gguf, TensorInfo};
 use kernels::Matrix;
@@ -41,6 +42,29 @@ impl Linear {
             None => m,
         }
     }
+
+    /// Packs the matrix for the tile kernels unless it is already ([`Weights::pack`]); returns
+    /// the bytes added.
+    fn pack(&mut self, g: &Gguf, threads: usize) -> usize {
+        if self.packed.is_some() {
+            return 0;
+        }
+        let m = Matrix::new(
+            self.info.ty,
+            self.rows,
+            self.cols,
+            g.tensor_data(&self.info),
+        )
+        .expect("shape and type were checked at load");
+        match kernels::pack_matrix(&m, threads) {
+            Some(bytes) => {
+                let added = bytes.len();
+                self.packed = Some(Packed(bytes.into()));
+                added
+            }
+            None => 0,
+        }
+    }
 }
 
 pub struct Qkv {
@@ -77,7 +101,14 @@ pub struct Layer {
     pub post_ffn_norm: Option<Vec<f32>>,
 }
 
-pub struct Weights {
+/// A model's tensors: a causal decoder's, or a BERT encoder's.
+pub enum Weights {
+    Decoder(Decoder),
+    Bert(BertWeights),
+}
+
+/// The tensors of a causal decoder (every architecture but BERT).
+pub struct Decoder {
     pub token_embd: Linear,
     pub output_norm: Vec<f32>,
     /// The LM head; `token_embd` when the model ties them.
@@ -86,8 +117,9 @@ pub struct Weights {
     pub layers: Vec<Layer>,
 }
 
-struct Loader<'a> {
-    g: &'a Gguf,
+/// Looks tensors up by name, checking their shapes and types.
+pub(crate) struct Loader<'a> {
+    pub g: &'a Gguf,
 }
 
 impl Loader<'_> {
@@ -117,7 +149,7 @@ impl Loader<'_> {
         Ok(Some(out))
     }
 
-    fn need_vector(&self, name: &str, len: usize) -> Result<Vec<f32>, EngineError> {
+    pub fn need_vector(&self, name: &str, len: usize) -> Result<Vec<f32>, EngineError> {
         self.vector(name, len)?
             .ok_or_else(|| EngineError::MissingTensor(name.to_string()))
     }
@@ -151,9 +183,26 @@ impl Loader<'_> {
         }))
     }
 
-    fn linear(&self, name: &str, cols: usize, rows: usize) -> Result<Linear, EngineError> {
+    pub fn linear(&self, name: &str, cols: usize, rows: usize) -> Result<Linear, EngineError> {
         self.linear_opt(name, cols, rows)?
             .ok_or_else(|| EngineError::MissingTensor(format!("{name}.weight")))
+    }
+
+    /// `{name}.weight` as a table of rows of `cols` values, however many rows it has (at least
+    /// one): embeddings looked up by row.
+    pub fn table(&self, name: &str, cols: usize) -> Result<Linear, EngineError> {
+        let wname = format!("{name}.weight");
+        let t = self
+            .info(&wname)
+            .ok_or_else(|| EngineError::MissingTensor(wname.clone()))?;
+        match t.dims[..] {
+            [c, rows] if c == cols as u64 && rows >= 1 => self.linear(name, cols, rows as usize),
+            _ => Err(EngineError::BadShape {
+                name: wname,
+                expected: vec![cols as u64, 1],
+                got: t.dims.clone(),
+            }),
+        }
     }
 }
 
@@ -161,9 +210,12 @@ impl Loader<'_> {
 /// before the model is loaded, for a memory budget).
 pub fn packed_weight_bytes(g: &Gguf) -> u64 {
     let tied = g.tensor("output.weight").is_none();
+    // An encoder packs only its layers' matrices: its embedding tables are only looked up.
+    let encoder = g.get("general.architecture").and_then(gguf::Value::as_str) == Some("bert");
     g.tensors()
         .iter()
         .filter(|t| t.name.ends_with(".weight") && t.dims.len() == 2)
+        .filter(|t| !encoder || t.name.starts_with("blk."))
         .filter(|t| tied || t.name != "token_embd.weight")
         .filter_map(|t| {
             let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
@@ -174,12 +226,32 @@ pub fn packed_weight_bytes(g: &Gguf) -> u64 {
 }
 
 impl Weights {
-    /// Packs every matrix the tile kernels read (all but the token embeddings, which are only
+    /// Packs every matrix the tile kernels read (all but the embedding tables, which are only
     /// looked up) ahead of time on `threads` threads, so that batches skip packing them on each
     /// call: several sequences decoding together run about twice as fast, for about the memory
     /// of the packed matrices again (1.25 bytes a weight for the 32-element types). Returns the
     /// bytes added.
     pub fn pack(&mut self, g: &Gguf, threads: usize) -> usize {
+        let all = match self {
+            Weights::Decoder(d) => d.matrices(),
+            Weights::Bert(b) => b.matrices(),
+        };
+        all.into_iter().map(|l| l.pack(g, threads)).sum()
+    }
+
+    /// The tensors of the model in `g`, whose vocabulary has `n_vocab` tokens.
+    pub fn load(g: &Gguf, hp: &HParams, n_vocab: usize) -> Result<Weights, EngineError> {
+        Ok(if hp.arch.is_encoder() {
+            Weights::Bert(BertWeights::load(&Loader { g }, hp, n_vocab)?)
+        } else {
+            Weights::Decoder(Decoder::load(g, hp, n_vocab)?)
+        })
+    }
+}
+
+impl Decoder {
+    /// Every matrix a forward pass multiplies by.
+    fn matrices(&mut self) -> Vec<&mut Linear> {
         let mut all: Vec<&mut Linear> = vec![&mut self.output];
         for layer in &mut self.layers {
             match &mut layer.attn {
@@ -192,24 +264,10 @@ impl Weights {
             }
             all.extend([&mut layer.out, &mut layer.down]);
         }
-        let mut added = 0;
-        for linear in all.into_iter().filter(|l| l.packed.is_none()) {
-            let m = Matrix::new(
-                linear.info.ty,
-                linear.rows,
-                linear.cols,
-                g.tensor_data(&linear.info),
-            )
-            .expect("shape and type were checked at load");
-            if let Some(bytes) = kernels::pack_matrix(&m, threads) {
-                added += bytes.len();
-                linear.packed = Some(Packed(bytes.into()));
-            }
-        }
-        added
+        all
     }
 
-    pub fn load(g: &Gguf, hp: &HParams, n_vocab: usize) -> Result<Weights, EngineError> {
+    fn load(g: &Gguf, hp: &HParams, n_vocab: usize) -> Result<Decoder, EngineError> {
         let l = Loader { g };
         let d = hp.n_embd;
         let q_dim = hp.n_head * hp.head_dim;
@@ -262,7 +320,7 @@ impl Weights {
                 post_ffn_norm: opt_norm("post_ffw_norm.weight", d, sandwich)?,
             });
         }
-        Ok(Weights {
+        Ok(Decoder {
             token_embd,
             output_norm,
             output,
