@@ -191,3 +191,38 @@ fn sigkill_in_the_middle_of_an_answer_loses_no_earlier_message() {
         "what was kept is not what was streamed:\n{kept:?}\n{streamed:?}"
     );
 }
+
+#[test]
+fn backup_copies_the_database_while_the_server_runs() {
+    let models = Models::empty();
+    let server = Server::start(&models, &[], &[]);
+    let (cookie, csrf) = session(&server.addr);
+    let r = request(
+        &server.addr,
+        "POST",
+        "/app/api/chats",
+        &[("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())],
+        Some(&json!({"model": "any", "title": "backed up"})),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let dest = models.home.path().join("copy.db");
+    let dest = dest.to_str().unwrap();
+    models.ok(&["backup", dest]);
+    let copy = appdb::Db::open(Path::new(dest)).unwrap();
+    let local = copy.local_user().unwrap();
+    let titles: Vec<String> = copy
+        .chats(local.id)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.title)
+        .collect();
+    assert_eq!(titles, ["backed up"]);
+    let again = models.command(&["backup", dest]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("copy.db"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

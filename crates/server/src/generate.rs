@@ -455,7 +455,11 @@ pub fn stream_body(
                     };
                     started.record(&state, &stats, ttft);
                     if let Some(log) = &log {
-                        log.set_tokens(started.prompt_tokens, stats.generated_tokens);
+                        log.set_tokens(
+                            &started.model_name,
+                            started.prompt_tokens,
+                            stats.generated_tokens,
+                        );
                     }
                     chunk += &render(Piece::Done(&stats), &started);
                     chunk

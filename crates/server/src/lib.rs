@@ -281,6 +281,9 @@ pub struct TokenCounts {
     pub generated: usize,
 }
 
+/// Told a finished generation's model and tokens (the web app meters its users with it).
+pub type UsageHook = Box<dyn FnOnce(&str, &TokenCounts) + Send>;
+
 /// One request's log line, written when the last holder lets go: the middleware when the
 /// response is not streamed, else the stream when it ends.
 pub struct RequestLog {
@@ -289,12 +292,27 @@ pub struct RequestLog {
     status: AtomicU16,
     start: Instant,
     pub tokens: Mutex<TokenCounts>,
+    usage: Mutex<Option<UsageHook>>,
 }
 
 impl RequestLog {
-    pub fn set_tokens(&self, prompt: usize, generated: usize) {
-        *self.tokens.lock().unwrap_or_else(PoisonError::into_inner) =
-            TokenCounts { prompt, generated };
+    /// The tokens of the request's generation with `model`, for the log line and the usage hook.
+    pub fn set_tokens(&self, model: &str, prompt: usize, generated: usize) {
+        let counts = TokenCounts { prompt, generated };
+        if let Some(hook) = self
+            .usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            hook(model, &counts);
+        }
+        *self.tokens.lock().unwrap_or_else(PoisonError::into_inner) = counts;
+    }
+
+    /// Calls `hook` when the request's generation has finished (not at all without one).
+    pub fn on_usage(&self, hook: UsageHook) {
+        *self.usage.lock().unwrap_or_else(PoisonError::into_inner) = Some(hook);
     }
 }
 
@@ -330,6 +348,7 @@ async fn log_request(
         status: AtomicU16::new(0),
         start: Instant::now(),
         tokens: Mutex::default(),
+        usage: Mutex::default(),
     });
     request.extensions_mut().insert(log.clone());
     let response = next.run(request).await;

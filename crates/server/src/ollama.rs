@@ -569,7 +569,11 @@ async fn respond(
         return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
     }
     let (done, started) = started.collect(&state).await?;
-    log.set_tokens(started.prompt_tokens, done.stats.generated_tokens);
+    log.set_tokens(
+        &started.model_name,
+        started.prompt_tokens,
+        done.stats.generated_tokens,
+    );
     let mut v = chunk(&done.text, &done.logprobs);
     if !done.calls.is_empty() {
         v["message"]["tool_calls"] = done

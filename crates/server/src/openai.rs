@@ -621,7 +621,11 @@ async fn respond(
             .into_response());
     }
     let (done, started) = started.collect(&state).await?;
-    log.set_tokens(started.prompt_tokens, done.stats.generated_tokens);
+    log.set_tokens(
+        &started.model_name,
+        started.prompt_tokens,
+        done.stats.generated_tokens,
+    );
     let reason = finish_reason(&done.stats.stop, !done.calls.is_empty());
     let lps = match logprobs {
         Some(_) => choice_logprobs(chat, &done.logprobs, &mut 0),

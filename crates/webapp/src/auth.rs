@@ -12,6 +12,8 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use server::security::Gate;
+use server::RequestLog;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
@@ -182,6 +184,25 @@ impl Gate for WebApp {
                     return Err(forbidden("only an admin can change the models"));
                 }
             }
+        }
+        if let (Caller::Session { user, .. } | Caller::Key(user), Some(log)) =
+            (&caller, request.extensions().get::<Arc<RequestLog>>())
+        {
+            // Generations through the API count in the user's usage, as the app's chats do.
+            let (db, user_id) = (self.db.clone(), user.id);
+            log.on_usage(Box::new(move |model, tokens| {
+                let day = appdb::utc_day(crate::unix_now());
+                let recorded = db.record_usage(
+                    user_id,
+                    model,
+                    &day,
+                    tokens.prompt as u64,
+                    tokens.generated as u64,
+                );
+                if let Err(e) = recorded {
+                    eprintln!("warning: cannot record usage: {e}");
+                }
+            }));
         }
         request.extensions_mut().insert(caller);
         Ok(())

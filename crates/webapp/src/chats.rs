@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use server::generate::{self, GenerationRequest, Prompt, ToolChoice};
 use server::runner::Event;
 use std::convert::Infallible;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// How often a streaming answer is written to the database: what a crash can lose at most.
@@ -228,12 +228,6 @@ fn options(settings: &ChatSettings) -> Map<String, Value> {
     options
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Runs the answer and writes it to the database and to `tx` as it comes.
 async fn answer(
     ctx: Ctx,
@@ -328,7 +322,7 @@ async fn answer(
                         db.record_usage(
                             user_id,
                             &started.model_name,
-                            &appdb::utc_day(unix_now()),
+                            &appdb::utc_day(crate::unix_now()),
                             summary.prompt_tokens,
                             generated,
                         )

@@ -110,6 +110,13 @@ pub struct Ctx {
     pub server: Arc<AppState>,
 }
 
+/// Seconds since 1970.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// `n` random bytes as hex.
 fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];

@@ -852,3 +852,92 @@ async fn export_and_import_round_trip() {
         .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
 }
+
+#[tokio::test]
+async fn a_reader_that_hangs_up_stops_the_answer_and_it_is_kept_as_stopped() {
+    use tokio_stream::StreamExt;
+    let app = app(Mode::Single);
+    let mut me = Browser::default();
+    me.me(&app).await;
+    let chat = me.new_chat(&app, "stopped").await;
+    let req = Request::post(format!("/app/api/chats/{chat}/messages"))
+        .header(header::HOST, "127.0.0.1:11434")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::COOKIE, me.cookie_header())
+        .header("x-csrf-token", me.csrf.clone())
+        .body(Body::from(json!({"content": "Go on and on"}).to_string()))
+        .unwrap();
+    let response = app.router.clone().oneshot(req).await.unwrap();
+    let mut body = response.into_body().into_data_stream();
+    let mut seen = String::new();
+    while !seen.contains("\"token\"") {
+        let chunk = body.next().await.expect("the answer streams").unwrap();
+        seen += std::str::from_utf8(&chunk).unwrap();
+    }
+    // The stop button: the page aborts its fetch.
+    drop(body);
+    let path = format!("/app/api/chats/{chat}");
+    let start = std::time::Instant::now();
+    loop {
+        let answer = me.send(&app, Method::GET, &path, None).await.json()["messages"][1].clone();
+        if answer["status"] != "streaming" {
+            assert_eq!(answer["status"], "stopped", "{answer}");
+            assert!(!answer["content"].as_str().unwrap().is_empty(), "{answer}");
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the answer is still streaming"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn api_generations_count_in_the_callers_usage() {
+    let app = app(Mode::Multi);
+    let (_, mut user, _) = admin_and_user(&app).await;
+    let a = user
+        .send(
+            &app,
+            Method::POST,
+            "/app/api/keys",
+            Some(json!({"name": "script"})),
+        )
+        .await;
+    let secret = a.json()["secret"].as_str().unwrap().to_string();
+    let req = Request::post("/api/generate")
+        .header(header::HOST, "localhost:11434")
+        .header(header::AUTHORIZATION, format!("Bearer {secret}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"model": MODEL, "prompt": "Hi", "stream": false, "options": {"num_predict": 3}})
+                .to_string(),
+        ))
+        .unwrap();
+    let response = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    // Through the page's session, streamed.
+    let a = user
+        .send(
+            &app,
+            Method::POST,
+            "/api/chat",
+            Some(
+                json!({"model": MODEL, "messages": [{"role": "user", "content": "Hi"}],
+                "options": {"num_predict": 2}}),
+            ),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let usage = user
+        .send(&app, Method::GET, "/app/api/usage", None)
+        .await
+        .json();
+    let rows = usage["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{usage}");
+    assert_eq!(rows[0]["username"], "bob");
+    assert_eq!(rows[0]["requests"], 2, "{usage}");
+    assert!(rows[0]["generated_tokens"].as_u64().unwrap() > 0, "{usage}");
+}
