@@ -3,7 +3,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use indicatif::DecimalBytes;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use store::{ModelName, Modelfile, Progress, PullEvent, PullSource, Source, StoreError};
 
@@ -340,15 +340,27 @@ pub struct CreateArgs {
     /// MESSAGE, LICENSE.
     #[arg(short, long, value_name = "PATH", default_value = "Modelfile")]
     file: PathBuf,
-    /// Re-quantize the FROM model's weights (F32, F16, BF16 or Q8_0) into q8_0, q4_0, q4_K_M or
-    /// q5_K_M, with llama.cpp's per-tensor choices
+    /// Convert a Hugging Face model directory (config.json, model.safetensors, tokenizer.json;
+    /// BERT embedding models) instead of reading a Modelfile
+    #[arg(long, value_name = "DIR", conflicts_with = "file")]
+    from: Option<PathBuf>,
+    /// With -f: re-quantize the FROM model's weights (F32, F16, BF16 or Q8_0) into q8_0, q4_0,
+    /// q4_K_M or q5_K_M, with llama.cpp's per-tensor choices. With --from: f32, f16 (the
+    /// default) or q8_0
     #[arg(short, long, value_name = "TYPE")]
-    quantize: Option<quantize::Target>,
+    quantize: Option<String>,
     #[command(flatten)]
     store: StoreArgs,
 }
 
 pub fn create(args: CreateArgs) -> Result<()> {
+    if let Some(dir) = &args.from {
+        return create_converted(&args, dir);
+    }
+    let target = match &args.quantize {
+        Some(q) => Some(q.parse::<quantize::Target>()?),
+        None => None,
+    };
     let text = std::fs::read_to_string(&args.file).with_context(|| {
         format!(
             "cannot read the Modelfile {} (give its path with -f)",
@@ -374,7 +386,7 @@ pub fn create(args: CreateArgs) -> Result<()> {
     let dir = args.file.parent().unwrap_or(std::path::Path::new(""));
     let store = args.store.open()?;
     eprintln!("creating {} from {}", args.name, modelfile.from);
-    match args.quantize {
+    match target {
         None => store.create(&args.name, &modelfile, dir)?,
         Some(target) => {
             let mut convert = |src: &std::path::Path, dst: &std::path::Path| {
@@ -385,6 +397,47 @@ pub fn create(args: CreateArgs) -> Result<()> {
     }
     eprintln!("success");
     Ok(())
+}
+
+/// `hearth create NAME --from DIR`: converts the Hugging Face model directory into a temporary
+/// GGUF file in the store's directory (so importing links it rather than copying) and imports
+/// that.
+fn create_converted(args: &CreateArgs, dir: &Path) -> Result<()> {
+    let ftype = match &args.quantize {
+        Some(q) => q.parse::<convert::FileType>()?,
+        None => convert::FileType::F16,
+    };
+    let store = args.store.open()?;
+    std::fs::create_dir_all(store.root())
+        .with_context(|| format!("cannot create the model store {}", store.root().display()))?;
+    let tmp = TempFile(
+        store
+            .root()
+            .join(format!(".hearth-create-{}.gguf", std::process::id())),
+    );
+    eprintln!("converting {} to {ftype}", dir.display());
+    let options = convert::Options { ftype, name: None };
+    let summary = convert::convert_dir(dir, &tmp.0, &options)
+        .with_context(|| format!("cannot convert {}", dir.display()))?;
+    eprintln!(
+        "converted {}: {} tensors, {}",
+        summary.architecture,
+        summary.tensors,
+        DecimalBytes(summary.bytes)
+    );
+    eprintln!("creating {}", args.name);
+    store.import(&args.name, &tmp.0)?;
+    eprintln!("success");
+    Ok(())
+}
+
+/// A temporary file, removed when dropped (whether or not it was written).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// `hearth create --quantize`: one bar step per tensor, then the sizes.
