@@ -5,7 +5,7 @@
 //! LayerNorm; then per layer multi-head attention in which every token sees every other (no mask,
 //! no RoPE, no KV cache), `x = LayerNorm(x + attention)`, a feed-forward block with the exact
 //! (erf) GELU, `x = LayerNorm(x + ffn)`. [`Model::embed`] pools the final states as the file's
-//! `pooling_type` says ([`Pooling`]: the mean, unless it names [CLS] or the last token) and scales
+//! `pooling_type` says ([`Pooling`]: the mean, unless it names `[CLS]` or the last token) and scales
 //! the result to unit length. The matrices run on the kernels crate's matmul, so F32, F16 and
 //! quantized (Q8_0, ...) files alike work.
 

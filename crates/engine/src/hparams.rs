@@ -96,7 +96,7 @@ pub struct HParams {
 pub enum Pooling {
     /// The mean over every token.
     Mean,
-    /// The first token's state ([CLS]).
+    /// The first token's state (`[CLS]`).
     Cls,
     /// The last token's state.
     Last,

@@ -238,7 +238,7 @@ impl Model {
     /// An embedding of `tokens`, scaled to unit length. A generative model's is its final
     /// (normalised) hidden states averaged over the tokens, as Ollama returns: the tokens run in
     /// batches of 512 through a cache of their own. An encoder's (BERT) pools its final states as
-    /// its `pooling_type` says, the mean unless that names [CLS] or the last token; it takes at
+    /// its `pooling_type` says, the mean unless that names `[CLS]` or the last token; it takes at
     /// most its number of positions ([`EngineError::TooLongToEmbed`]).
     pub fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
         if tokens.is_empty() {
