@@ -155,7 +155,7 @@ function parseAlign(cell) {
   return null;
 }
 
-function parseBlocks(lines, depth) {
+function parseBlocks(lines, depth, cites) {
   const out = [];
   let i = 0;
   const n = lines.length;
@@ -188,7 +188,7 @@ function parseBlocks(lines, depth) {
     let m = HEADING.exec(line);
     if (m) {
       const t = (m[2] || '').replace(/(?:^|[ \t]+)#+[ \t]*$/, '').trim();
-      out.push({ type: 'heading', level: m[1].length, children: parseInline(t, depth) });
+      out.push({ type: 'heading', level: m[1].length, children: parseInline(t, depth, false, cites) });
       i++;
       continue;
     }
@@ -205,7 +205,7 @@ function parseBlocks(lines, depth) {
         if (inner.length && !isBlank(inner[inner.length - 1]) && !startsBlock(l)) { inner.push(l); i++; continue; }
         break;
       }
-      out.push({ type: 'blockquote', children: parseBlocks(inner, depth + 1) });
+      out.push({ type: 'blockquote', children: parseBlocks(inner, depth + 1, cites) });
       continue;
     }
 
@@ -248,7 +248,7 @@ function parseBlocks(lines, depth) {
           const next = listMarker(lines[i]);
           if (next && next.ordered === lm.ordered && !HR.test(lines[i])) list.tight = false;
         }
-        list.items.push(parseBlocks(itemLines, depth + 1));
+        list.items.push(parseBlocks(itemLines, depth + 1, cites));
       }
       out.push(list);
       continue;
@@ -264,11 +264,11 @@ function parseBlocks(lines, depth) {
         while (i < n && !isBlank(lines[i]) && !startsBlock(lines[i])) {
           const cells = splitRow(lines[i]);
           const row = [];
-          for (let k = 0; k < header.length; k++) row.push(parseInline(cells[k] || '', depth));
+          for (let k = 0; k < header.length; k++) row.push(parseInline(cells[k] || '', depth, false, cites));
           rows.push(row);
           i++;
         }
-        out.push({ type: 'table', header: header.map((c) => parseInline(c, depth)), rows, align });
+        out.push({ type: 'table', header: header.map((c) => parseInline(c, depth, false, cites)), rows, align });
         continue;
       }
     }
@@ -288,8 +288,8 @@ function parseBlocks(lines, depth) {
       i++;
     }
     const text = para.join('\n').replace(/[ \t]+$/, '');
-    if (heading) out.push({ type: 'heading', level: heading, children: parseInline(text, depth) });
-    else out.push({ type: 'paragraph', children: parseInline(text, depth) });
+    if (heading) out.push({ type: 'heading', level: heading, children: parseInline(text, depth, false, cites) });
+    else out.push({ type: 'paragraph', children: parseInline(text, depth, false, cites) });
   }
   return out;
 }
@@ -297,11 +297,36 @@ function parseBlocks(lines, depth) {
 /**
  * Parse markdown text into a tree of plain objects.
  * @param {string} text
+ * @param {{cites?: Iterable<number>}} [opts] cites: the source numbers that exist; "[n]" (and
+ *   "[n, m]") in the text becomes {type: 'cite', n} only for those numbers
  */
-export function parse(text) {
+export function parse(text, opts = {}) {
   if (typeof text !== 'string') text = String(text ?? '');
   const lines = text.replace(/\r\n?/g, '\n').replace(/\u0000/g, '\ufffd').split('\n');
-  return parseBlocks(lines, 0);
+  return parseBlocks(lines, 0, citeSet(opts && opts.cites));
+}
+
+/** A Set of positive integers from an iterable of numbers (or of sources with .n); null if empty. */
+export function citeSet(cites) {
+  if (!cites || typeof cites[Symbol.iterator] !== 'function') return null;
+  const set = new Set();
+  for (const c of cites) {
+    const n = typeof c === 'object' && c !== null ? Number(c.n) : Number(c);
+    if (Number.isInteger(n) && n > 0) set.add(n);
+  }
+  return set.size ? set : null;
+}
+
+const CITE = /^\[(\d{1,4}(?:[ \t]*,[ \t]*\d{1,4})*)\]/;
+
+/** The citation numbers of "[1]" or "[1, 2]" at s[i], when every one is a source; else null. */
+function citeAt(s, i, cites) {
+  if (!cites) return null;
+  const m = CITE.exec(s.slice(i, i + 64));
+  if (!m) return null;
+  const ns = m[1].split(',').map((x) => parseInt(x.trim(), 10));
+  if (!ns.every((n) => cites.has(n))) return null;
+  return { ns, len: m[0].length };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -368,8 +393,10 @@ const SPECIAL = /[\\\n`![*_~<&hH]/g;
  * @param {string} s
  * @param {number} depth
  * @param {boolean} inLink links inside a link's text are shown as their text
+ * @param {Set<number>|Iterable<number>|null} cites source numbers that "[n]" may cite
  */
-export function parseInline(s, depth = 0, inLink = false) {
+export function parseInline(s, depth = 0, inLink = false, cites = null) {
+  if (cites && !(cites instanceof Set)) cites = citeSet(cites);
   const out = [];
   if (!s) return out;
   if (depth > MAX_DEPTH) { pushText(out, s); return out; }
@@ -444,6 +471,15 @@ export function parseInline(s, depth = 0, inLink = false) {
         i = lk.end;
         continue;
       }
+      if (!image && !inLink) {
+        const c = citeAt(s, i, cites);
+        if (c) {
+          flush();
+          for (const n of c.ns) out.push({ type: 'cite', n });
+          i += c.len;
+          continue;
+        }
+      }
       buf += image ? '![' : '['; i += image ? 2 : 1; continue;
     }
 
@@ -467,7 +503,7 @@ export function parseInline(s, depth = 0, inLink = false) {
           if (inner.trim() === '') continue;
           flush();
           const type = ch === '~' ? 'del' : len === 2 ? 'strong' : 'em';
-          out.push({ type, children: parseInline(inner, depth + 1, inLink) });
+          out.push({ type, children: parseInline(inner, depth + 1, inLink, cites) });
           i = close + len;
           done = true;
           break;
@@ -650,6 +686,19 @@ function renderInline(n, doc) {
       renderInlines(n.children || [], a, doc);
       return a;
     }
+    case 'cite': {
+      // A citation of source n: the page opens the passage on click (event delegation).
+      const num = Number(n.n);
+      if (!Number.isInteger(num) || num <= 0) return doc.createTextNode('');
+      const b = el(doc, 'button', 'cite');
+      b.setAttribute('type', 'button');
+      b.setAttribute('data-testid', 'cite');
+      b.setAttribute('data-n', String(num));
+      b.setAttribute('aria-label', `Source ${num}`);
+      b.setAttribute('title', `Source ${num}`);
+      b.textContent = String(num);
+      return b;
+    }
     default: return doc.createTextNode('');
   }
 }
@@ -775,9 +824,10 @@ const KEYS = new WeakMap();
 /**
  * Render markdown text into a container, reusing the DOM of leading blocks that did not change
  * since the last call (so streaming keeps finished blocks, their selection and copy buttons).
+ * opts: as for parse() ({cites}).
  */
-export function renderInto(container, text, doc = globalThis.document) {
-  const nodes = parse(text);
+export function renderInto(container, text, doc = globalThis.document, opts = {}) {
+  const nodes = parse(text, opts);
   const keys = nodes.map((nd) => JSON.stringify(nd));
   const old = KEYS.get(container);
   let same = 0;
