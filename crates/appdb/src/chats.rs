@@ -79,6 +79,9 @@ pub struct Message {
     pub model: Option<String>,
     pub stats: Option<MessageStats>,
     pub created_at: i64,
+    /// The passages an answer was given (set by [`Db::set_message_sources`]); `null` if none.
+    #[serde(default)]
+    pub sources: Option<serde_json::Value>,
 }
 
 /// A message to append with [`Db::add_message`].
@@ -149,12 +152,16 @@ fn chat_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
     })
 }
 
-const MESSAGE_COLUMNS: &str = "id, role, content, status, model, stats, created_at";
+const MESSAGE_COLUMNS: &str = "id, role, content, status, model, stats, created_at, sources";
 
 fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     // Stats are only shown: unreadable ones (none are written) must not make the chat unreadable.
     let stats = row
         .get::<_, Option<String>>(5)?
+        .and_then(|text| serde_json::from_str(&text).ok());
+    // The same for sources.
+    let sources = row
+        .get::<_, Option<String>>(7)?
         .and_then(|text| serde_json::from_str(&text).ok());
     Ok(Message {
         id: row.get(0)?,
@@ -164,6 +171,7 @@ fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         model: row.get(4)?,
         stats,
         created_at: row.get(6)?,
+        sources,
     })
 }
 
@@ -354,6 +362,21 @@ impl Db {
                 "UPDATE messages SET content = ?1, status = ?2, stats = ?3 WHERE id = ?4",
             )?
             .execute(params![content, status, stats, message_id])?;
+        Ok(())
+    }
+
+    /// Attaches the sources an answer was given (any JSON, kept as it is; `null` removes them)
+    /// to a message. A message that is gone is no error.
+    pub fn set_message_sources(&self, message_id: i64, sources: &serde_json::Value) -> Result<()> {
+        let sources = if sources.is_null() {
+            None
+        } else {
+            Some(to_json("message sources", sources)?)
+        };
+        self.conn().execute(
+            "UPDATE messages SET sources = ?1 WHERE id = ?2",
+            params![sources, message_id],
+        )?;
         Ok(())
     }
 

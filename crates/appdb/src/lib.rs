@@ -1,5 +1,5 @@
-//! The web app's database: users, sessions, API keys, chats, messages, presets, usage and
-//! server-wide settings, in one SQLite file.
+//! The web app's database: users, sessions, API keys, chats, messages, presets, usage,
+//! server-wide settings, and documents for search and answers with sources, in one SQLite file.
 //!
 //! [`Db`] is the whole interface: [`Db::open`] creates or migrates the file (the steps are in
 //! `schema.rs`) and every method takes `&self`, so one `Db` in an `Arc` serves all requests (one
@@ -12,13 +12,18 @@
 //! - chats and their messages ([`Chat`], [`ChatSettings`], [`ChatUpdate`], [`Message`],
 //!   [`NewMessage`], [`MessageStats`], [`MessageStatus`]), full-text search ([`SearchHit`]) and
 //!   export/import ([`ChatExport`], [`export_markdown`]); every chat method takes the user's id
-//!   and treats another user's chat as a missing one;
+//!   and treats another user's chat as a missing one; a message may carry the sources its answer was given ([`Db::set_message_sources`]);
+//! - documents for "chat with my documents" ([`Collection`], [`Document`], [`DocStatus`],
+//!   [`NewChunk`], [`ChunkView`], [`Hit`]): collections of a user or shared, documents worked on
+//!   in the background (chunks, embeddings, progress), and [`Db::hybrid_search`] (cosine over
+//!   the stored vectors fused with FTS5 bm25 by reciprocal rank fusion);
 //! - presets ([`Preset`], [`NewPreset`]);
 //! - token usage per user, model and UTC day ([`UsageRow`], [`utc_day`]) and key/value settings.
 //!
 //! Errors are one [`DbError`].
 
 mod chats;
+mod documents;
 mod error;
 mod presets;
 mod schema;
@@ -37,6 +42,7 @@ pub use chats::{
     export_markdown, Chat, ChatExport, ChatSettings, ChatUpdate, ExportedMessage, Message,
     MessageStats, MessageStatus, NewMessage,
 };
+pub use documents::{ChunkView, Collection, DocStatus, Document, Hit, NewChunk};
 pub use error::{DbError, Result};
 pub use presets::{NewPreset, Preset};
 pub use search::SearchHit;

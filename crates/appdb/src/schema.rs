@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use crate::{DbError, Result};
 
 /// The migration steps, applied in order, each in its own transaction.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The first schema.
 ///
@@ -127,6 +127,73 @@ CREATE TABLE settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+"#;
+
+/// Documents for search and answers with sources (retrieval-augmented generation).
+///
+/// A collection belongs to a user (deleted with them) and holds documents, which hold chunks:
+/// the passages that are embedded and searched. Embeddings live in their own table, one per
+/// chunk, with the model's name beside the vector (little-endian f32), so a change of embedding
+/// model drops the stale ones in one statement and chunk rows stay small for the text search.
+/// `chunks_fts` is an external-content FTS5 index of the chunks' text, kept right by triggers
+/// (deletes cascade from users, collections and documents, and fire them). The Porter stemmer
+/// lets "installing" find "install". Messages get the sources their answer was given (JSON).
+const V2: &str = r#"
+ALTER TABLE messages ADD COLUMN sources TEXT;
+
+CREATE TABLE collections (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    shared INTEGER NOT NULL,
+    embedding_model TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX collections_user ON collections(user_id);
+
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY,
+    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    chunks_total INTEGER NOT NULL DEFAULT 0,
+    chunks_done INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX documents_collection ON documents(collection_id);
+CREATE INDEX documents_unfinished ON documents(id)
+    WHERE status IN ('queued', 'extracting', 'embedding');
+
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY,
+    document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    location TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX chunks_document ON chunks(document_id);
+
+CREATE TABLE chunk_embeddings (
+    chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+    model TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+
+CREATE VIRTUAL TABLE chunks_fts USING fts5(
+    text, content='chunks', content_rowid='id', tokenize='porter unicode61'
+);
+CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TRIGGER chunks_fts_update AFTER UPDATE OF text ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+END;
 "#;
 
 /// Brings the schema of `conn` (the database at `path`, for messages) up to date.

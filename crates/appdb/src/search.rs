@@ -26,15 +26,20 @@ pub struct SearchHit {
 /// phrase like `foo-bar` into its words itself. Words of ASCII punctuation alone are dropped:
 /// as phrases they would be empty.
 fn fts_query(text: &str) -> Option<String> {
-    let words: Vec<&str> = text
-        .split_whitespace()
-        .filter(|w| w.chars().any(|c| c.is_alphanumeric() || !c.is_ascii()))
-        .collect();
-    let (last, rest) = words.split_last()?;
-    let quote = |w: &str| format!("\"{}\"", w.replace('"', "\"\""));
-    let mut query: Vec<String> = rest.iter().map(|w| quote(w)).collect();
-    query.push(format!("{}*", quote(last)));
+    let mut query = quoted_words(text);
+    let last = query.last_mut()?;
+    last.push('*');
     Some(query.join(" "))
+}
+
+/// The words of `text` (split at whitespace) as FTS5 phrases: each in double quotes, a `"`
+/// inside doubled, words of ASCII punctuation alone dropped. Whatever the text, none is FTS5
+/// syntax.
+pub(crate) fn quoted_words(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .filter(|w| w.chars().any(|c| c.is_alphanumeric() || !c.is_ascii()))
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect()
 }
 
 impl Db {
