@@ -74,7 +74,10 @@ impl ServerError {
                 S::InvalidName { .. } | S::InvalidUrl { .. } | S::Modelfile { .. },
             ) => StatusCode::BAD_REQUEST,
             ServerError::Engine(
-                engine::EngineError::ContextFull { .. } | engine::EngineError::EmptyPrompt,
+                engine::EngineError::ContextFull { .. }
+                | engine::EngineError::EmptyPrompt
+                | engine::EngineError::NotGenerative { .. }
+                | engine::EngineError::TooLongToEmbed { .. },
             ) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }

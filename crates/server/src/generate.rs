@@ -109,6 +109,13 @@ pub async fn start(state: &Arc<AppState>, req: GenerationRequest) -> Result<Star
     let started = Instant::now();
     let lease = lease(state, &req.model, &req.options, req.keep_alive).await?;
     let runner = lease.model().clone();
+    let hp = &runner.model.hparams;
+    if hp.arch.is_encoder() {
+        return Err(engine::EngineError::NotGenerative {
+            arch: hp.arch.name(),
+        }
+        .into());
+    }
     let mut settings = options::settings(&[&runner.resolved.params, &req.options])?;
     settings.generate.logprobs = req.logprobs;
     settings.generate.grammar = req.grammar;

@@ -53,7 +53,7 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 /// `details` of a model, from its GGUF metadata where it can be read.
-fn details(store: &store::Store, name: &store::ModelName) -> Value {
+pub fn details(store: &store::Store, name: &store::ModelName) -> Value {
     let Ok(resolved) = store.resolve(name) else {
         return json!({"format": "gguf"});
     };

@@ -74,16 +74,21 @@ impl Loader for EngineLoader {
             .and_then(|v| v.as_u64())
             .and_then(|n| usize::try_from(n).ok())
             .filter(|&n| n > 0);
-        let n_ctx = request
+        let mut n_ctx = request
             .n_ctx
             .or(from_params)
             .unwrap_or_else(|| hp.n_ctx_train.clamp(1, DEFAULT_MAX_CTX));
-        // Keys and values, f16, every layer, every position, every slot.
-        let kv_bytes = 2
-            * hp.n_layer as u64
-            * KvType::F16.row_bytes(hp.n_head_kv * hp.head_dim) as u64
-            * n_ctx as u64
-            * slots as u64;
+        // Keys and values, f16, every layer, every position, every slot; an encoder (an
+        // embedding model) keeps none, and reads no more positions than it was trained on.
+        let kv_bytes = if hp.arch.is_encoder() {
+            n_ctx = n_ctx.min(hp.n_ctx_train.max(1));
+            0
+        } else {
+            2 * hp.n_layer as u64
+                * KvType::F16.row_bytes(hp.n_head_kv * hp.head_dim) as u64
+                * n_ctx as u64
+                * slots as u64
+        };
         // Several slots decode together: the matrices are packed for batches at load.
         let packed = if slots > 1 {
             engine::packed_weight_bytes(&gguf)
