@@ -63,6 +63,45 @@ export const put = (path, body = {}, opts) => request('PUT', appUrl(path), body,
 export const patch = (path, body = {}, opts) => request('PATCH', appUrl(path), body, opts);
 export const del = (path, opts) => request('DELETE', appUrl(path), undefined, opts);
 
+/**
+ * POST a file's raw bytes with XMLHttpRequest, so that the upload reports progress.
+ * onProgress(loaded, total) is called as the body goes out. Resolves to the parsed JSON answer;
+ * rejects with ApiError (status 0 for a network failure, 'AbortError' name when aborted).
+ * Returns {promise, abort}.
+ */
+export function upload(path, file, { onProgress } = {}) {
+  const xhr = new XMLHttpRequest();
+  const promise = new Promise((resolve, reject) => {
+    xhr.open('POST', appUrl(path));
+    xhr.setRequestHeader('Accept', 'application/json');
+    xhr.setRequestHeader('Content-Type', (file && file.type) || 'application/octet-stream');
+    if (csrf) xhr.setRequestHeader('X-CSRF-Token', csrf);
+    xhr.responseType = 'text';
+    if (onProgress) {
+      xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : (file && file.size) || 0);
+    }
+    xhr.onload = () => {
+      let body = null;
+      try { body = xhr.responseText ? JSON.parse(xhr.responseText) : {}; } catch { body = null; }
+      if (xhr.status >= 200 && xhr.status < 300) {
+        if (body === null) reject(new ApiError(xhr.status, 'The server sent an answer that is not JSON'));
+        else resolve(body);
+        return;
+      }
+      const message = body && typeof body.error === 'string' && body.error
+        ? body.error
+        : xhr.status === 413 ? 'The file is too large.' : `${xhr.status} ${xhr.statusText || 'error'}`.trim();
+      const err = new ApiError(xhr.status, message, xhr.getResponseHeader('Retry-After'));
+      if (xhr.status === 401 && onUnauthorized) onUnauthorized(err);
+      reject(err);
+    };
+    xhr.onerror = () => reject(new ApiError(0, 'The upload failed (network error).'));
+    xhr.onabort = () => { const e = new ApiError(0, 'Upload cancelled'); e.name = 'AbortError'; reject(e); };
+    xhr.send(file);
+  });
+  return { promise, abort: () => xhr.abort() };
+}
+
 /** Ollama API helpers. */
 export const ollama = {
   tags: () => request('GET', '/api/tags'),

@@ -5,6 +5,7 @@ import * as api from './api.js';
 import { state, store, load, isMulti } from './state.js';
 import { renderChat, focusComposer, stopGeneration } from './chat.js';
 import { renderModels, renderMachine, renderUsage, renderSettings } from './pages.js';
+import { renderDocuments } from './documents.js';
 
 const ui = {};
 
@@ -45,6 +46,7 @@ function buildShell() {
   const navLink = (href, testid, text) => h('a', { href, 'data-testid': testid, class: 'nav-link', text });
   ui.pageNav = h('nav', { class: 'page-nav', 'aria-label': 'Pages' },
     navLink('#/models', 'nav-models', 'Models'),
+    navLink('#/documents', 'nav-documents', 'Documents'),
     navLink('#/machine', 'nav-machine', 'Machine'),
     navLink('#/usage', 'nav-usage', 'Usage'),
     navLink('#/settings', 'nav-settings', 'Settings'));
@@ -324,7 +326,8 @@ async function route() {
   ui.view.className = 'view';
   drawChatList();
   for (const a of ui.pageNav.querySelectorAll('a')) {
-    if (a.getAttribute('href') === hash) a.setAttribute('aria-current', 'page');
+    const href = a.getAttribute('href');
+    if (href === hash || hash.startsWith(href + '/')) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
 
@@ -341,6 +344,11 @@ async function route() {
     } else if (hash === '#/models') {
       document.title = 'Models — Hearth';
       await renderModels(ui.topSlot, ui.view);
+    } else if (hash === '#/documents' || (m = /^#\/documents\/([^/]+)$/.exec(hash))) {
+      document.title = 'Documents — Hearth';
+      let id = null;
+      if (m) { try { id = decodeURIComponent(m[1]); } catch { id = m[1]; } }
+      await renderDocuments(ui.topSlot, ui.view, id);
     } else if (hash === '#/machine') {
       document.title = 'Machine — Hearth';
       await renderMachine(ui.topSlot, ui.view);

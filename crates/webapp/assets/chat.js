@@ -4,6 +4,7 @@ import { h, clear, toast, announce, fileName, download, fmtBytes, fmtInt, fmt1 }
 import * as api from './api.js';
 import { renderInto, copyText } from './markdown.js';
 import { state, store, load } from './state.js';
+import { sourcesView, validSources, openPassage } from './sources.js';
 
 // ---------------------------------------------------------------------------------------------
 // Models and presets (cached; pages that change them call with force)
@@ -83,6 +84,12 @@ export function titleFrom(text) {
 
 const settingsOf = (ctx) => (ctx.chat ? ctx.chat.settings || {} : ctx.draft);
 
+/** The collection ids attached to the chat (settings.collections). */
+function attachedIds(ctx) {
+  const c = settingsOf(ctx).collections;
+  return Array.isArray(c) ? c.filter((x) => x !== null && x !== undefined) : [];
+}
+
 let current = null; // the chat view on screen
 
 export function focusComposer() {
@@ -120,13 +127,30 @@ export async function renderChat(top, main, chatId) {
     type: 'button', class: 'icon-button', 'aria-label': 'Chat settings', title: 'Chat settings',
     'aria-expanded': 'false', 'aria-controls': 'chat-settings', 'data-testid': 'chat-settings', text: '⚙',
   });
+  ctx.attachBtn = h('button', {
+    type: 'button', class: 'button small attach-button', 'aria-label': 'Attach documents', title: 'Answer from documents',
+    'aria-expanded': 'false', 'aria-controls': 'attach-panel', 'data-testid': 'attach', text: 'Docs',
+  });
+  ctx.chips = h('ul', { class: 'chips attached-chips', 'aria-label': 'Attached document collections', 'data-testid': 'attached-collections', hidden: true });
   ctx.exportMd = h('button', { type: 'button', class: 'button small', 'data-testid': 'export-md', text: 'Export .md', 'aria-label': 'Export as Markdown', disabled: !chatId });
   ctx.exportJson = h('button', { type: 'button', class: 'button small', 'data-testid': 'export-json', text: 'Export .json', 'aria-label': 'Export as JSON', disabled: !chatId });
   const fileInput = h('input', { type: 'file', accept: 'application/json,.json', class: 'sr-only', id: 'import-file', 'aria-label': 'Chat file to import', tabindex: '-1' });
   const importBtn = h('button', { type: 'button', class: 'button small', 'data-testid': 'import', text: 'Import', 'aria-label': 'Import a chat from JSON', onclick: () => fileInput.click() });
   top.append(h('div', { class: 'chat-tools' },
-    ctx.modelSelect, ctx.presetSelect, ctx.settingsBtn,
+    ctx.modelSelect, ctx.presetSelect, ctx.settingsBtn, ctx.attachBtn, ctx.chips,
     h('span', { class: 'tool-group' }, ctx.exportMd, ctx.exportJson, importBtn, fileInput)));
+
+  // Attach documents panel.
+  ctx.attachList = h('div', { class: 'attach-list' });
+  ctx.attachPanel = h('form', { id: 'attach-panel', class: 'settings-panel attach-panel', hidden: true, 'aria-label': 'Attach documents' },
+    h('h2', { class: 'panel-title', text: 'Answer from documents' }),
+    h('p', { class: 'muted panel-note', text: 'Answers in this chat search the checked collections and cite their passages.' }),
+    ctx.attachList,
+    h('div', { class: 'panel-actions' },
+      h('a', { href: '#/documents', class: 'button', text: 'Manage documents' }),
+      h('button', { type: 'button', class: 'button primary', 'data-testid': 'attach-close', text: 'Done', onclick: () => toggleAttach(ctx, false) })));
+  ctx.collections = null;
+  ctx.attachQueue = Promise.resolve();
 
   // Settings panel.
   ctx.system = h('textarea', { id: 'system', rows: '3', placeholder: 'You are a helpful assistant.' });
@@ -149,7 +173,7 @@ export async function renderChat(top, main, chatId) {
   ctx.composer = h('form', { class: 'composer', 'aria-label': 'Send a message' },
     h('div', { class: 'composer-box' }, ctx.prompt, ctx.sendBtn));
   ctx.hint = h('p', { class: 'composer-hint', text: 'Answers are generated on this machine and may be wrong.' });
-  main.append(h('section', { class: 'chat-view', 'aria-label': 'Chat' }, ctx.panel, ctx.scroller, ctx.composer, ctx.hint));
+  main.append(h('section', { class: 'chat-view', 'aria-label': 'Chat' }, ctx.panel, ctx.attachPanel, ctx.scroller, ctx.composer, ctx.hint));
 
   wire(ctx, fileInput);
 
@@ -186,6 +210,8 @@ export async function renderChat(top, main, chatId) {
   modelOptions(ctx.modelSelect, models, selected);
   presetOptions(ctx, presets);
   fillSettings(ctx);
+  drawChips(ctx);
+  if (attachedIds(ctx).length) loadCollections(ctx).then(() => { if (current === ctx) drawChips(ctx); });
 
   renderMessages(ctx);
   // Re-attach to an answer still being generated for this chat.
@@ -194,8 +220,9 @@ export async function renderChat(top, main, chatId) {
     s.ctx = ctx;
     if (s.message) {
       const idx = ctx.messages.findIndex((m) => m.id === s.message.id);
-      if (idx >= 0) ctx.messages[idx] = { ...s.message, content: s.text, status: 'streaming' };
-      else ctx.messages.push({ ...s.message, content: s.text, status: 'streaming' });
+      const live = { ...s.message, content: s.text, status: 'streaming', sources: s.sources || s.message.sources || null };
+      if (idx >= 0) ctx.messages[idx] = live;
+      else ctx.messages.push(live);
       renderMessages(ctx);
       const art = ctx.articles.get(s.message.id);
       s.article = art;
@@ -227,14 +254,124 @@ function readSettings(ctx) {
   const c = ctx.numCtx.value.trim();
   const temperature = t === '' || Number.isNaN(Number(t)) ? null : Number(t);
   const num_ctx = c === '' || Number.isNaN(parseInt(c, 10)) ? null : parseInt(c, 10);
-  return { system, temperature, num_ctx };
+  // The whole settings object: keep what this form does not edit (the attached collections).
+  return { ...settingsOf(ctx), system, temperature, num_ctx };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attached document collections (settings.collections)
+
+async function loadCollections(ctx, { quiet = true } = {}) {
+  try {
+    const res = await api.get('collections');
+    ctx.collections = Array.isArray(res.collections) ? res.collections : [];
+  } catch (e) {
+    if (!quiet && e.status !== 401) toast(e.message);
+    if (!ctx.collections) ctx.collections = null;
+  }
+  return ctx.collections;
+}
+
+function collectionName(ctx, id) {
+  const c = (ctx.collections || []).find((x) => String(x.id) === String(id));
+  return c ? String(c.name) : `Collection ${id}`;
+}
+
+function drawChips(ctx) {
+  clear(ctx.chips);
+  const ids = attachedIds(ctx);
+  ctx.chips.hidden = ids.length === 0;
+  ctx.attachBtn.textContent = ids.length ? `Docs (${ids.length})` : 'Docs';
+  ctx.attachBtn.classList.toggle('active', ids.length > 0);
+  for (const id of ids) {
+    const name = collectionName(ctx, id);
+    ctx.chips.append(h('li', { class: 'chip attached-chip', 'data-testid': 'attached-collection', 'data-collection-id': id, title: name },
+      h('span', { class: 'chip-text', text: name }),
+      h('button', {
+        type: 'button', class: 'chip-remove', 'data-testid': 'detach', 'aria-label': `Stop using ${name}`, text: '×',
+        onclick: () => saveCollections(ctx, ids.filter((x) => String(x) !== String(id))),
+      })));
+  }
+}
+
+function drawAttachList(ctx) {
+  clear(ctx.attachList);
+  const cols = ctx.collections;
+  if (cols === null) {
+    ctx.attachList.append(h('p', { class: 'error', text: 'Could not load the document collections.' }));
+    return;
+  }
+  const ids = attachedIds(ctx).map(String);
+  if (!cols.length) {
+    ctx.attachList.append(h('p', { class: 'muted' }, 'No document collections yet. ', h('a', { href: '#/documents', text: 'Create one on the Documents page' }), '.'));
+  }
+  const list = h('ul', { class: 'attach-options' });
+  for (const c of cols) {
+    const box = h('input', { type: 'checkbox', id: `attach-${c.id}`, value: String(c.id), checked: ids.includes(String(c.id)) });
+    box.addEventListener('change', () => {
+      const chosen = [...ctx.attachList.querySelectorAll('input[type="checkbox"]')].filter((b) => b.checked).map((b) => b.value);
+      // Keep ids that are attached but not listed (e.g. no longer visible), then the checked ones.
+      const listed = new Set(cols.map((x) => String(x.id)));
+      const keep = attachedIds(ctx).filter((x) => !listed.has(String(x)));
+      const next = [...keep, ...chosen.map((v) => (cols.find((x) => String(x.id) === v) || { id: v }).id)];
+      saveCollections(ctx, next);
+    });
+    const meta = [c.shared ? 'shared' : null, `${fmtInt(c.documents)} document${Number(c.documents) === 1 ? '' : 's'}`].filter(Boolean).join(' · ');
+    list.append(h('li', { 'data-testid': 'attach-option', 'data-collection-id': c.id },
+      h('label', { class: 'check', for: `attach-${c.id}` }, box,
+        h('span', { class: 'check-text', text: String(c.name) }),
+        h('span', { class: 'muted check-meta', text: meta }))));
+  }
+  ctx.attachList.append(list);
+  // Attached collections that are gone (deleted, or no longer shared).
+  const listed = new Set(cols.map((x) => String(x.id)));
+  const gone = ids.filter((x) => !listed.has(x));
+  if (gone.length) {
+    ctx.attachList.append(h('p', { class: 'muted' }, `${gone.length} attached collection${gone.length === 1 ? ' is' : 's are'} no longer available. `,
+      h('button', { type: 'button', class: 'button small', text: 'Remove', onclick: () => saveCollections(ctx, attachedIds(ctx).filter((x) => listed.has(String(x)))) })));
+  }
+}
+
+async function toggleAttach(ctx, open) {
+  const show = open ?? ctx.attachPanel.hidden;
+  ctx.attachPanel.hidden = !show;
+  ctx.attachBtn.setAttribute('aria-expanded', String(show));
+  if (!show) return;
+  togglePanel(ctx, false);
+  clear(ctx.attachList);
+  ctx.attachList.append(h('p', { class: 'muted', text: 'Loading collections…' }));
+  await loadCollections(ctx, { quiet: false });
+  if (current !== ctx || ctx.attachPanel.hidden) return;
+  drawAttachList(ctx);
+  drawChips(ctx);
+  const first = ctx.attachList.querySelector('input');
+  if (first) first.focus();
+}
+
+/** Store the attached collections: PATCH the chat's whole settings, or keep them for a new chat. */
+function saveCollections(ctx, ids) {
+  ctx.attachQueue = ctx.attachQueue.then(async () => {
+    const settings = { ...settingsOf(ctx), collections: ids };
+    if (ctx.chat) {
+      await patchChat(ctx, { settings });
+    } else {
+      ctx.draft = settings;
+    }
+    if (current !== ctx) return;
+    drawChips(ctx);
+    if (!ctx.attachPanel.hidden && ctx.collections) drawAttachList(ctx);
+  });
+  return ctx.attachQueue;
 }
 
 function togglePanel(ctx, open) {
   const show = open ?? ctx.panel.hidden;
   ctx.panel.hidden = !show;
   ctx.settingsBtn.setAttribute('aria-expanded', String(show));
-  if (show) ctx.system.focus();
+  if (show) {
+    if (ctx.attachPanel && !ctx.attachPanel.hidden) toggleAttach(ctx, false);
+    ctx.system.focus();
+  }
 }
 
 async function patchChat(ctx, body) {
@@ -250,6 +387,9 @@ async function patchChat(ctx, body) {
 
 function wire(ctx, fileInput) {
   ctx.settingsBtn.addEventListener('click', () => togglePanel(ctx));
+  ctx.attachBtn.addEventListener('click', () => toggleAttach(ctx));
+  ctx.attachPanel.addEventListener('submit', (e) => { e.preventDefault(); toggleAttach(ctx, false); });
+  ctx.attachPanel.addEventListener('keydown', (e) => { if (e.key === 'Escape') { e.stopPropagation(); toggleAttach(ctx, false); ctx.attachBtn.focus(); } });
   ctx.panel.addEventListener('submit', async (e) => {
     e.preventDefault();
     const settings = readSettings(ctx);
@@ -271,7 +411,7 @@ function wire(ctx, fileInput) {
   ctx.presetSelect.addEventListener('change', async () => {
     const p = (state.presets || []).find((x) => String(x.id) === ctx.presetSelect.value);
     if (!p) return;
-    const settings = { system: p.settings?.system ?? null, temperature: p.settings?.temperature ?? null, num_ctx: p.settings?.num_ctx ?? null };
+    const settings = { ...settingsOf(ctx), system: p.settings?.system ?? null, temperature: p.settings?.temperature ?? null, num_ctx: p.settings?.num_ctx ?? null };
     if (p.model) {
       if (![...ctx.modelSelect.options].some((o) => o.value === p.model)) {
         ctx.modelSelect.appendChild(h('option', { value: p.model, text: `${p.model} — not installed` }));
@@ -387,19 +527,39 @@ function messageView(ctx, msg) {
   const head = h('div', { class: 'message-head' }, h('span', { class: 'author', text: author }));
   if (STATUS_TEXT[status]) head.append(h('span', { class: `badge badge-${status}`, text: STATUS_TEXT[status] }));
   const content = h('div', { class: 'content' });
+  const sources = role === 'assistant' ? validSources(msg.sources) : null;
   if (role === 'assistant') {
-    try { renderInto(content, msg.content || ''); } catch { content.textContent = msg.content || ''; }
+    try { renderInto(content, msg.content || '', undefined, { cites: sources }); } catch { content.textContent = msg.content || ''; }
   } else {
     content.textContent = msg.content || '';
   }
   art.append(head, content);
   if (role === 'assistant') {
+    if (sources) {
+      art.append(sourcesView(sources));
+      ART_SOURCES.set(art, sources);
+      art.addEventListener('click', onSourceClick);
+    }
     const st = statsText(msg.stats);
     art.append(h('div', { class: 'stats', text: st, hidden: !st }));
   }
   art.append(h('div', { class: 'actions' }));
   fillActions(ctx, msg, art);
   return art;
+}
+
+const ART_SOURCES = new WeakMap();
+
+/** A click on a citation [n] or a source of an answer opens that passage. */
+function onSourceClick(e) {
+  const art = e.currentTarget;
+  const btn = e.target instanceof Element ? e.target.closest('button.cite, button[data-testid="source"]') : null;
+  if (!btn || !art.contains(btn)) return;
+  const n = Number(btn.dataset.n);
+  const src = (ART_SOURCES.get(art) || []).find((s) => Number(s.n) === n);
+  if (!src) return;
+  e.preventDefault();
+  openPassage(src);
 }
 
 function refreshActions(ctx) {
@@ -514,7 +674,7 @@ function scheduleRender(stream) {
 
 function paint(stream) {
   if (!stream.content || !stream.content.isConnected) return;
-  try { renderInto(stream.content, stream.text); } catch { stream.content.textContent = stream.text; }
+  try { renderInto(stream.content, stream.text, undefined, { cites: validSources(stream.sources) }); } catch { stream.content.textContent = stream.text; }
   scrollToEnd(stream.ctx);
 }
 
@@ -573,7 +733,9 @@ async function send(ctx, body) {
     if (idx >= 0) removeFrom(ctx, idx);
   }
 
-  const stream = { chatId: ctx.chat.id, ctrl: new AbortController(), text: '', message: null, article: null, content: null, raf: 0, ctx };
+  const stream = { chatId: ctx.chat.id, ctrl: new AbortController(), text: '', message: null, sources: null, article: null, content: null, raf: 0, ctx };
+  // The message as it stands, with the sources sent before the answer.
+  const live = (extra) => ({ ...stream.message, sources: stream.sources || stream.message?.sources || null, ...extra });
   state.stream = stream;
   setStreaming(ctx, true);
   refreshActions(ctx);
@@ -587,10 +749,19 @@ async function send(ctx, body) {
       if (ev.type === 'user' && ev.message) {
         upsertMessage(c, ev.message);
         scrollToEnd(c, true);
+      } else if (ev.type === 'sources') {
+        stream.sources = validSources(ev.sources);
+        if (stream.message) {
+          if (stream.raf) { cancelAnimationFrame(stream.raf); stream.raf = 0; }
+          const art = upsertMessage(c, live({ content: stream.text, status: 'streaming' }));
+          stream.article = art;
+          stream.content = art.querySelector('.content');
+          scrollToEnd(c);
+        }
       } else if (ev.type === 'assistant' && ev.message) {
         stream.message = ev.message;
         stream.text = ev.message.content || '';
-        const art = upsertMessage(c, { ...ev.message, status: 'streaming' });
+        const art = upsertMessage(c, live({ status: 'streaming' }));
         stream.article = art;
         stream.content = art.querySelector('.content');
         scrollToEnd(c);
@@ -600,23 +771,23 @@ async function send(ctx, body) {
       } else if (ev.type === 'done' && ev.message) {
         finished = true;
         stream.message = ev.message;
-        finalize(stream, ev.message);
+        finalize(stream, { ...ev.message, sources: ev.message.sources || stream.sources || null });
       } else if (ev.type === 'error') {
         finished = true;
         toast(typeof ev.error === 'string' ? ev.error : 'The answer failed.');
-        if (stream.message) finalize(stream, { ...stream.message, content: stream.text, status: 'error' });
+        if (stream.message) finalize(stream, live({ content: stream.text, status: 'error' }));
       }
     }
     if (!finished && stream.message) {
-      finalize(stream, { ...stream.message, content: stream.text, status: 'interrupted' });
+      finalize(stream, live({ content: stream.text, status: 'interrupted' }));
     }
   } catch (e) {
     if (e && e.name === 'AbortError') {
-      if (stream.message) finalize(stream, { ...stream.message, content: stream.text, status: 'stopped' });
+      if (stream.message) finalize(stream, live({ content: stream.text, status: 'stopped' }));
     } else {
       failed = true;
       toast(e && e.message ? e.message : 'The request failed.');
-      if (stream.message) finalize(stream, { ...stream.message, content: stream.text, status: 'error' });
+      if (stream.message) finalize(stream, live({ content: stream.text, status: 'error' }));
     }
   } finally {
     if (stream.raf) cancelAnimationFrame(stream.raf);
