@@ -18,6 +18,9 @@ pub struct ChatSettings {
     pub system: Option<String>,
     pub temperature: Option<f64>,
     pub num_ctx: Option<u32>,
+    /// Document collections whose passages the answers get (ids; ones the user may not read
+    /// are skipped when answering).
+    pub collections: Vec<i64>,
 }
 
 /// A conversation of one user.
@@ -564,6 +567,7 @@ mod tests {
             system: Some("be brief".into()),
             temperature: Some(0.5),
             num_ctx: Some(2048),
+            collections: vec![3, 1],
         };
         let chat = db.create_chat(me, "old", "m1", &settings).unwrap();
         assert_eq!(chat.id.len(), 16);

@@ -137,12 +137,14 @@ CREATE TABLE settings (
 /// model drops the stale ones in one statement and chunk rows stay small for the text search.
 /// `chunks_fts` is an external-content FTS5 index of the chunks' text, kept right by triggers
 /// (deletes cascade from users, collections and documents, and fire them). The Porter stemmer
-/// lets "installing" find "install". Messages get the sources their answer was given (JSON).
+/// lets "installing" find "install". Ids are AUTOINCREMENT, never reused: background work on a
+/// deleted document, or a saved answer's citation of a deleted chunk, must not land on a newer
+/// one. Messages get the sources their answer was given (JSON).
 const V2: &str = r#"
 ALTER TABLE messages ADD COLUMN sources TEXT;
 
 CREATE TABLE collections (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     name TEXT NOT NULL,
     shared INTEGER NOT NULL,
@@ -152,7 +154,7 @@ CREATE TABLE collections (
 CREATE INDEX collections_user ON collections(user_id);
 
 CREATE TABLE documents (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
     name TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -168,7 +170,7 @@ CREATE INDEX documents_unfinished ON documents(id)
     WHERE status IN ('queued', 'extracting', 'embedding');
 
 CREATE TABLE chunks (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
     location TEXT NOT NULL,
     text TEXT NOT NULL
@@ -258,6 +260,44 @@ mod tests {
             )
             .unwrap();
         assert_eq!(b, 0, "the failed step was rolled back");
+    }
+
+    #[test]
+    fn v2_keeps_the_messages_of_a_v1_database() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        migrate_with(&mut conn, Path::new("t.db"), &MIGRATIONS[..1]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users VALUES (1, 'a', NULL, 'admin', 'active', 0);
+             INSERT INTO chats VALUES (1, 'c', 1, 't', 'm', '{}', 0, 0);
+             INSERT INTO messages (chat_id, role, content, status, created_at)
+                 VALUES ('c', 'user', 'hello there', 'done', 0);",
+        )
+        .unwrap();
+        migrate(&mut conn, Path::new("t.db")).unwrap();
+        assert_eq!(version(&conn), MIGRATIONS.len() as i64);
+        let (content, sources): (String, Option<String>) = conn
+            .query_row("SELECT content, sources FROM messages", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((content.as_str(), sources), ("hello there", None));
+        conn.execute_batch(
+            "INSERT INTO collections (user_id, name, shared, created_at) VALUES (1, 'c', 0, 0);
+             INSERT INTO documents (collection_id, name, kind, bytes, status, created_at)
+                 VALUES (1, 'd', 'text', 1, 'queued', 0);
+             INSERT INTO chunks (document_id, location, text) VALUES (1, '', 'hello chunk');
+             DELETE FROM users;",
+        )
+        .unwrap();
+        let left: i64 = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM chunks) + (SELECT count(*) FROM messages)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0, "deleting the user cascades");
     }
 
     #[test]

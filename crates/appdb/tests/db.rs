@@ -526,6 +526,7 @@ fn export_import_round_trip_and_markdown() {
         system: Some("Be terse.".into()),
         temperature: Some(0.3),
         num_ctx: Some(8192),
+        collections: vec![7],
     };
     let chat = db.create_chat(a, "Rust Q&A", "qwen", &settings).unwrap();
     db.add_message(
