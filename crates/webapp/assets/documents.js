@@ -52,7 +52,8 @@ export async function renderDocuments(top, main, openId = null) {
 
   const listBox = h('div', { class: 'collections-box' });
   const detail = h('div', { class: 'collection-detail' });
-  page.append(collectionsCard(view, listBox), detail);
+  // An open collection comes first; the list of all of them below it.
+  page.append(...(openId !== null ? [detail, collectionsCard(view, listBox)] : [collectionsCard(view, listBox), detail]));
   if (isAdmin()) page.append(embeddingCard(view));
 
   view.refresh = () => drawCollections(view, listBox);
@@ -458,14 +459,18 @@ function embeddingCard(view) {
   const fill = (model, installed, models) => {
     current = model ?? null;
     clear(select);
-    const names = new Set();
+    // "name" and "name:latest" are one model: list it once, as the current value spells it.
+    const byKey = new Map();
+    const key = (n) => String(n).replace(/:latest$/, '');
+    const add = (n, prefer = false) => { if (n && (prefer || !byKey.has(key(n)))) byKey.set(key(n), String(n)); };
     for (const m of models) {
       const d = m.details || {};
       const fams = [d.family, ...(Array.isArray(d.families) ? d.families : [])].map((x) => String(x || '').toLowerCase());
-      if (fams.includes('bert')) names.add(String(m.name));
+      if (fams.includes('bert')) add(m.name);
     }
-    for (const n of Array.isArray(installed) ? installed : []) names.add(String(n));
-    if (current) names.add(String(current));
+    for (const n of Array.isArray(installed) ? installed : []) add(n);
+    if (current) add(current, true);
+    const names = new Set(byKey.values());
     if (!current) select.append(h('option', { value: '', text: names.size ? 'None: choose a model' : 'No embedding model installed' }));
     for (const n of [...names].sort()) select.append(h('option', { value: n, text: n }));
     select.value = current || '';
