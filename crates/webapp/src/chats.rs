@@ -513,6 +513,7 @@ mod tests {
             system: Some("x".into()),
             temperature: Some(0.5),
             num_ctx: Some(2048),
+            collections: vec![1],
         });
         assert_eq!(
             Value::Object(o),

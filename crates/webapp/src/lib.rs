@@ -8,11 +8,13 @@
 //! - [`WebApp::extension`] gives the server the app's routes ([`routes`]): the page and its
 //!   assets ([`pages`], embedded from `assets/`), and the JSON API of `API.md` under
 //!   `/app/api/`: accounts ([`auth`]), conversations with streamed answers saved as they come
-//!   ([`chats`]), and the machine and usage pages ([`machine`]).
+//!   ([`chats`]), documents searched and cited in answers ([`docs`]), and the machine and
+//!   usage pages ([`machine`]).
 //! - Every failure is a [`WebError`], answered as `{"error": "..."}` with its status.
 
 pub mod auth;
 pub mod chats;
+pub mod docs;
 pub mod error;
 pub mod machine;
 pub mod pages;
@@ -69,6 +71,8 @@ pub struct WebApp {
     signup_lock: Mutex<()>,
     /// (when, tokens generated so far), for the live throughput.
     samples: Mutex<VecDeque<(Instant, u64)>>,
+    /// One document is read and embedded at a time, so chats keep most of the machine.
+    jobs: Arc<tokio::sync::Semaphore>,
 }
 
 impl WebApp {
@@ -81,6 +85,7 @@ impl WebApp {
             failures: Mutex::default(),
             signup_lock: Mutex::default(),
             samples: Mutex::default(),
+            jobs: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -95,7 +100,13 @@ impl WebApp {
     /// The app's routes, for [`server::serve`] / [`server::app_with`].
     pub fn extension(self: &Arc<Self>) -> server::Extension {
         let app = self.clone();
-        Box::new(move |server| routes(Ctx { app, server }))
+        Box::new(move |server| {
+            let ctx = Ctx { app, server };
+            if tokio::runtime::Handle::try_current().is_ok() {
+                docs::resume(&ctx);
+            }
+            routes(ctx)
+        })
     }
 
     fn lock_failures(&self) -> MutexGuard<'_, HashMap<String, Vec<Instant>>> {
@@ -153,6 +164,30 @@ pub fn routes(ctx: Ctx) -> Router {
         .route(
             "/presets/{id}",
             put(chats::update_preset).delete(chats::delete_preset),
+        )
+        .route(
+            "/collections",
+            get(docs::collections).post(docs::create_collection),
+        )
+        .route(
+            "/collections/{id}",
+            axum::routing::delete(docs::delete_collection),
+        )
+        .route(
+            "/collections/{id}/documents",
+            get(docs::documents)
+                .post(docs::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(docs::MAX_UPLOAD)),
+        )
+        .route("/collections/{id}/search", get(docs::search))
+        .route(
+            "/documents/{id}",
+            get(docs::document).delete(docs::delete_document),
+        )
+        .route("/chunks/{id}", get(docs::chunk))
+        .route(
+            "/embedding-model",
+            get(docs::get_embedding_model).put(docs::set_embedding_model),
         )
         .route("/machine", get(machine::machine))
         .route("/usage", get(machine::usage))
