@@ -233,6 +233,16 @@ mod tests {
 
     /// A PDF with one page per content stream, in Helvetica as `/F1`.
     fn pdf(pages: &[Vec<u8>]) -> Vec<u8> {
+        save(document(pages))
+    }
+
+    fn save(mut doc: Document) -> Vec<u8> {
+        let mut out = Vec::new();
+        doc.save_to(&mut out).unwrap();
+        out
+    }
+
+    fn document(pages: &[Vec<u8>]) -> Document {
         let mut doc = Document::with_version("1.5");
         let pages_id = doc.new_object_id();
         let font_id = doc.add_object(dictionary! {
@@ -260,9 +270,7 @@ mod tests {
         );
         let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
         doc.trailer.set("Root", catalog_id);
-        let mut out = Vec::new();
-        doc.save_to(&mut out).unwrap();
-        out
+        doc
     }
 
     /// A page's content stream with lines at 14-point steps, a blank line leaving a wider gap.
@@ -295,6 +303,10 @@ mod tests {
             lines(&["Page two says caf\u{e9}."]),
         ]);
         let sections = extract_pdf(&bytes);
+        // The same with compressed (FlateDecode) content streams.
+        let mut doc = Document::load_mem(&bytes).unwrap();
+        doc.compress();
+        assert_eq!(extract_pdf(&save(doc)), sections);
         assert_eq!(
             sections,
             [
@@ -347,6 +359,33 @@ mod tests {
     }
 
     #[test]
+    fn encrypted_files() {
+        let encrypted = |user_password: &str| {
+            let mut doc = document(&[lines(&["Secret plans."])]);
+            let id = Object::string_literal(b"0123456789abcdef".to_vec());
+            doc.trailer.set("ID", vec![id.clone(), id]);
+            let version = lopdf::EncryptionVersion::V2 {
+                document: &doc,
+                owner_password: "owner",
+                user_password,
+                key_length: 128,
+                permissions: lopdf::Permissions::all(),
+            };
+            let state = lopdf::EncryptionState::try_from(version).unwrap();
+            doc.encrypt(&state).unwrap();
+            save(doc)
+        };
+        // Without a user password it opens for everyone; with one, it cannot be read.
+        assert_eq!(
+            extract_pdf(&encrypted("")),
+            [("page 1".to_string(), "Secret plans.".to_string())]
+        );
+        let err = crate::extract(crate::Kind::Pdf, &encrypted("secret")).unwrap_err();
+        assert!(matches!(err, DocumentError::Encrypted), "{err}");
+        assert!(err.to_string().contains("password"), "{err}");
+    }
+
+    #[test]
     fn broken_files_are_pdf_errors() {
         for bytes in [
             &b"%PDF-1.4\nnot really a pdf"[..],
@@ -362,7 +401,7 @@ mod tests {
         }
     }
 
-    /// About 20 MB of PDF: 400 pages of 500 lines each, uncompressed.
+    /// About 20 MB of PDF: 470 pages of 500 lines each, uncompressed; then its chunks.
     #[test]
     #[ignore = "a timing: cargo test -p documents --release -- --ignored --nocapture"]
     fn large_pdf_extraction_time() {
@@ -371,7 +410,7 @@ mod tests {
         let page: Vec<&str> = (0..500)
             .map(|i| if i % 10 == 9 { "" } else { line })
             .collect();
-        let pages: Vec<Vec<u8>> = (0..400).map(|_| lines(&page)).collect();
+        let pages: Vec<Vec<u8>> = (0..470).map(|_| lines(&page)).collect();
         let bytes = pdf(&pages);
         let started = std::time::Instant::now();
         let sections = crate::extract(crate::Kind::Pdf, &bytes).unwrap();
@@ -384,7 +423,14 @@ mod tests {
             chars / 1_000_000,
             elapsed
         );
-        assert_eq!(sections.len(), 400);
+        assert_eq!(sections.len(), 470);
         assert!(elapsed.as_secs() < 60);
+        let started = std::time::Instant::now();
+        let chunks = crate::chunk(&sections, &|s: &str| s.split_whitespace().count(), 256, 32);
+        println!(
+            "{} chunks of 256 words in {:.2?}",
+            chunks.len(),
+            started.elapsed()
+        );
     }
 }
