@@ -203,6 +203,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         db_path.display()
     );
     config.gate = Some(app.clone());
+    config.retriever = Some(app.retriever());
     server::run(config, Some(app.extension()))?;
     Ok(())
 }

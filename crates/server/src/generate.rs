@@ -86,6 +86,9 @@ pub struct Started {
     /// How the model writes tool calls, when the request gave tools and the template's family
     /// is known: the answer is parsed for them.
     pub tools: Option<ToolFormat>,
+    /// The document passages the prompt was given ([`crate::retrieval`]), reported with the
+    /// answer.
+    pub sources: Option<Value>,
 }
 
 /// A slot of `model` (loaded for the context size the request's `options` ask for, if any).
@@ -186,6 +189,7 @@ pub async fn start(state: &Arc<AppState>, req: GenerationRequest) -> Result<Star
         settings,
         model_name: runner.resolved.name.to_string(),
         tools,
+        sources: None,
     })
 }
 

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod ollama;
 pub mod openai;
 pub mod options;
+pub mod retrieval;
 pub mod runner;
 pub mod scheduler;
 pub mod security;
@@ -81,6 +82,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Who may call what, instead of the API key check (the web app's accounts).
     pub gate: Option<Arc<dyn security::Gate>>,
+    /// Passages for chat requests with `collections` (the web app's documents).
+    pub retriever: Option<Arc<dyn retrieval::Retriever>>,
 }
 
 impl Config {
@@ -100,6 +103,7 @@ impl Config {
             log_prompts: false,
             max_body_bytes: DEFAULT_MAX_BODY,
             gate: None,
+            retriever: None,
         }
     }
 
@@ -173,6 +177,7 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     pub store: Store,
     pub log_prompts: bool,
+    pub retriever: Option<Arc<dyn retrieval::Retriever>>,
 }
 
 /// A scheduler lease on a real model.
@@ -212,6 +217,7 @@ pub fn app_with(config: &Config, loopback: bool, extension: Extension) -> (Route
         metrics: metrics::Metrics::default(),
         store: config.store.clone(),
         log_prompts: config.log_prompts,
+        retriever: config.retriever.clone(),
     });
     let security = Arc::new(Security {
         api_keys: config.api_keys.clone(),

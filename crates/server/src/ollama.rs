@@ -351,6 +351,9 @@ pub struct ChatRequest {
     messages: Vec<ChatMessage>,
     #[serde(default)]
     tools: Option<Value>,
+    /// Hearth's extension: answer from these document collections' passages.
+    #[serde(default)]
+    collections: Vec<i64>,
 }
 
 fn no_images(images: &Option<Vec<String>>) -> Result<()> {
@@ -451,12 +454,13 @@ pub async fn generate(
             tools: None,
         }
     };
-    respond(state, log, req.common, prompt, false).await
+    respond(state, log, req.common, prompt, false, None).await
 }
 
 pub async fn chat(
     State(state): State<Arc<AppState>>,
     Extension(log): Extension<Arc<RequestLog>>,
+    extensions: axum::http::Extensions,
     Body(req): Body<ChatRequest>,
 ) -> Result<Response> {
     let template = req.common.template()?;
@@ -485,13 +489,15 @@ pub async fn chat(
         });
     }
     generate::name_tool_results(&mut messages);
-    let prompt = Prompt::Chat {
+    let mut prompt = Prompt::Chat {
         messages,
         system: None,
         template,
         tools,
     };
-    respond(state, log, req.common, prompt, true).await
+    let sources =
+        crate::retrieval::augment(&state, &extensions, &req.collections, &mut prompt).await?;
+    respond(state, log, req.common, prompt, true, sources).await
 }
 
 /// A tool call as Ollama answers it: `{"id", "function": {"index", "name", "arguments": {}}}`.
@@ -509,10 +515,11 @@ async fn respond(
     common: Common,
     prompt: Prompt,
     chat: bool,
+    sources: Option<Value>,
 ) -> Result<Response> {
     let grammar = common.grammar()?;
     let logprobs = common.logprobs()?;
-    let started = generate::start(
+    let mut started = generate::start(
         &state,
         GenerationRequest {
             model: common.model.clone(),
@@ -526,6 +533,7 @@ async fn respond(
         },
     )
     .await?;
+    started.sources = sources;
     if state.log_prompts {
         eprintln!(
             "prompt for {}: {} tokens",
@@ -559,6 +567,9 @@ async fn respond(
                     if let Value::Object(m) = &mut v {
                         m.extend(statistics(started, stats));
                     }
+                    if let Some(sources) = &started.sources {
+                        v["sources"] = sources.clone();
+                    }
                     v
                 }
                 Piece::Failed(e) => json!({ "error": e }),
@@ -585,6 +596,9 @@ async fn respond(
     }
     if let Value::Object(m) = &mut v {
         m.extend(statistics(&started, &done.stats));
+    }
+    if let Some(sources) = &started.sources {
+        v["sources"] = sources.clone();
     }
     Ok(Json(v).into_response())
 }

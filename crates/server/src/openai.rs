@@ -267,6 +267,9 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     #[allow(dead_code)]
     parallel_tool_calls: Option<bool>,
+    /// Hearth's extension: answer from these document collections' passages.
+    #[serde(default)]
+    collections: Vec<i64>,
 }
 
 impl ChatCompletionRequest {
@@ -324,6 +327,7 @@ pub struct CompletionRequest {
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     Extension(log): Extension<Arc<RequestLog>>,
+    extensions: axum::http::Extensions,
     Body(mut req): Body<ChatCompletionRequest>,
 ) -> Result<Response> {
     let (tools, tool_choice) = req.tools()?;
@@ -374,13 +378,15 @@ pub async fn chat_completions(
         });
     }
     generate::name_tool_results(&mut messages);
-    let prompt = Prompt::Chat {
+    let mut prompt = Prompt::Chat {
         messages,
         system: None,
         template: None,
         tools,
     };
-    respond(state, log, req.common, prompt, tool_choice).await
+    let sources =
+        crate::retrieval::augment(&state, &extensions, &req.collections, &mut prompt).await?;
+    respond(state, log, req.common, prompt, tool_choice, sources).await
 }
 
 pub async fn completions(
@@ -410,7 +416,7 @@ pub async fn completions(
         },
         None => Prompt::Raw(prompt),
     };
-    respond(state, log, req.common, prompt, None).await
+    respond(state, log, req.common, prompt, None, None).await
 }
 
 fn usage(started: &Started, stats: &GenerationStats) -> Value {
@@ -524,6 +530,7 @@ async fn respond(
     common: Common,
     prompt: Prompt,
     tool_choice: impl Into<Option<ToolChoice>>,
+    sources: Option<Value>,
 ) -> Result<Response> {
     // Chat completions come with a tool choice, completions without.
     let tool_choice = tool_choice.into();
@@ -539,7 +546,7 @@ async fn respond(
         .as_ref()
         .map(parse_keep_alive)
         .transpose()?;
-    let started = generate::start(
+    let mut started = generate::start(
         &state,
         GenerationRequest {
             model: common.model.clone(),
@@ -553,6 +560,7 @@ async fn respond(
         },
     )
     .await?;
+    started.sources = sources;
     let created = unix_now();
     let id = format!(
         "{}-{:x}",
@@ -591,7 +599,11 @@ async fn respond(
             Piece::Done(stats) => {
                 let reason = finish_reason(&stats.stop, called);
                 let last = choice(chat, true, None, &[], Some(reason), Value::Null);
-                let mut out = format!("data: {}\n\n", envelope(vec![last]));
+                let mut last = envelope(vec![last]);
+                if let Some(sources) = &started.sources {
+                    last["sources"] = sources.clone();
+                }
+                let mut out = format!("data: {last}\n\n");
                 if include_usage {
                     let mut last = envelope(Vec::new());
                     last["usage"] = usage(started, stats);
@@ -641,6 +653,9 @@ async fn respond(
         lps,
     )]);
     v["usage"] = usage(&started, &done.stats);
+    if let Some(sources) = &started.sources {
+        v["sources"] = sources.clone();
+    }
     Ok(Json(v).into_response())
 }
 

@@ -1,20 +1,27 @@
 //! Documents: collections of files that are extracted, chunked and embedded in the background
 //! ([`documents`] does the reading, the embedding model runs through the server), searched by
 //! meaning and by words at once ([`appdb::Db::hybrid_search`]), and given to a chat's answers as
-//! fenced, numbered, untrusted passages ([`passages_for`]).
+//! fenced, numbered, untrusted passages ([`passages_for`]) — in the app's chats, and through the
+//! chat APIs' `collections` field ([`AppRetriever`]).
 
 use crate::auth::Caller;
 use crate::error::{Result, WebError};
-use crate::Ctx;
+use crate::{Ctx, Mode, WebApp};
 use appdb::{DocStatus, NewChunk};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::Extensions;
 use axum::http::{header, HeaderMap};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use server::generate::{self, EmbedRequest};
+use server::retrieval::{Retrieved, Retriever};
 use server::scheduler::LoadRequest;
+use server::AppState;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 /// The largest file one upload may send.
 pub const MAX_UPLOAD: usize = 64 << 20;
@@ -513,4 +520,41 @@ pub async fn set_embedding_model(
         });
     }
     Ok(Json(json!({"model": model, "installed": installed})))
+}
+
+/// The web app as the server's [`Retriever`]: passages of the collections the caller may read,
+/// for the `collections` field of the chat APIs.
+pub struct AppRetriever(pub Arc<WebApp>);
+
+impl Retriever for AppRetriever {
+    fn retrieve<'a>(
+        &'a self,
+        state: &'a Arc<AppState>,
+        extensions: &'a Extensions,
+        collections: &'a [i64],
+        question: &'a str,
+    ) -> Pin<Box<dyn Future<Output = server::Result<Option<Retrieved>>> + Send + 'a>> {
+        Box::pin(async move {
+            let ctx = Ctx {
+                app: self.0.clone(),
+                server: state.clone(),
+            };
+            let caller = extensions.get::<Caller>().cloned();
+            let user_id = match (&caller, ctx.app.mode) {
+                (Some(c), _) if c.user().is_ok() => c.user()?.id,
+                // One person on loopback: the API's caller is that person.
+                (_, Mode::Single) => ctx.app.db.local_user().map_err(WebError::from)?.id,
+                _ => return Err(WebError::Unauthorized.into()),
+            };
+            let sources = passages_for(&ctx, user_id, collections, question, PASSAGES).await?;
+            if sources.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(Retrieved {
+                rules: documents::DOCUMENT_RULES.to_string(),
+                user_turn: with_passages(question, &sources),
+                sources: json!(sources),
+            }))
+        })
+    }
 }

@@ -48,6 +48,20 @@ impl WebError {
     }
 }
 
+/// For answers the server shapes (the chat APIs' retrieval).
+impl From<WebError> for server::ServerError {
+    fn from(e: WebError) -> Self {
+        match e {
+            WebError::Server(e) => e,
+            WebError::Unauthorized => server::ServerError::Unauthorized,
+            WebError::BadRequest(m) => server::ServerError::BadRequest(m),
+            WebError::NotFound(m) => server::ServerError::NotFound(m),
+            WebError::Forbidden(m) => server::ServerError::Forbidden(m),
+            other => server::ServerError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         if let WebError::Server(e) = self {

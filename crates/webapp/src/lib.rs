@@ -97,6 +97,11 @@ impl WebApp {
         &self.db
     }
 
+    /// The app's documents for the chat APIs' `collections` field ([`server::Config::retriever`]).
+    pub fn retriever(self: &Arc<Self>) -> Arc<dyn server::retrieval::Retriever> {
+        Arc::new(docs::AppRetriever(self.clone()))
+    }
+
     /// The app's routes, for [`server::serve`] / [`server::app_with`].
     pub fn extension(self: &Arc<Self>) -> server::Extension {
         let app = self.clone();

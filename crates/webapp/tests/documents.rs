@@ -107,9 +107,12 @@ async fn collection(app: &App, who: &mut Browser, name: &str) -> i64 {
 async fn corpus(app: &App, who: &mut Browser) -> i64 {
     let id = collection(app, who, "wiki").await;
     let mut docs = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(rag().join("corpus"))
+    // Every Markdown file but the injection test's.
+    let mut files: Vec<_> = std::fs::read_dir(rag())
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .filter(|p| !p.ends_with("injection.md"))
         .collect();
     files.sort();
     for path in files {
@@ -223,6 +226,57 @@ async fn the_right_passage_is_in_the_top_three_for_nine_questions_in_ten() {
         .send(&app, Method::GET, &format!("/app/api/chunks/{chunk}"), None)
         .await;
     assert_eq!(a.json()["text"], sources[0]["text"]);
+
+    // The chat APIs take the same collections as an extension field.
+    let ask = json!({"model": MODEL, "stream": false, "collections": [id],
+        "messages": [{"role": "user", "content": q["question"]}],
+        "options": {"num_predict": 4}, "max_tokens": 4});
+    for path in ["/api/chat", "/v1/chat/completions"] {
+        let a = me.send(&app, Method::POST, path, Some(ask.clone())).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.body);
+        let got = a.json()["sources"].clone();
+        assert_eq!(got, sources, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_embedding_apis_serve_the_bert_model() {
+    let app = app_with(Mode::Single, &[(EMBEDDER, minilm())]);
+    let reference: Value = serde_json::from_str(
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../testdata/reference/embeddings/all-minilm-l6-v2.jsonl"),
+        )
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap(),
+    )
+    .unwrap();
+    let mut me = Browser::default();
+    let a = me
+        .send(
+            &app,
+            Method::POST,
+            "/api/embed",
+            Some(json!({"model": EMBEDDER, "input": [reference["text"]]})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let got: Vec<f64> = serde_json::from_value(a.json()["embeddings"][0].clone()).unwrap();
+    let want: Vec<f64> = serde_json::from_value(reference["embedding"].clone()).unwrap();
+    let cos = got.iter().zip(&want).map(|(a, b)| a * b).sum::<f64>();
+    assert!(cos >= 0.999, "cosine {cos}");
+    let a = me
+        .send(
+            &app,
+            Method::POST,
+            "/api/chat",
+            Some(json!({"model": EMBEDDER, "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert!(a.body.contains("cannot generate"), "{}", a.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

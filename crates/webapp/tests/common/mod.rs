@@ -54,6 +54,7 @@ pub fn app_with(mode: Mode, models: &[(&str, &Path)]) -> App {
     config.num_parallel = Some(1);
     config.max_memory = Some(1 << 30);
     config.gate = Some(web.clone());
+    config.retriever = Some(web.retriever());
     let (router, _) = server::app_with(&config, true, web.extension());
     App {
         router,
