@@ -17,8 +17,8 @@ use crate::Section;
 
 /// Elements skipped whole: scripts, styles, navigation and other page furniture.
 const SKIPPED: &[&str] = &[
-    "script", "style", "noscript", "template", "head", "title", "nav", "aside", "svg", "math",
-    "iframe", "object", "canvas", "select", "button",
+    "script", "style", "noscript", "template", "title", "nav", "aside", "svg", "math", "iframe",
+    "object", "canvas", "select", "button",
 ];
 /// Skipped too, except inside `<article>` or `<main>` (where they belong to the text).
 const SKIPPED_OUTSIDE_ARTICLE: &[&str] = &["header", "footer"];
@@ -87,7 +87,11 @@ struct Walk {
 
 impl Walk {
     fn brk(&mut self, b: Break) {
-        if self.text.is_empty() && self.heading.is_none() {
+        if let Some((_, title)) = self.heading.as_mut() {
+            title.push(' ');
+            return;
+        }
+        if self.text.is_empty() {
             return;
         }
         self.pending = Some(self.pending.map_or(b, |p| if b > p { b } else { p }));
@@ -156,7 +160,10 @@ impl Walk {
         let name: &str = &tag.name;
         let start = tag.kind == TagKind::StartTag;
         if let Some((skipped, depth)) = self.skipping.as_mut() {
-            if name == skipped.as_str() && !tag.self_closing {
+            // An element left open ends with the body at the latest.
+            if !start && matches!(name, "body" | "html") {
+                self.skipping = None;
+            } else if name == skipped.as_str() && !tag.self_closing {
                 if start {
                     *depth += 1;
                 } else if *depth == 0 {
@@ -320,7 +327,7 @@ mod tests {
             <main><h1>Install &amp; run</h1><p>Fish &amp; chips &copy; 2024&nbsp;&mdash; &#x263A; &lt;tag&gt;</p>
             <h2>Linux</h2><ol><li>Download<li>Run <b>install</b>.sh</ol>
             <ul><li>one</li><li>two<br>lines</li></ul><p>After<!-- a comment -->wards</p>
-            <h2>Mac<span>OS</span></h2><pre>  keep
+            <h2>Mac<span>OS</span> and<br>BSD</h2><pre>  keep
     indentation</pre><table><tr><td>a</td><td>b</td></tr><tr><td>c</td><td>d</td></tr></table>
             <footer>Main's own footer</footer></main>
             <footer>Copyright junk</footer><aside>Ads</aside><button>Menu</button></body></html>"#;
@@ -337,7 +344,7 @@ mod tests {
                     "1. Download\n2. Run install.sh\n\n- one\n- two\nlines\n\nAfterwards".into()
                 ),
                 (
-                    "Install & run › MacOS".into(),
+                    "Install & run › MacOS and BSD".into(),
                     "  keep\n    indentation\n\na b\nc d\n\nMain's own footer".into()
                 ),
             ]

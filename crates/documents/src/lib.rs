@@ -88,13 +88,11 @@ impl Kind {
     }
 
     fn sniff(bytes: &[u8]) -> Option<Kind> {
-        let head = &bytes[..bytes.len().min(1024)];
-        // The PDF header may follow a little junk (the specification's readers allow 1 KB).
-        if head.windows(5).any(|w| w == b"%PDF-") {
+        let start = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let start = &start[start.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+        if start.starts_with(b"%PDF-") {
             return Some(Kind::Pdf);
         }
-        let start = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
-        let start = &start[start.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
         let lower = start[..start.len().min(14)].to_ascii_lowercase();
         if lower.starts_with(b"<!doctype html") || lower.starts_with(b"<html") {
             return Some(Kind::Html);
@@ -318,6 +316,10 @@ mod tests {
             Kind::Text
         );
         assert_eq!(kind_of("noext", None, b"").unwrap(), Kind::Text);
+        assert_eq!(
+            kind_of("notes", None, b"About the %PDF-1.7 header").unwrap(),
+            Kind::Text
+        );
     }
 
     #[test]
