@@ -99,6 +99,16 @@ pub enum ConvertError {
     )]
     MissingTensor { tensor: String, gguf: String },
 
+    /// A checkpoint without its output matrix whose config.json does not tie it to the token
+    /// embeddings.
+    #[error(
+        "tensor `{tensor}` is missing from the checkpoint and {} does not set \
+         `tie_word_embeddings: true`; without one of them the model has no output layer (the \
+         safetensors files are incomplete, or config.json belongs to another model)",
+        path.display()
+    )]
+    UntiedOutputMissing { tensor: String, path: PathBuf },
+
     /// Two checkpoint tensors that map to the same GGUF tensor.
     #[error("tensors `{first}` and `{second}` both become `{gguf}`; keep only one of them")]
     DuplicateTensor {

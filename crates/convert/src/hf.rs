@@ -1,5 +1,6 @@
 //! The JSON files of a Hugging Face model directory: `config.json` and friends.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -29,10 +30,13 @@ pub(crate) fn read_json_if_present(path: &Path) -> Result<Option<Value>, Convert
     }
 }
 
-/// `config.json`: the model's hyper-parameters, read by key as the architecture tables ask.
+/// `config.json`: the model's hyper-parameters, read by key as the architecture tables ask,
+/// with the defaults transformers assumes for keys a file leaves out.
 pub(crate) struct Config {
     path: PathBuf,
     json: Map<String, Value>,
+    /// Keys set by [`Config::default`] rather than by the file.
+    defaulted: HashSet<String>,
 }
 
 impl Config {
@@ -40,7 +44,11 @@ impl Config {
     pub(crate) fn read(dir: &Path) -> Result<Config, ConvertError> {
         let path = dir.join("config.json");
         match read_json(&path)? {
-            Value::Object(json) => Ok(Config { path, json }),
+            Value::Object(json) => Ok(Config {
+                path,
+                json,
+                defaulted: HashSet::new(),
+            }),
             _ => Err(ConvertError::BadKey {
                 path,
                 key: "(top level)".into(),
@@ -49,7 +57,8 @@ impl Config {
         }
     }
 
-    fn bad(&self, key: &str, expected: &'static str) -> ConvertError {
+    /// [`ConvertError::BadKey`] for `key` of this file.
+    pub(crate) fn bad(&self, key: &str, expected: &'static str) -> ConvertError {
         ConvertError::BadKey {
             path: self.path.clone(),
             key: key.to_owned(),
@@ -61,8 +70,32 @@ impl Config {
         &self.path
     }
 
-    /// A positive integer.
+    /// The value of `key` unless it is missing or null.
+    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+        self.json.get(key).filter(|v| !v.is_null())
+    }
+
+    /// Whether config.json itself gives `key` (not null, not a default).
+    pub(crate) fn given(&self, key: &str) -> bool {
+        self.get(key).is_some() && !self.defaulted.contains(key)
+    }
+
+    /// Sets `key` to `value` where config.json leaves it out (or null).
+    pub(crate) fn default(&mut self, key: &str, value: impl Into<Value>) {
+        if self.get(key).is_none() {
+            self.json.insert(key.to_owned(), value.into());
+            self.defaulted.insert(key.to_owned());
+        }
+    }
+
+    /// A positive integer; `a*b` is the product of the keys `a` and `b`.
     pub(crate) fn u64(&self, key: &str) -> Result<u64, ConvertError> {
+        if let Some((a, b)) = key.split_once('*') {
+            return self
+                .u64(a)?
+                .checked_mul(self.u64(b)?)
+                .ok_or_else(|| self.bad(key, "a product below 2^64"));
+        }
         self.json
             .get(key)
             .and_then(Value::as_u64)
@@ -82,6 +115,14 @@ impl Config {
             .and_then(Value::as_f64)
             .filter(|v| v.is_finite())
             .ok_or_else(|| self.bad(key, "a number"))
+    }
+
+    /// A boolean, `default` when missing or null.
+    pub(crate) fn bool(&self, key: &str, default: bool) -> Result<bool, ConvertError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| self.bad(key, "true or false")),
+        }
     }
 
     /// The `architectures` list (model class names such as `BertModel`).
@@ -123,6 +164,29 @@ mod tests {
             assert!(e.contains(key) && e.contains("positive integer"), "{e}");
         }
         assert!(c.u32("big").unwrap_err().to_string().contains("2^32"));
+        assert_eq!(c.u64("hidden_size*hidden_size").unwrap(), 384 * 384);
+        assert!(c.u64("hidden_size*zero").is_err());
+        assert!(c.u64("big*big").unwrap_err().to_string().contains("2^64"));
+    }
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let (_d, mut c) = config(r#"{"heads": 8, "head_dim": null, "tied": true, "odd": 1}"#);
+        c.default("heads", 4);
+        c.default("head_dim", 64);
+        c.default("kv_heads", 2);
+        assert_eq!(c.u64("heads").unwrap(), 8);
+        assert_eq!(c.u64("head_dim").unwrap(), 64);
+        assert_eq!(c.u64("kv_heads").unwrap(), 2);
+        assert!(c.given("heads") && !c.given("head_dim") && !c.given("kv_heads"));
+        assert!(!c.given("missing") && c.get("missing").is_none());
+        assert!(c.bool("tied", false).unwrap());
+        assert!(c.bool("missing", true).unwrap());
+        assert!(c
+            .bool("odd", false)
+            .unwrap_err()
+            .to_string()
+            .contains("true or false"));
     }
 
     #[test]

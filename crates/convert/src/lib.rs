@@ -51,6 +51,7 @@
 //! when complete; on an error it is removed.
 
 mod arch;
+mod bpe;
 mod error;
 mod hf;
 mod safetensors;
@@ -68,7 +69,7 @@ use gguf::{GgmlType, Gguf, GgufWriter, Value};
 
 pub use error::ConvertError;
 
-use arch::Mapped;
+use arch::{Mapped, TensorRule};
 use error::io_err;
 use hf::Config;
 use safetensors::{Checkpoint, TensorEntry};
@@ -151,6 +152,9 @@ pub struct Summary {
 /// `GGML_QNT_VERSION`, which llama.cpp's converter always writes.
 const QUANTIZATION_VERSION: u32 = 2;
 
+/// The config.json key saying that the output matrix is the token embeddings.
+const TIE_WORD_EMBEDDINGS: &str = "tie_word_embeddings";
+
 /// Weight matrices llama.cpp keeps in F32 whatever the output type (besides norms).
 const ALWAYS_F32: &[&str] = &["position_embd.weight", "token_types.weight"];
 
@@ -161,8 +165,9 @@ const ALWAYS_F32: &[&str] = &["position_embd.weight", "token_types.weight"];
 /// it), then writes `dest` through a temporary file in the same directory, renamed when
 /// complete.
 pub fn convert_dir(src: &Path, dest: &Path, options: &Options) -> Result<Summary, ConvertError> {
-    let config = Config::read(src)?;
+    let mut config = Config::read(src)?;
     let arch = arch::find(&config)?;
+    (arch.defaults)(&mut config)?;
     let n_layer = config.u64(arch.layer_count)?;
     let vocab = (arch.vocab)(src, &config)?;
     let hparams = arch.metadata(src, &config)?;
@@ -189,8 +194,12 @@ pub fn convert_dir(src: &Path, dest: &Path, options: &Options) -> Result<Summary
     for (key, value) in vocab {
         w.add_metadata(&key, value);
     }
-    for (gguf_name, entry) in &tensors {
-        let values = checkpoint.read_f32(entry)?;
+    for (gguf_name, entry, rule) in &tensors {
+        let mut values = checkpoint.read_f32(entry)?;
+        if let Some(heads) = rule.rope_heads {
+            let row_len = entry.shape.last().map_or(1, |&n| n as usize);
+            values = arch::interleave_rope(&values, config.u64(heads)? as usize, row_len);
+        }
         let dims: Vec<u64> = entry.shape.iter().rev().copied().collect();
         let (ty, data) = if written == FileType::F16 && is_f16_matrix(gguf_name, &dims) {
             let data = values
@@ -232,14 +241,14 @@ pub fn convert_dir(src: &Path, dest: &Path, options: &Options) -> Result<Summary
     })
 }
 
-/// The checkpoint's tensors in output order with their GGUF names, each checked: known,
-/// shaped as config.json says, none missing, none twice.
+/// The checkpoint's tensors in output order with their GGUF names and rules, each checked:
+/// known, shaped as config.json says, none missing (but a tied output matrix), none twice.
 fn plan<'c>(
     arch: &'static arch::Arch,
     config: &Config,
     checkpoint: &'c Checkpoint,
     n_layer: u64,
-) -> Result<Vec<(String, &'c TensorEntry)>, ConvertError> {
+) -> Result<Vec<(String, &'c TensorEntry, &'static TensorRule)>, ConvertError> {
     let mut found: HashMap<String, &TensorEntry> = HashMap::new();
     for t in &checkpoint.tensors {
         let Mapped::Tensor { gguf, rule } = arch.map(&t.name, n_layer)? else {
@@ -261,12 +270,22 @@ fn plan<'c>(
             });
         }
     }
-    arch.expected(n_layer)
-        .map(|(hf, gguf, _)| match found.get(&gguf) {
-            Some(&t) => Ok((gguf, t)),
-            None => Err(ConvertError::MissingTensor { tensor: hf, gguf }),
-        })
-        .collect()
+    let mut out = Vec::new();
+    for (hf, gguf, rule) in arch.expected(n_layer) {
+        match (found.get(&gguf), &arch.tied_output) {
+            (Some(&t), _) => out.push((gguf, t, rule)),
+            (None, Some(tied)) if tied.gguf == gguf => {
+                if !config.bool(TIE_WORD_EMBEDDINGS, tied.default)? {
+                    return Err(ConvertError::UntiedOutputMissing {
+                        tensor: hf,
+                        path: config.path().to_owned(),
+                    });
+                }
+            }
+            (None, _) => return Err(ConvertError::MissingTensor { tensor: hf, gguf }),
+        }
+    }
+    Ok(out)
 }
 
 /// Whether an F16 file stores this tensor as F16: 2-D weight matrices but norms and the

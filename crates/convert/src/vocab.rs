@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use gguf::Value;
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 
 use crate::hf::{read_json, Config};
 use crate::ConvertError;
@@ -27,36 +27,17 @@ pub(crate) fn phantom(token: &str) -> String {
     }
 }
 
-/// The `tokenizer.ggml.*` metadata of a WordPiece (BERT) tokenizer: the vocabulary in id order
-/// in phantom-space spelling, token types (added special tokens control, other added tokens
-/// user-defined, padding up to config.json's `vocab_size` unused), `token_type_count` and the
-/// special token ids.
-pub(crate) fn wordpiece(dir: &Path, config: &Config) -> Result<Vec<(String, Value)>, ConvertError> {
-    let path = dir.join("tokenizer.json");
-    let json = read_json(&path)?;
-    let bad = |reason: String| ConvertError::Tokenizer {
-        path: path.clone(),
-        reason,
-    };
-    let model = json.get("model");
-    let kind = model.and_then(|m| m.get("type")).and_then(Json::as_str);
-    if kind != Some("WordPiece") {
-        return Err(bad(format!(
-            "the tokenizer model is {}, but a BERT model needs WordPiece; this is not the \
-             model's own tokenizer.json",
-            kind.unwrap_or("missing")
-        )));
-    }
-    let vocab = model
-        .and_then(|m| m.get("vocab"))
-        .and_then(Json::as_object)
-        .ok_or_else(|| bad("model.vocab is not an object of tokens and ids".into()))?;
-    let added = json
-        .get("added_tokens")
-        .and_then(Json::as_array)
-        .map_or(&[][..], Vec::as_slice);
-
-    // Tokens by id: the vocabulary, then added tokens (usually the same ids again).
+/// The tokens of tokenizer.json's `vocab` (token to id) and `added_tokens` in id order, with
+/// their types: added special tokens control, other added tokens user-defined, the rest normal.
+/// As llama.cpp does, embedding rows up to config.json's `vocab_size` (`n_vocab`) that no token
+/// uses get unused placeholder tokens `[PAD{id}]`. `bad` makes an error of a reason.
+pub(crate) fn by_id(
+    vocab: &Map<String, Json>,
+    added: &[Json],
+    n_vocab: u64,
+    bad: &dyn Fn(String) -> ConvertError,
+) -> Result<(Vec<String>, Vec<i32>), ConvertError> {
+    // Tokens by id: the vocabulary, then added tokens (often the same ids again).
     let entries = vocab.len() + added.len();
     let mut tokens: Vec<Option<String>> = Vec::new();
     let mut types = Vec::new();
@@ -91,7 +72,6 @@ pub(crate) fn wordpiece(dir: &Path, config: &Config) -> Result<Vec<(String, Valu
         .map(|(id, t)| t.ok_or_else(|| bad(format!("no token has id {id}"))))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let n_vocab = config.u64("vocab_size")?;
     if tokens.len() as u64 > n_vocab {
         return Err(bad(format!(
             "{} tokens, more than config.json's vocab_size {n_vocab}; the tokenizer belongs \
@@ -99,11 +79,42 @@ pub(crate) fn wordpiece(dir: &Path, config: &Config) -> Result<Vec<(String, Valu
             tokens.len()
         )));
     }
-    // As llama.cpp does: the embedding rows no token uses get placeholder tokens.
     for id in tokens.len() as u64..n_vocab {
         tokens.push(format!("[PAD{id}]"));
         types.push(UNUSED);
     }
+    Ok((tokens, types))
+}
+
+/// The `tokenizer.ggml.*` metadata of a WordPiece (BERT) tokenizer: the vocabulary in id order
+/// in phantom-space spelling, token types (added special tokens control, other added tokens
+/// user-defined, padding up to config.json's `vocab_size` unused), `token_type_count` and the
+/// special token ids.
+pub(crate) fn wordpiece(dir: &Path, config: &Config) -> Result<Vec<(String, Value)>, ConvertError> {
+    let path = dir.join("tokenizer.json");
+    let json = read_json(&path)?;
+    let bad = |reason: String| ConvertError::Tokenizer {
+        path: path.clone(),
+        reason,
+    };
+    let model = json.get("model");
+    let kind = model.and_then(|m| m.get("type")).and_then(Json::as_str);
+    if kind != Some("WordPiece") {
+        return Err(bad(format!(
+            "the tokenizer model is {}, but a BERT model needs WordPiece; this is not the \
+             model's own tokenizer.json",
+            kind.unwrap_or("missing")
+        )));
+    }
+    let vocab = model
+        .and_then(|m| m.get("vocab"))
+        .and_then(Json::as_object)
+        .ok_or_else(|| bad("model.vocab is not an object of tokens and ids".into()))?;
+    let added = json
+        .get("added_tokens")
+        .and_then(Json::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let (tokens, types) = by_id(vocab, added, config.u64("vocab_size")?, &bad)?;
 
     let id_of = |token: &str| tokens.iter().position(|t| t == token).map(|i| i as u32);
     let unk = model

@@ -6,16 +6,12 @@ use std::path::Path;
 use gguf::Value;
 use serde_json::Value as Json;
 
-use super::{Arch, HParam, TensorRule};
+use super::{no_defaults, rule, Arch, HParam};
 use crate::hf::{read_json_if_present, Config};
 use crate::ConvertError;
 
 const HIDDEN: &str = "hidden_size";
 const FFN: &str = "intermediate_size";
-
-const fn rule(hf: &'static str, gguf: &'static str, shape: &'static [&'static str]) -> TensorRule {
-    TensorRule { hf, gguf, shape }
-}
 
 pub(crate) const BERT: Arch = Arch {
     classes: &["BertModel"],
@@ -101,6 +97,8 @@ pub(crate) const BERT: Arch = Arch {
         ),
         rule("output.LayerNorm.bias", "layer_output_norm.bias", &[HIDDEN]),
     ],
+    tied_output: None,
+    defaults: no_defaults,
     hparams: &[
         HParam::U32("context_length", "max_position_embeddings"),
         HParam::U32("embedding_length", HIDDEN),

@@ -2,10 +2,11 @@
 //!
 //! An [`Arch`] is data: the checkpoint's tensor names with their GGUF names and their shapes in
 //! terms of config.json keys, the hyper-parameters copied into metadata, and two hooks for what
-//! a table cannot say (extra metadata, the tokenizer). Supporting another family is one more
-//! table in [`ARCHES`].
+//! a table cannot say (defaults for config.json keys, extra metadata, the tokenizer). Supporting
+//! another family is one more table in [`ARCHES`].
 
 mod bert;
+mod decoder;
 
 use std::path::Path;
 
@@ -21,8 +22,26 @@ pub(crate) struct TensorRule {
     pub hf: &'static str,
     /// Its GGUF name (inside a layer: after `blk.N.`).
     pub gguf: &'static str,
-    /// Its shape as the checkpoint stores it (outermost first), as config.json keys.
+    /// Its shape as the checkpoint stores it (outermost first), as config.json keys (`a*b`: a
+    /// product of two keys).
     pub shape: &'static [&'static str],
+    /// For a Llama Q or K matrix, the config.json key of its head count: its rows are reordered
+    /// from Hugging Face's rotate-half RoPE layout into llama.cpp's ([`interleave_rope`]).
+    pub rope_heads: Option<&'static str>,
+}
+
+/// A tensor rule with no reordering.
+pub(crate) const fn rule(
+    hf: &'static str,
+    gguf: &'static str,
+    shape: &'static [&'static str],
+) -> TensorRule {
+    TensorRule {
+        hf,
+        gguf,
+        shape,
+        rope_heads: None,
+    }
 }
 
 /// A metadata entry `{arch}.{key}` copied from a config.json key.
@@ -33,6 +52,14 @@ pub(crate) enum HParam {
 
 /// Extra metadata or the tokenizer's metadata, from the model directory.
 pub(crate) type Hook = fn(&Path, &Config) -> Result<Vec<(String, Value)>, ConvertError>;
+
+/// An output matrix a checkpoint may leave out because it shares the token embeddings.
+pub(crate) struct TiedOutput {
+    /// Its GGUF name.
+    pub gguf: &'static str,
+    /// transformers' default for `tie_word_embeddings` in this model class.
+    pub default: bool,
+}
 
 /// The conversion table of one architecture.
 pub(crate) struct Arch {
@@ -54,6 +81,11 @@ pub(crate) struct Arch {
     pub layer_count: &'static str,
     /// The tensors of each layer, in output order.
     pub layer_tensors: &'static [TensorRule],
+    /// The output matrix that `tie_word_embeddings` makes optional, if any.
+    pub tied_output: Option<TiedOutput>,
+    /// Fills in the config.json keys transformers defaults and checks how they fit together,
+    /// before anything else reads them.
+    pub defaults: fn(&mut Config) -> Result<(), ConvertError>,
     /// Hyper-parameters copied from config.json.
     pub hparams: &'static [HParam],
     /// Metadata no config.json key gives directly.
@@ -63,7 +95,12 @@ pub(crate) struct Arch {
 }
 
 /// Every architecture this crate converts.
-pub(crate) const ARCHES: &[&Arch] = &[&bert::BERT];
+pub(crate) const ARCHES: &[&Arch] = &[
+    &bert::BERT,
+    &decoder::LLAMA,
+    &decoder::QWEN2,
+    &decoder::QWEN3,
+];
 
 /// What a checkpoint tensor becomes.
 #[derive(Debug, PartialEq)]
@@ -182,4 +219,47 @@ impl Arch {
 /// The shape `rule` gives, from config.json.
 pub(crate) fn shape(rule: &TensorRule, config: &Config) -> Result<Vec<u64>, ConvertError> {
     rule.shape.iter().map(|key| config.u64(key)).collect()
+}
+
+/// [`Arch::defaults`] of an architecture whose config.json must give every key itself.
+pub(crate) fn no_defaults(_: &mut Config) -> Result<(), ConvertError> {
+    Ok(())
+}
+
+/// A Llama Q or K matrix (rows of `row_len` values, `heads` heads of `d` rows each) in the row
+/// order llama.cpp's RoPE expects. Hugging Face rotates row `i` of a head with row `i + d/2`
+/// (rotate-half); llama.cpp rotates adjacent rows `2i` and `2i + 1`. So row `2i + j` of each
+/// head (`j` 0 or 1) is the head's row `i + j * d/2` of `values`.
+pub(crate) fn interleave_rope(values: &[f32], heads: usize, row_len: usize) -> Vec<f32> {
+    let rows = values.len() / row_len;
+    let d = rows / heads;
+    (0..rows)
+        .flat_map(|r| {
+            let (head, j) = (r / d, r % d);
+            let src = head * d + (j % 2) * (d / 2) + j / 2;
+            &values[src * row_len..(src + 1) * row_len]
+        })
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_rows_become_adjacent_pairs_within_each_head() {
+        // Two heads of four rows, rows of one value: HF pairs (0, 2), (1, 3) in each head.
+        let rows: Vec<f32> = (0..8).map(|r| r as f32).collect();
+        assert_eq!(
+            interleave_rope(&rows, 2, 1),
+            [0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]
+        );
+        // One head of six rows, rows of two values: pairs (0, 3), (1, 4), (2, 5).
+        let rows: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let out = interleave_rope(&rows, 1, 2);
+        let order: Vec<f32> = out.chunks(2).map(|r| r[0] / 2.0).collect();
+        assert_eq!(order, [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        assert!(out.chunks(2).all(|r| r[1] == r[0] + 1.0));
+    }
 }
