@@ -23,6 +23,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use gguf::Value;
+#[cfg(test)]
+use serde_json::json;
 use serde_json::Value as Json;
 
 use crate::hf::{read_json, read_json_if_present, Config};
@@ -161,8 +163,7 @@ pub(crate) fn bpe(dir: &Path, config: &Config) -> Result<Vec<(String, Value)>, C
                 .and_then(|g| g.get(format!("{kind}_token_id")))
         }]
         .into_iter()
-        .find_map(first_id)
-        .filter(|&id| (id as usize) < tokens.len());
+        .find_map(|v| first_id(v).filter(|&id| (id as usize) < tokens.len()));
         if let Some(id) = by_text.or(by_id) {
             specials.insert(kind, tokens[id as usize].as_str());
             out.push((format!("tokenizer.ggml.{key}"), Value::U32(id)));
@@ -339,4 +340,244 @@ fn chat_templates(dir: &Path, config: &Json) -> Result<Vec<(String, Value)>, Con
             .collect::<Result<_, ConvertError>>()?,
         Some(_) => return Err(bad()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pre(steps: Json) -> Result<&'static str, String> {
+        pre_tokenizer(&steps)
+    }
+
+    #[test]
+    fn pre_tokenizers_by_their_steps() {
+        let byte_level = |use_regex| {
+            json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+                   "use_regex": use_regex})
+        };
+        let split = |regex: &str| {
+            json!({"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated",
+                   "invert": false})
+        };
+        let sequence = |steps: Vec<Json>| json!({"type": "Sequence", "pretokenizers": steps});
+        assert_eq!(
+            pre(sequence(vec![split(LLAMA3_REGEX), byte_level(false)])),
+            Ok("llama-bpe")
+        );
+        assert_eq!(
+            pre(sequence(vec![split(QWEN2_REGEX), byte_level(false)])),
+            Ok("qwen2")
+        );
+        let digits = json!({"type": "Digits", "individual_digits": true});
+        assert_eq!(
+            pre(sequence(vec![digits.clone(), byte_level(true)])),
+            Ok("smollm")
+        );
+        assert_eq!(pre(byte_level(true)), Ok("gpt-2"));
+        // Nested sequences flatten.
+        assert_eq!(
+            pre(sequence(vec![sequence(vec![digits]), byte_level(true)])),
+            Ok("smollm")
+        );
+        for (steps, want) in [
+            (byte_level(false), "none of those supported"),
+            (
+                sequence(vec![split(QWEN2_REGEX), byte_level(true)]),
+                "none of those",
+            ),
+            (
+                json!({"type": "ByteLevel", "use_regex": true}),
+                "prefix space",
+            ),
+            (json!({"type": "Metaspace"}), "Metaspace"),
+            (
+                json!({"type": "Digits", "individual_digits": false}),
+                "Digits",
+            ),
+            (Json::Null, "(none)"),
+        ] {
+            let e = pre(steps).unwrap_err();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+    }
+
+    #[test]
+    fn merges_ids_and_templates() {
+        assert_eq!(merge(&json!("Ġ t")).as_deref(), Some("Ġ t"));
+        assert_eq!(merge(&json!(["Ġ", "t"])).as_deref(), Some("Ġ t"));
+        assert_eq!(merge(&json!(["a"])), None);
+        assert_eq!(first_id(Some(&json!(7))), Some(7));
+        assert_eq!(first_id(Some(&json!([9, 8]))), Some(9));
+        assert_eq!(first_id(Some(&json!([]))), None);
+        assert_eq!(token_text(Some(&json!({"content": "<s>"}))), Some("<s>"));
+
+        let bos_first = json!({"post_processor": {"type": "Sequence", "processors": [
+            {"type": "ByteLevel"},
+            {"type": "TemplateProcessing", "single": [
+                {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                {"Sequence": {"id": "A", "type_id": 0}}
+            ]}
+        ]}});
+        let bos = Some("<|begin_of_text|>");
+        assert_eq!(template_adds(&bos_first, true, bos), Some(true));
+        assert_eq!(
+            template_adds(&bos_first, false, Some("<|eot_id|>")),
+            Some(false)
+        );
+        assert_eq!(
+            template_adds(&json!({"post_processor": null}), true, bos),
+            None
+        );
+    }
+
+    fn dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    const TOKENIZER: &str = r#"{
+        "added_tokens": [{"id": 5, "content": "<|end|>", "special": true},
+                         {"id": 6, "content": "<tool>", "special": false}],
+        "normalizer": null,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+        "post_processor": {"type": "TemplateProcessing", "single": [
+            {"SpecialToken": {"id": "<|end|>", "type_id": 0}}, {"Sequence": {"id": "A"}}]},
+        "model": {"type": "BPE", "byte_fallback": false,
+                  "vocab": {"a": 0, "b": 1, "Ġ": 2, "ab": 3, "Ġab": 4},
+                  "merges": [["a", "b"], "Ġ ab"]}
+    }"#;
+
+    fn meta(files: &[(&str, &str)]) -> Result<Vec<(String, Value)>, ConvertError> {
+        let d = dir(files);
+        let config = Config::read(d.path())?;
+        bpe(d.path(), &config)
+    }
+
+    fn get<'a>(meta: &'a [(String, Value)], key: &str) -> Option<&'a Value> {
+        meta.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn metadata_from_the_tokenizer_files() {
+        let m = meta(&[
+            ("tokenizer.json", TOKENIZER),
+            (
+                "config.json",
+                r#"{"vocab_size": 8, "bos_token_id": 5, "eos_token_id": [5, 1],
+                    "pad_token_id": 99}"#,
+            ),
+            ("generation_config.json", r#"{"pad_token_id": 1}"#),
+            (
+                "tokenizer_config.json",
+                r#"{"eos_token": {"content": "<tool>"},
+                    "chat_template": [{"name": "default", "template": "D"},
+                                      {"name": "tool_use", "template": "T"}]}"#,
+            ),
+        ])
+        .unwrap();
+        let strings = |key| -> Vec<String> {
+            get(&m, key)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_string())
+                .collect()
+        };
+        assert_eq!(get(&m, "tokenizer.ggml.model"), Some(&Value::from("gpt2")));
+        assert_eq!(get(&m, "tokenizer.ggml.pre"), Some(&Value::from("gpt-2")));
+        assert_eq!(
+            strings("tokenizer.ggml.tokens"),
+            ["a", "b", "Ġ", "ab", "Ġab", "<|end|>", "<tool>", "[PAD7]"].map(|t| format!("{t:?}"))
+        );
+        assert_eq!(
+            strings("tokenizer.ggml.token_type"),
+            ["1", "1", "1", "1", "1", "3", "4", "5"]
+        );
+        assert_eq!(strings("tokenizer.ggml.merges"), [r#""a b""#, r#""Ġ ab""#]);
+        let value = |key: &str| get(&m, key).cloned();
+        // By id from config.json; tokenizer_config.json's text first; out-of-range ids skipped,
+        // generation_config.json next.
+        assert_eq!(value("tokenizer.ggml.bos_token_id"), Some(Value::U32(5)));
+        assert_eq!(value("tokenizer.ggml.eos_token_id"), Some(Value::U32(6)));
+        assert_eq!(
+            value("tokenizer.ggml.padding_token_id"),
+            Some(Value::U32(1))
+        );
+        assert_eq!(value("tokenizer.ggml.unknown_token_id"), None);
+        // From the post-processor: BOS first, EOS not last.
+        assert_eq!(
+            value("tokenizer.ggml.add_bos_token"),
+            Some(Value::Bool(true))
+        );
+        assert_eq!(
+            value("tokenizer.ggml.add_eos_token"),
+            Some(Value::Bool(false))
+        );
+        assert_eq!(value("tokenizer.chat_template"), Some(Value::from("D")));
+        assert_eq!(
+            value("tokenizer.chat_template.tool_use"),
+            Some(Value::from("T"))
+        );
+
+        // chat_template.jinja wins; add_bos_token from tokenizer_config.json wins.
+        let m = meta(&[
+            ("tokenizer.json", TOKENIZER),
+            ("config.json", r#"{"vocab_size": 7}"#),
+            ("chat_template.jinja", "J"),
+            (
+                "tokenizer_config.json",
+                r#"{"chat_template": "C", "add_bos_token": false}"#,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(get(&m, "tokenizer.chat_template"), Some(&Value::from("J")));
+        assert_eq!(
+            get(&m, "tokenizer.ggml.add_bos_token"),
+            Some(&Value::Bool(false))
+        );
+        assert_eq!(get(&m, "tokenizer.ggml.bos_token_id"), None);
+    }
+
+    #[test]
+    fn unusable_tokenizers_are_errors() {
+        let config = r#"{"vocab_size": 7}"#;
+        for (from, to, want) in [
+            (r#""merges": [["a", "b"]"#, r#""merges": [["a"]"#, "merge 0"),
+            (
+                r#""normalizer": null"#,
+                r#""normalizer": {"type": "Lowercase"}"#,
+                "Lowercase",
+            ),
+            (r#""type": "BPE""#, r#""type": "WordPiece""#, "WordPiece"),
+            (
+                r#""byte_fallback": false"#,
+                r#""byte_fallback": true"#,
+                "byte fallback",
+            ),
+            (r#""b": 1, "#, r#""b": 1, "c": 8, "#, "has no id below 8"),
+        ] {
+            assert!(TOKENIZER.contains(from), "{from}");
+            let text = TOKENIZER.replace(from, to);
+            let e = meta(&[("tokenizer.json", &text), ("config.json", config)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(want) && e.contains("tokenizer.json"),
+                "{want}: {e}"
+            );
+        }
+        let e = meta(&[
+            ("tokenizer.json", TOKENIZER),
+            ("config.json", config),
+            ("tokenizer_config.json", r#"{"chat_template": 3}"#),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("chat_template"), "{e}");
+    }
 }

@@ -20,10 +20,20 @@
 //!
 //! # Architectures
 //!
-//! BERT (`BertModel`, as in sentence-transformers embedding models) becomes llama.cpp's `bert`.
-//! Each architecture is one table (in `arch/`): checkpoint names to GGUF names with shapes in
-//! terms of config.json keys, and the hyper-parameters to copy. Any other `architectures`
-//! value is [`ConvertError::UnsupportedArchitecture`], listing the supported ones.
+//! BERT (`BertModel`, as in sentence-transformers embedding models) becomes llama.cpp's `bert`;
+//! `LlamaForCausalLM` and `MistralForCausalLM` (Llama 2 and 3, SmolLM, Mistral-style configs)
+//! `llama`; `Qwen2ForCausalLM` `qwen2`; `Qwen3ForCausalLM` `qwen3`. Each architecture is one
+//! table (in `arch/`): checkpoint names to GGUF names with shapes in terms of config.json keys
+//! (with transformers' defaults for `num_key_value_heads`, `head_dim` and `rope_theta`), and
+//! the hyper-parameters to copy. Any other `architectures` value is
+//! [`ConvertError::UnsupportedArchitecture`], listing the supported ones.
+//!
+//! A decoder's `lm_head.weight` may be left out when config.json sets `tie_word_embeddings`
+//! (the file then has no `output.weight`, and llama.cpp uses the token embeddings); missing
+//! otherwise it is [`ConvertError::UntiedOutputMissing`]. Llama's Q and K matrices are written
+//! with the rows of each head reordered from Hugging Face's rotate-half RoPE layout into
+//! llama.cpp's adjacent pairs, as llama.cpp's converter does; Qwen's are copied as they are
+//! (NeoX RoPE).
 //!
 //! # Tensors
 //!
@@ -44,6 +54,14 @@
 //! vocabulary (`[CLS]` unchanged, `##ing` → `ing`, `hello` → `▁hello`), token types, and the
 //! ids of `[CLS]` (as `bos_token_id` and `cls_token_id`), `[SEP]`, `[UNK]`, `[PAD]` and
 //! `[MASK]`.
+//!
+//! A byte-level BPE tokenizer (the decoders') becomes `tokenizer.ggml.model = "gpt2"`: the
+//! tokens in id order (added tokens included: special ones control, others user-defined), the
+//! merges, `tokenizer.ggml.pre` chosen from tokenizer.json's pre-tokenizer steps (Llama 3's
+//! split regex `llama-bpe`, Qwen 2's `qwen2`, single digits then GPT-2's regex `smollm`, GPT-2's
+//! alone `gpt-2`; anything else is an error), the BOS/EOS/UNK/padding ids (tokenizer_config.json,
+//! then config.json, then generation_config.json), `add_bos_token`/`add_eos_token`, and
+//! `tokenizer.chat_template` (chat_template.jinja or tokenizer_config.json).
 //!
 //! # Output
 //!
@@ -141,7 +159,7 @@ pub struct Options {
 /// What [`convert_dir`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Summary {
-    /// `general.architecture` (`bert`).
+    /// `general.architecture` (`bert`, `llama`, ...).
     pub architecture: String,
     /// Tensors in the file.
     pub tensors: usize,
