@@ -22,6 +22,22 @@ fn chromium() -> PathBuf {
     panic!("Chromium is not installed: run `apt-get install chromium` (scripts/test.sh does)");
 }
 
+/// all-MiniLM-L6-v2's Hugging Face directory, fetched by `scripts/fetch-test-models.sh`.
+fn minilm_dir() -> PathBuf {
+    let dir = std::env::var_os("HEARTH_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                .join(".cache/hearth/test-models")
+        })
+        .join("all-minilm-l6-v2");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "run scripts/fetch-test-models.sh minilm (scripts/test.sh does)"
+    );
+    dir
+}
+
 /// Where the screenshots go: `$HEARTH_SCREENSHOTS`, else `target/screenshots`.
 fn screenshot_dir() -> PathBuf {
     std::env::var_os("HEARTH_SCREENSHOTS")
@@ -36,6 +52,16 @@ fn the_app_in_a_real_browser() {
     };
     let chromium = chromium();
     let models = Models::with(&[(SMOLLM2, smollm2_file())]);
+    // The embedding model, imported from its Hugging Face files as a user would.
+    let minilm = minilm_dir();
+    models.ok(&[
+        "create",
+        "minilm",
+        "--from",
+        minilm.to_str().unwrap(),
+        "--quantize",
+        "q8_0",
+    ]);
     let shots = screenshot_dir();
     let _ = std::fs::remove_dir_all(&shots);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/app_checks.py");

@@ -244,15 +244,48 @@ async fn answer(
         }
         ndjson(&json!({"type": "error", "error": error}))
     };
+    let mut messages = messages;
+    let mut system = chat
+        .settings
+        .system
+        .clone()
+        .filter(|s| !s.trim().is_empty());
+    // Attached documents: the rules join the system prompt, the passages (untrusted) go in the
+    // user's turn before the question, and the answer keeps them as its sources.
+    let question = messages
+        .last()
+        .map(|m| m.content.clone())
+        .unwrap_or_default();
+    let found =
+        crate::docs::retrieve_for(&ctx, user_id, &chat.settings.collections, &question).await;
+    match found {
+        Ok(None) => {}
+        Ok(Some(found)) => {
+            if let Err(e) = db.set_message_sources(message_id, &found.sources) {
+                eprintln!("warning: cannot save the sources of message {message_id}: {e}");
+            }
+            let line = ndjson(&json!({"type": "sources", "sources": found.sources}));
+            let _ = tx.send(line).await;
+            if let Some(last) = messages.last_mut() {
+                last.content = found.user_turn;
+            }
+            system = Some(match system {
+                Some(s) => format!("{s}\n\n{}", found.rules),
+                None => found.rules,
+            });
+        }
+        Err(e) => {
+            let _ = tx
+                .send(fail("", format!("searching the documents failed: {e}")))
+                .await;
+            return;
+        }
+    }
     let request = GenerationRequest {
         model: chat.model.clone(),
         prompt: Prompt::Chat {
             messages,
-            system: chat
-                .settings
-                .system
-                .clone()
-                .filter(|s| !s.trim().is_empty()),
+            system,
             template: None,
             tools: None,
         },

@@ -157,7 +157,12 @@ async fn the_right_passage_is_in_the_top_three_for_nine_questions_in_ten() {
         if right {
             found += 1;
         } else {
-            missed.push(text.to_string());
+            let top: Vec<String> = hits
+                .iter()
+                .take(3)
+                .map(|h| format!("{} / {}", h["document"], h["location"]))
+                .collect();
+            missed.push(format!("{text} (wanted {}; got {top:?})", q["document"]));
         }
     }
     let rate = found as f64 / questions.len() as f64;
@@ -179,7 +184,7 @@ async fn the_right_passage_is_in_the_top_three_for_nine_questions_in_ten() {
         &app,
         Method::PATCH,
         &format!("/app/api/chats/{chat}"),
-        Some(json!({"settings": {"collections": [id], "num_ctx": 2048}})),
+        Some(json!({"settings": {"collections": [id], "num_ctx": 8192}})),
     )
     .await;
     let a = me
@@ -230,7 +235,7 @@ async fn the_right_passage_is_in_the_top_three_for_nine_questions_in_ten() {
     // The chat APIs take the same collections as an extension field.
     let ask = json!({"model": MODEL, "stream": false, "collections": [id],
         "messages": [{"role": "user", "content": q["question"]}],
-        "options": {"num_predict": 4}, "max_tokens": 4});
+        "options": {"num_predict": 4, "num_ctx": 8192}, "max_tokens": 4});
     for path in ["/api/chat", "/v1/chat/completions"] {
         let a = me.send(&app, Method::POST, path, Some(ask.clone())).await;
         assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.body);

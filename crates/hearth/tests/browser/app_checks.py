@@ -215,6 +215,45 @@ def main():
         expect(title).to_contain_text("<img src=x")
         shot(ada, "07-hostile-markdown")
 
+        # Documents: a collection, an upload with progress, an answer with its sources.
+        ada.goto(f"{url}/#/documents")
+        ada.locator("#collection-name").fill("Handbook")
+        ada.get_by_test_id("new-collection").click()
+        handbook = os.path.join(SHOTS, "handbook.md")
+        with open(handbook, "w", encoding="utf-8") as f:
+            f.write("# Parking\n\nThe staff car park behind building C opens at 6:30 and "
+                    "closes at 22:00. Bicycle racks are next to the north entrance.\n\n"
+                    "# Canteen\n\nLunch is served from 11:45 to 14:00; the soup of the day "
+                    "is on the board by the door.\n")
+        ada.locator("#upload-file").set_input_files(handbook)
+        doc = ada.locator('[data-testid="document-row"]').first
+        expect(doc).to_have_attribute("data-status", "ready")
+        shot(ada, "13-documents")
+        ada.get_by_test_id("new-chat").click()
+        ada.locator("#model").select_option(name)
+        ada.get_by_test_id("chat-settings").click()
+        ada.locator("#num_ctx").fill("700")
+        ada.get_by_test_id("save-settings").click()
+        ada.get_by_test_id("attach").click()
+        ada.locator("#attach-panel input[type=checkbox]").first.check()
+        ada.get_by_test_id("attach-close").click()
+        ada.locator("#prompt").fill("When does the staff car park open?")
+        ada.get_by_test_id("send").click()
+        answer = ada.locator('.message[data-role="assistant"]').last
+        expect(answer).to_have_attribute("data-status", "done")
+        source = answer.get_by_test_id("source").first
+        if not source.count():
+            shot(ada, "failure")
+            saved = ada.evaluate("""async () => {
+                const id = location.hash.split('/c/')[1];
+                return await (await fetch('/app/api/chats/' + id)).json(); }""")
+            raise AssertionError("the answer has no sources: " + json.dumps(saved)[:3000])
+        expect(source).to_contain_text("handbook.md")
+        source.click()
+        expect(ada.get_by_test_id("passage")).to_contain_text("6:30")
+        shot(ada, "14-sources")
+        ada.keyboard.press("Escape")
+
         # The other screens.
         for route, name in [("#/models", "08-models"), ("#/machine", "09-machine"),
                             ("#/usage", "10-usage")]:
