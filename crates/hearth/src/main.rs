@@ -63,7 +63,7 @@ enum Command {
     Rm(manage::RmArgs),
     /// Copy a model under a new name.
     Cp(manage::CpArgs),
-    /// Create a model from a Modelfile.
+    /// Create a model from a Modelfile, or from a Hugging Face directory (--from).
     Create(manage::CreateArgs),
     /// List the models a running server has loaded (the server at HEARTH_HOST).
     Ps(manage::PsArgs),
