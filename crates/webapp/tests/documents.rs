@@ -28,25 +28,28 @@ fn test_models() -> PathBuf {
 /// all-MiniLM-L6-v2 as an F16 GGUF, converted once per test run.
 fn minilm() -> &'static Path {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
-    FILE.get_or_init(|| {
+    FILE.get_or_init(|| converted(convert::FileType::F16))
+}
+
+/// all-MiniLM-L6-v2 as a Q8_0 GGUF: a second embedding model.
+fn minilm_q8() -> &'static Path {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| converted(convert::FileType::Q8_0))
+}
+
+fn converted(ftype: convert::FileType) -> PathBuf {
+    {
         let src = test_models().join("all-minilm-l6-v2");
         assert!(
             src.join("model.safetensors").is_file(),
             "the embedding test model is missing: run scripts/fetch-test-models.sh minilm (scripts/test.sh does)"
         );
-        let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("webapp-minilm-f16.gguf");
+        let dest = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("webapp-minilm-{}.gguf", ftype.name()));
         let _ = std::fs::remove_file(&dest);
-        convert::convert_dir(
-            &src,
-            &dest,
-            &convert::Options {
-                ftype: convert::FileType::F16,
-                name: None,
-            },
-        )
-        .unwrap();
+        convert::convert_dir(&src, &dest, &convert::Options { ftype, name: None }).unwrap();
         dest
-    })
+    }
 }
 
 fn rag() -> PathBuf {
@@ -568,4 +571,77 @@ async fn a_20_mb_pdf_shows_progress_while_chat_goes_on() {
         .as_str()
         .unwrap()
         .starts_with("page "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_embedding_model_embeds_every_document_again() {
+    let app = app_with(
+        Mode::Single,
+        &[(EMBEDDER, minilm()), ("minilm-q8", minilm_q8())],
+    );
+    let mut me = Browser::default();
+    me.me(&app).await;
+    let id = collection(&app, &mut me, "notes").await;
+    let text = "The boiler is serviced every October by Hendry & Sons.".as_bytes();
+    let doc = upload(&app, &mut me, id, "boiler.txt", text.to_vec()).await["id"]
+        .as_i64()
+        .unwrap();
+    ready(&app, &mut me, doc).await;
+    let chosen = me
+        .send(&app, Method::GET, "/app/api/embedding-model", None)
+        .await
+        .json();
+    assert_eq!(chosen["installed"].as_array().unwrap().len(), 2, "{chosen}");
+    let first = chosen["model"].as_str().unwrap().to_string();
+    let other = chosen["installed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .find(|m| *m != first)
+        .unwrap();
+    let listed = me
+        .send(&app, Method::GET, "/app/api/collections", None)
+        .await
+        .json();
+    assert_eq!(listed["collections"][0]["embedding_model"], first.as_str());
+    let a = me
+        .send(
+            &app,
+            Method::PUT,
+            "/app/api/embedding-model",
+            Some(json!({"model": other})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    ready(&app, &mut me, doc).await;
+    let listed = me
+        .send(&app, Method::GET, "/app/api/collections", None)
+        .await
+        .json();
+    assert_eq!(listed["collections"][0]["embedding_model"], other.as_str());
+    let hits = me
+        .send(
+            &app,
+            Method::GET,
+            &format!("/app/api/collections/{id}/search?q=who%20services%20the%20boiler"),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(hits["hits"][0]["document"], "boiler.txt", "{hits}");
+    let a = me
+        .send(
+            &app,
+            Method::PUT,
+            "/app/api/embedding-model",
+            Some(json!({"model": "synthetic"})),
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::BAD_REQUEST,
+        "a chat model cannot embed: {}",
+        a.body
+    );
 }
