@@ -140,6 +140,41 @@ pub(crate) fn bpe(dir: &Path, config: &Config) -> Result<Vec<(String, Value)>, C
         .map(|(i, m)| merge(m).ok_or_else(|| bad(format!("merge {i} is not \"a b\" or [a, b]"))))
         .collect::<Result<Vec<_>, _>>()?;
 
+    let (specials, templates) = specials(dir, &json, config, &tokens)?;
+    let mut out = vec![
+        ("tokenizer.ggml.model".to_owned(), Value::from("gpt2")),
+        ("tokenizer.ggml.pre".to_owned(), Value::from(pre)),
+    ];
+    out.extend(specials);
+    out.push((
+        "tokenizer.ggml.tokens".into(),
+        Value::Array(tokens.into_iter().map(Value::String).collect()),
+    ));
+    out.push((
+        "tokenizer.ggml.token_type".into(),
+        Value::Array(types.into_iter().map(Value::I32).collect()),
+    ));
+    out.push((
+        "tokenizer.ggml.merges".into(),
+        Value::Array(merges.into_iter().map(Value::String).collect()),
+    ));
+    out.extend(templates);
+    Ok(out)
+}
+
+/// The metadata of [`specials`]: the special token ids and flags, then the chat templates.
+pub(crate) type Specials = (Vec<(String, Value)>, Vec<(String, Value)>);
+
+/// What tokenizers of every kind record besides their vocabulary: the BOS/EOS/UNK/padding ids
+/// (tokenizer_config.json's token texts, then config.json's and generation_config.json's ids)
+/// with `add_bos_token`/`add_eos_token` where known; and, second, the chat templates.
+/// `json` is tokenizer.json, `tokens` the vocabulary in id order.
+pub(crate) fn specials(
+    dir: &Path,
+    json: &Json,
+    config: &Config,
+    tokens: &[String],
+) -> Result<Specials, ConvertError> {
     let tokenizer_config = read_json_if_present(&dir.join("tokenizer_config.json"))?;
     let tokenizer_config = tokenizer_config.as_ref().unwrap_or(&Json::Null);
     let generation = read_json_if_present(&dir.join("generation_config.json"))?;
@@ -149,10 +184,7 @@ pub(crate) fn bpe(dir: &Path, config: &Config) -> Result<Vec<(String, Value)>, C
         .map(|(id, t)| (t.as_str(), id as u32))
         .collect();
 
-    let mut out = vec![
-        ("tokenizer.ggml.model".to_owned(), Value::from("gpt2")),
-        ("tokenizer.ggml.pre".to_owned(), Value::from(pre)),
-    ];
+    let mut out = Vec::new();
     let mut specials = HashMap::new();
     for (kind, key) in SPECIALS {
         let by_text = token_text(tokenizer_config.get(format!("{kind}_token")))
@@ -172,26 +204,13 @@ pub(crate) fn bpe(dir: &Path, config: &Config) -> Result<Vec<(String, Value)>, C
     for (kind, key) in [("bos", "add_bos_token"), ("eos", "add_eos_token")] {
         let added = match tokenizer_config.get(key).and_then(Json::as_bool) {
             Some(on) => Some(on),
-            None => template_adds(&json, kind == "bos", specials.get(kind).copied()),
+            None => template_adds(json, kind == "bos", specials.get(kind).copied()),
         };
         if let Some(on) = added {
             out.push((format!("tokenizer.ggml.{key}"), Value::Bool(on)));
         }
     }
-    out.push((
-        "tokenizer.ggml.tokens".into(),
-        Value::Array(tokens.into_iter().map(Value::String).collect()),
-    ));
-    out.push((
-        "tokenizer.ggml.token_type".into(),
-        Value::Array(types.into_iter().map(Value::I32).collect()),
-    ));
-    out.push((
-        "tokenizer.ggml.merges".into(),
-        Value::Array(merges.into_iter().map(Value::String).collect()),
-    ));
-    out.extend(chat_templates(dir, tokenizer_config)?);
-    Ok(out)
+    Ok((out, chat_templates(dir, tokenizer_config)?))
 }
 
 /// The `tokenizer.ggml.pre` for tokenizer.json's `pre_tokenizer` (see the module's table).
@@ -256,7 +275,7 @@ fn flatten<'a>(json: &'a Json, out: &mut Vec<Step<'a>>) -> Result<(), String> {
 }
 
 /// A merge as llama.cpp stores it (`"a b"`), from either form tokenizer.json uses.
-fn merge(m: &Json) -> Option<String> {
+pub(crate) fn merge(m: &Json) -> Option<String> {
     match m {
         Json::String(s) => Some(s.clone()),
         Json::Array(pair) => match pair.as_slice() {

@@ -73,6 +73,7 @@ mod bpe;
 mod error;
 mod hf;
 mod safetensors;
+mod spm;
 mod vocab;
 
 use std::collections::HashMap;
@@ -217,6 +218,16 @@ pub fn convert_dir(src: &Path, dest: &Path, options: &Options) -> Result<Summary
         if let Some(heads) = rule.rope_heads {
             let row_len = entry.shape.last().map_or(1, |&n| n as usize);
             values = arch::interleave_rope(&values, config.u64(heads)? as usize, row_len);
+        }
+        if rule.plus_one {
+            // llama.cpp adds in the checkpoint's type when that is F16 (BF16 is widened first).
+            let f16 = entry.dtype == "F16";
+            for v in &mut values {
+                *v += 1.0;
+                if f16 {
+                    *v = half::f16::from_f32(*v).to_f32();
+                }
+            }
         }
         let dims: Vec<u64> = entry.shape.iter().rev().copied().collect();
         let (ty, data) = if written == FileType::F16 && is_f16_matrix(gguf_name, &dims) {

@@ -190,6 +190,17 @@ fn extra(arch: &str, config: &Config) -> Result<Vec<(String, Value)>, ConvertErr
         out.push((format!("{arch}.attention.key_length"), Value::U32(d)));
         out.push((format!("{arch}.attention.value_length"), Value::U32(d)));
     }
+    out.extend(rope_scaling(arch, config)?);
+    Ok(out)
+}
+
+/// `{arch}.rope.scaling.*` for config.json's linear `rope_scaling`; none for none (or
+/// `default`), and an error for any other kind rather than silently dropping it.
+pub(crate) fn rope_scaling(
+    arch: &str,
+    config: &Config,
+) -> Result<Vec<(String, Value)>, ConvertError> {
+    let mut out = Vec::new();
     if let Some(scaling) = config.get("rope_scaling") {
         let kind = scaling
             .get("rope_type")

@@ -7,6 +7,7 @@
 
 mod bert;
 mod decoder;
+mod gemma;
 
 use std::path::Path;
 
@@ -28,6 +29,8 @@ pub(crate) struct TensorRule {
     /// For a Llama Q or K matrix, the config.json key of its head count: its rows are reordered
     /// from Hugging Face's rotate-half RoPE layout into llama.cpp's ([`interleave_rope`]).
     pub rope_heads: Option<&'static str>,
+    /// Gemma's RMSNorm weights, which scale by `1 + weight`: llama.cpp stores `weight + 1`.
+    pub plus_one: bool,
 }
 
 /// A tensor rule with no reordering.
@@ -41,6 +44,7 @@ pub(crate) const fn rule(
         gguf,
         shape,
         rope_heads: None,
+        plus_one: false,
     }
 }
 
@@ -100,6 +104,7 @@ pub(crate) const ARCHES: &[&Arch] = &[
     &decoder::LLAMA,
     &decoder::QWEN2,
     &decoder::QWEN3,
+    &gemma::GEMMA3,
 ];
 
 /// What a checkpoint tensor becomes.
