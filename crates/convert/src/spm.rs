@@ -64,9 +64,13 @@ pub(crate) fn spm(dir: &Path, config: &Config) -> Result<Vec<(String, Value)>, C
     };
     let space_prefix = spaces(&json).map_err(bad)?;
     let model = json.get("model").unwrap_or(&Json::Null);
+    let added = json
+        .get("added_tokens")
+        .and_then(Json::as_array)
+        .map_or(&[][..], Vec::as_slice);
     let mut pieces = match model.get("type").and_then(Json::as_str) {
         Some("Unigram") => unigram(model),
-        Some("BPE") => bpe(model),
+        Some("BPE") => bpe(model, added.len()),
         other => Err(format!(
             "the tokenizer model is {}, but this model needs a SentencePiece tokenizer (Unigram, \
              or BPE with byte fallback); this is not the model's own tokenizer.json",
@@ -74,12 +78,15 @@ pub(crate) fn spm(dir: &Path, config: &Config) -> Result<Vec<(String, Value)>, C
         )),
     }
     .map_err(bad)?;
-    let added = json
-        .get("added_tokens")
-        .and_then(Json::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let limit = pieces.len() + added.len();
     for a in added {
         let (id, piece) = added_token(a).map_err(bad)?;
+        if id >= limit {
+            return Err(bad(format!(
+                "added token {:?} has no id below {limit}",
+                piece.text
+            )));
+        }
         if id >= pieces.len() {
             pieces.resize(id + 1, None);
         }
@@ -269,8 +276,9 @@ fn unigram(model: &Json) -> Result<Vec<Option<Piece>>, String> {
         .collect()
 }
 
-/// The pieces of a BPE model with byte fallback, scored by merge rank.
-fn bpe(model: &Json) -> Result<Vec<Option<Piece>>, String> {
+/// The pieces of a BPE model with byte fallback, scored by merge rank. Ids may leave `room`
+/// gaps (for added tokens outside the model's vocabulary).
+fn bpe(model: &Json, room: usize) -> Result<Vec<Option<Piece>>, String> {
     if model.get("byte_fallback").and_then(Json::as_bool) != Some(true) {
         return Err(
             "a BPE tokenizer without byte fallback is not SentencePiece's; this \
@@ -299,12 +307,17 @@ fn bpe(model: &Json) -> Result<Vec<Option<Piece>>, String> {
         rank.entry(text).or_insert(i);
     }
     let unk = model.get("unk_token").and_then(Json::as_str);
-    let mut pieces = vec![None; vocab.len()];
+    let mut pieces = Vec::new();
     for (text, id) in vocab {
-        let slot = id
+        let id = id
             .as_u64()
-            .and_then(|id| pieces.get_mut(id as usize))
-            .ok_or(format!("token {text:?} has no id below {}", vocab.len()))?;
+            .and_then(|id| usize::try_from(id).ok())
+            .filter(|&id| id < vocab.len() + room)
+            .ok_or(format!("token {text:?} has no usable id"))?;
+        if id >= pieces.len() {
+            pieces.resize(id + 1, None);
+        }
+        let slot = &mut pieces[id];
         let ty = base_type(text, unk, true);
         let score = match (ty, rank.get(text)) {
             (BYTE, _) => 0.0,
