@@ -22,7 +22,8 @@
 //!
 //! BERT (`BertModel`, as in sentence-transformers embedding models) becomes llama.cpp's `bert`;
 //! `LlamaForCausalLM` and `MistralForCausalLM` (Llama 2 and 3, SmolLM, Mistral-style configs)
-//! `llama`; `Qwen2ForCausalLM` `qwen2`; `Qwen3ForCausalLM` `qwen3`. Each architecture is one
+//! `llama`; `Qwen2ForCausalLM` `qwen2`; `Qwen3ForCausalLM` `qwen3`; `Gemma3ForCausalLM` (text-only
+//! Gemma 3) `gemma3`, its norm weights stored plus one as llama.cpp does. Each architecture is one
 //! table (in `arch/`): checkpoint names to GGUF names with shapes in terms of config.json keys
 //! (with transformers' defaults for `num_key_value_heads`, `head_dim` and `rope_theta`), and
 //! the hyper-parameters to copy. Any other `architectures` value is
@@ -62,6 +63,12 @@
 //! alone `gpt-2`; anything else is an error), the BOS/EOS/UNK/padding ids (tokenizer_config.json,
 //! then config.json, then generation_config.json), `add_bos_token`/`add_eos_token`, and
 //! `tokenizer.chat_template` (chat_template.jinja or tokenizer_config.json).
+//!
+//! Gemma's SentencePiece tokenizer becomes `tokenizer.ggml.model = "llama"`: the pieces with
+//! their scores (a Unigram model's own, or for a byte-fallback BPE model minus the rank of the
+//! merge that makes each piece) and types (byte, unknown, control, user-defined), the same
+//! special ids, flags and templates, and `add_space_prefix`. Normalizers and pre-tokenizers
+//! other than SentencePiece's space handling are errors.
 //!
 //! # Output
 //!

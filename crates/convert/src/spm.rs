@@ -368,3 +368,96 @@ fn looks_special(text: &str) -> bool {
         || (text.starts_with("<\u{ff5c}") && text.ends_with("\u{ff5c}>"))
         || (text.starts_with("<unused") && text.ends_with('>'))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn byte_pieces_and_special_looks() {
+        assert!(is_byte("<0x0A>") && is_byte("<0xff>"));
+        assert!(!is_byte("<0x0G>") && !is_byte("<0x0A") && !is_byte("0x0A>"));
+        assert!(looks_special("<unused12>") && looks_special("<|im_end|>"));
+        assert!(looks_special("<mask>") && !looks_special("<start_of_image>"));
+    }
+
+    #[test]
+    fn spaces_from_normalizer_or_metaspace() {
+        let replace = json!({"type": "Replace", "pattern": {"String": " "}, "content": SPACE});
+        let prepend = json!({"type": "Prepend", "prepend": SPACE});
+        let cases = [
+            (json!({"normalizer": replace}), Ok(false)),
+            (
+                json!({"normalizer": {"type": "Sequence", "normalizers": [prepend, replace]}}),
+                Ok(true),
+            ),
+            (
+                json!({"pre_tokenizer": {"type": "Metaspace", "replacement": SPACE,
+                    "prepend_scheme": "first"}}),
+                Ok(true),
+            ),
+            (
+                json!({"pre_tokenizer": {"type": "Metaspace", "replacement": SPACE,
+                    "add_prefix_space": false}}),
+                Ok(false),
+            ),
+        ];
+        for (json, want) in cases {
+            assert_eq!(spaces(&json), want, "{json}");
+        }
+        let e = spaces(&json!({"normalizer": {"type": "Precompiled"}})).unwrap_err();
+        assert!(e.contains("Precompiled"), "{e}");
+    }
+
+    /// gemma-3-270m's vocabulary (from the GGUF llama.cpp made of it, when fetched) written as
+    /// a Unigram tokenizer.json reads back as llama.cpp wrote it.
+    #[test]
+    fn gemma3_270m_vocabulary_reads_back() {
+        let Some(home) = std::env::var_os("HOME") else {
+            return;
+        };
+        let file = Path::new(&home).join(".cache/hearth/test-models/gemma-3-270m-q4_k_m.gguf");
+        let Ok(g) = gguf::Gguf::open(&file) else {
+            return;
+        };
+        let strings = |key: &str| -> Vec<Value> { g.get_array(key).unwrap().to_vec() };
+        let (tokens, scores, types) = (
+            strings("tokenizer.ggml.tokens"),
+            strings("tokenizer.ggml.scores"),
+            strings("tokenizer.ggml.token_type"),
+        );
+        let mut vocab = Vec::new();
+        let mut added = Vec::new();
+        for (id, ((t, s), ty)) in tokens.iter().zip(&scores).zip(&types).enumerate() {
+            let (t, ty) = (t.as_str().unwrap(), ty.as_i64().unwrap());
+            vocab.push(json!([t, s.as_f32().unwrap()]));
+            if ty == 3 || ty == 4 {
+                added.push(json!({"id": id, "content": t, "special": ty == 3}));
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let tokenizer = json!({
+            "added_tokens": added,
+            "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": SPACE},
+            "model": {"type": "Unigram", "unk_id": 3, "vocab": vocab, "byte_fallback": true},
+        });
+        std::fs::write(dir.path().join("tokenizer.json"), tokenizer.to_string()).unwrap();
+        std::fs::write(
+            dir.path().join("tokenizer_config.json"),
+            r#"{"bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>",
+                "pad_token": "<pad>", "add_bos_token": true, "add_eos_token": false}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            format!(r#"{{"vocab_size": {}}}"#, tokens.len()),
+        )
+        .unwrap();
+        let config = Config::read(dir.path()).unwrap();
+        let meta = spm(dir.path(), &config).unwrap();
+        for (key, value) in meta {
+            assert_eq!(g.get(&key), Some(&value), "{key}");
+        }
+    }
+}
