@@ -645,3 +645,29 @@ async fn a_new_embedding_model_embeds_every_document_again() {
         a.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_finishes_the_embedding_it_interrupted() {
+    let app = app_with(Mode::Single, &[(EMBEDDER, minilm())]);
+    let mut me = Browser::default();
+    me.me(&app).await;
+    let id = collection(&app, &mut me, "notes").await;
+    let text = "The boiler is serviced every October by Hendry & Sons.".as_bytes();
+    let doc = upload(&app, &mut me, id, "boiler.txt", text.to_vec()).await["id"]
+        .as_i64()
+        .unwrap();
+    ready(&app, &mut me, doc).await;
+    // As if the server had stopped before embedding anything.
+    assert_eq!(
+        app.web
+            .db()
+            .reset_embeddings_not_of("another model")
+            .unwrap(),
+        [doc]
+    );
+    let d = app.web.db().document(doc).unwrap().unwrap();
+    assert_eq!((d.status, d.chunks_done), (appdb::DocStatus::Embedding, 0));
+    let app = app.restart();
+    let d = ready(&app, &mut me, doc).await;
+    assert_eq!(d["chunks_done"], d["chunks_total"]);
+}

@@ -18,7 +18,8 @@ pub const MODEL: &str = "synthetic";
 pub struct App {
     pub router: Router,
     pub web: Arc<WebApp>,
-    _dir: tempfile::TempDir,
+    dir: Arc<tempfile::TempDir>,
+    mode: Mode,
 }
 
 /// An app with the synthetic llama as `synthetic`.
@@ -28,7 +29,7 @@ pub fn app(mode: Mode) -> App {
 
 /// An app with the synthetic llama and `models` (name, GGUF file) in its store.
 pub fn app_with(mode: Mode, models: &[(&str, &Path)]) -> App {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
     let store = store::Store::new(dir.path().join("models"));
     let model = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../testdata/reference/synthetic/llama3-synthetic-q8_0.gguf");
@@ -40,6 +41,12 @@ pub fn app_with(mode: Mode, models: &[(&str, &Path)]) -> App {
             .import(&store::ModelName::parse(name).unwrap(), file)
             .unwrap();
     }
+    open(dir, mode)
+}
+
+/// An app over `dir`'s store and database.
+fn open(dir: Arc<tempfile::TempDir>, mode: Mode) -> App {
+    let store = store::Store::new(dir.path().join("models"));
     let db = appdb::Db::open(&dir.path().join("hearth.db")).unwrap();
     let web = WebApp::new(
         db,
@@ -59,7 +66,18 @@ pub fn app_with(mode: Mode, models: &[(&str, &Path)]) -> App {
     App {
         router,
         web,
-        _dir: dir,
+        dir,
+        mode,
+    }
+}
+
+impl App {
+    /// The same store and database in a new app, as after a restart (this one should be
+    /// dropped first).
+    pub fn restart(self) -> App {
+        let (dir, mode) = (self.dir.clone(), self.mode);
+        drop(self);
+        open(dir, mode)
     }
 }
 
