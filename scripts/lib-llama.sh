@@ -87,9 +87,9 @@ free_port() {
 # serve_hearth MODEL WORK: starts `hearth serve` ($hearth, see build_hearth) on a free port, with a
 # store in WORK holding MODEL (a .gguf file) as `bench`; sets $port and $server (its pid, for the
 # caller to kill). The caller's environment (HEARTH_NUM_PARALLEL, ...) reaches the server; the
-# server's log is WORK/hearth.log.
+# server's log is WORK/hearth.log and its web app's database is in WORK.
 serve_hearth() {
-  export HEARTH_MODELS="$2/store"
+  export HEARTH_MODELS="$2/store" HEARTH_HOME="$2"
   printf 'FROM %s\n' "$1" >"$2/Modelfile"
   "$hearth" create bench -f "$2/Modelfile" >/dev/null 2>&1
   port=$(free_port)

@@ -114,60 +114,78 @@ impl BertWeights {
 }
 
 impl Model {
-    /// The unit-length embedding of `tokens` (not empty) by the BERT weights `w`.
+    /// The unit-length embeddings of `seqs` (none empty) by the BERT weights `w`, run together:
+    /// one pass over the weights for all of them, each token attending only to its own sequence.
     pub(crate) fn bert_embed(
         &self,
         w: &BertWeights,
-        tokens: &[u32],
-    ) -> Result<Vec<f32>, EngineError> {
+        seqs: &[&[u32]],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
         let d = self.hparams.n_embd;
-        let states = self.bert_states(w, tokens)?;
-        let rows = states.chunks_exact(d);
-        let pooled: Vec<f64> = match self.hparams.pooling {
-            Pooling::Mean => rows.fold(vec![0f64; d], |mut sum, row| {
-                sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
-                sum
-            }),
-            Pooling::Cls => states[..d].iter().map(|&v| v as f64).collect(),
-            Pooling::Last => states[states.len() - d..]
-                .iter()
-                .map(|&v| v as f64)
-                .collect(),
-        };
-        Ok(unit_length(&pooled))
+        let states = self.bert_states(w, seqs)?;
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut at = 0;
+        for seq in seqs {
+            let rows = &states[at * d..(at + seq.len()) * d];
+            at += seq.len();
+            let pooled: Vec<f64> = match self.hparams.pooling {
+                Pooling::Mean => rows.chunks_exact(d).fold(vec![0f64; d], |mut sum, row| {
+                    sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
+                    sum
+                }),
+                Pooling::Cls => rows[..d].iter().map(|&v| v as f64).collect(),
+                Pooling::Last => rows[rows.len() - d..].iter().map(|&v| v as f64).collect(),
+            };
+            out.push(unit_length(&pooled));
+        }
+        Ok(out)
     }
 
-    /// The final state of every token of `tokens`, `n_embd` values each.
-    fn bert_states(&self, w: &BertWeights, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+    /// The final state of every token of `seqs` (one after another), `n_embd` values each.
+    fn bert_states(&self, w: &BertWeights, seqs: &[&[u32]]) -> Result<Vec<f32>, EngineError> {
         let hp = &self.hparams;
-        let n = tokens.len();
         let max = w.position_embd.rows;
-        if n > max {
+        if let Some(long) = seqs.iter().find(|s| s.len() > max) {
             return Err(EngineError::TooLongToEmbed {
-                tokens: n,
+                tokens: long.len(),
                 max,
-                over: n - max,
+                over: long.len() - max,
             });
         }
         let g = &self.gguf;
         let embd = w.token_embd.matrix(g);
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= embd.rows) {
+        if let Some(&id) = seqs
+            .iter()
+            .flat_map(|s| s.iter())
+            .find(|&&t| t as usize >= embd.rows)
+        {
             return Err(EngineError::BadToken {
                 id,
                 vocab: embd.rows,
             });
         }
+        // Each token's sequence: its first token's index and its length.
+        let mut spans = Vec::new();
+        let mut tokens = Vec::new();
+        for s in seqs {
+            let start = tokens.len();
+            spans.extend(std::iter::repeat_n((start, s.len()), s.len()));
+            tokens.extend_from_slice(s);
+        }
+        let n = tokens.len();
         let d = hp.n_embd;
         let eps = hp.norm_eps;
         let (positions, types) = (w.position_embd.matrix(g), w.token_types.matrix(g));
         let mut type0 = vec![0f32; d];
         types.dequantize_row(0, &mut type0);
         let mut x = vec![0f32; n * d];
+        let (tokens, spans) = (&tokens, &spans);
         self.for_rows(&mut x, d, &|t0, rows| {
             let mut pos = vec![0f32; d];
             for (t, row) in rows.chunks_exact_mut(d).enumerate() {
-                embd.dequantize_row(tokens[t0 + t] as usize, row);
-                positions.dequantize_row(t0 + t, &mut pos);
+                let i = t0 + t;
+                embd.dequantize_row(tokens[i] as usize, row);
+                positions.dequantize_row(i - spans[i].0, &mut pos);
                 for ((v, p), ty) in row.iter_mut().zip(&pos).zip(&type0) {
                     *v += p + ty;
                 }
@@ -180,6 +198,7 @@ impl Model {
         let (mut q, mut k, mut v) = (Vec::new(), Vec::new(), Vec::new());
         let (mut proj, mut up) = (Vec::new(), Vec::new());
         let mut attn = vec![0f32; n * q_dim];
+        let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         for layer in &w.layers {
             self.matmuls(
                 [&layer.q, &layer.k, &layer.v],
@@ -190,17 +209,20 @@ impl Model {
             );
             let (q, k, v) = (&q, &k, &v);
             self.for_rows(&mut attn, q_dim, &|t0, rows| {
-                let mut scores = vec![0f32; n];
+                let mut scores = vec![0f32; longest];
                 for (t, out) in rows.chunks_exact_mut(q_dim).enumerate() {
+                    let (start, len) = spans[t0 + t];
                     let query = &q[(t0 + t) * q_dim..][..q_dim];
+                    let keys = &k[start * kv_dim..(start + len) * kv_dim];
+                    let values = &v[start * kv_dim..(start + len) * kv_dim];
                     for (h, out) in out.chunks_exact_mut(hd).enumerate() {
                         let kv_at = h / (nh / nkv) * hd;
                         attend(
                             &query[h * hd..][..hd],
-                            k.chunks_exact(kv_dim).map(|r| &r[kv_at..][..hd]),
-                            v.chunks_exact(kv_dim).map(|r| &r[kv_at..][..hd]),
+                            keys.chunks_exact(kv_dim).map(|r| &r[kv_at..][..hd]),
+                            values.chunks_exact(kv_dim).map(|r| &r[kv_at..][..hd]),
                             hp.attn_scale,
-                            &mut scores,
+                            &mut scores[..len],
                             out,
                         );
                     }

@@ -51,6 +51,10 @@ struct Buffers {
     gated: Vec<f32>,
 }
 
+/// Tokens an encoder embeds in one pass ([`Model::embed_many`]): enough inputs to use the
+/// batch kernels well, a bounded buffer of activations.
+pub const EMBED_BATCH_TOKENS: usize = 2048;
+
 impl Model {
     /// Load a model from a GGUF file, computing on `n_threads` threads.
     pub fn load(path: &Path, n_threads: usize) -> Result<Model, EngineError> {
@@ -245,7 +249,7 @@ impl Model {
             return Err(EngineError::EmptyPrompt);
         }
         if let Weights::Bert(w) = &self.weights {
-            return self.bert_embed(w, tokens);
+            return Ok(self.bert_embed(w, &[tokens])?.remove(0));
         }
         let d = self.hparams.n_embd;
         let mut cache = self.new_cache(tokens.len());
@@ -262,6 +266,34 @@ impl Model {
             }
         }
         Ok(unit_length(&sum))
+    }
+
+    /// [`Model::embed`] of several inputs: an encoder runs them together, up to
+    /// [`EMBED_BATCH_TOKENS`] tokens a pass (one read of the weights for many short inputs); a
+    /// decoder one at a time.
+    pub fn embed_many(&self, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        if inputs.iter().any(Vec::is_empty) {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let Weights::Bert(w) = &self.weights else {
+            return inputs.iter().map(|t| self.embed(t)).collect();
+        };
+        let mut out = Vec::with_capacity(inputs.len());
+        let mut batch: Vec<&[u32]> = Vec::new();
+        let mut tokens = 0;
+        for input in inputs {
+            if !batch.is_empty() && tokens + input.len() > EMBED_BATCH_TOKENS {
+                out.extend(self.bert_embed(w, &batch)?);
+                batch.clear();
+                tokens = 0;
+            }
+            tokens += input.len();
+            batch.push(input);
+        }
+        if !batch.is_empty() {
+            out.extend(self.bert_embed(w, &batch)?);
+        }
+        Ok(out)
     }
 
     fn run(&self, seqs: &mut [Sequence<'_>], head: Head) -> Result<Vec<f32>, EngineError> {

@@ -183,3 +183,34 @@ fn an_embedding_model_refuses_to_generate_and_to_overflow_its_positions() {
         }
     ));
 }
+
+/// Several inputs embedded in one pass each get their own embedding: the reference's, and that
+/// of embedding them one at a time.
+#[test]
+fn inputs_embedded_together_each_get_their_own_embedding() {
+    let model = Model::load(&converted(FileType::F32), 2).unwrap();
+    let refs = references();
+    let inputs: Vec<Vec<u32>> = refs.iter().map(|r| r.tokens.clone()).collect();
+    let together = model.embed_many(&inputs).unwrap();
+    assert_eq!(together.len(), refs.len());
+    for ((got, r), tokens) in together.iter().zip(&refs).zip(&inputs) {
+        assert!(cosine(got, &r.embedding) >= 0.999999, "{:?}", r.text);
+        let alone = model.embed(tokens).unwrap();
+        let same: f64 = got
+            .iter()
+            .zip(&alone)
+            .map(|(&a, &b)| a as f64 * b as f64)
+            .sum();
+        assert!(same >= 0.999999, "{:?}: {same}", r.text);
+    }
+    // Over the batch bound: split into passes, in order.
+    let many: Vec<Vec<u32>> = (0..300).map(|i| inputs[i % inputs.len()].clone()).collect();
+    let got = model.embed_many(&many).unwrap();
+    for (i, v) in got.iter().enumerate() {
+        assert!(
+            cosine(v, &refs[i % refs.len()].embedding) >= 0.999999,
+            "input {i}"
+        );
+    }
+    assert!(model.embed_many(&[vec![101, 102], vec![]]).is_err());
+}

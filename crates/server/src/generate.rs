@@ -690,7 +690,7 @@ pub async fn embed(state: &Arc<AppState>, req: EmbedRequest) -> Result<Embedded>
     let (vectors, prompt_tokens) = tokio::task::spawn_blocking(move || -> Result<_> {
         let runner = lease.model();
         let n_ctx = lease.n_ctx();
-        let mut vectors = Vec::with_capacity(req.inputs.len());
+        let mut inputs = Vec::with_capacity(req.inputs.len());
         let mut count = 0;
         for text in &req.inputs {
             // User text never becomes special tokens.
@@ -705,7 +705,11 @@ pub async fn embed(state: &Arc<AppState>, req: EmbedRequest) -> Result<Embedded>
                 tokens.truncate(n_ctx);
             }
             count += tokens.len();
-            let mut v = runner.model.embed(&tokens)?;
+            inputs.push(tokens);
+        }
+        // An embedding model runs the inputs together.
+        let mut vectors = runner.model.embed_many(&inputs)?;
+        for v in &mut vectors {
             if let Some(d) = dimensions.filter(|&d| d > 0 && d < v.len()) {
                 v.truncate(d);
                 let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -713,7 +717,6 @@ pub async fn embed(state: &Arc<AppState>, req: EmbedRequest) -> Result<Embedded>
                     v.iter_mut().for_each(|x| *x /= norm);
                 }
             }
-            vectors.push(v);
         }
         Ok((vectors, count))
     })
