@@ -141,21 +141,53 @@ impl Browser {
         body: Option<Value>,
         csrf: Option<&str>,
     ) -> Answer {
+        let body = body.map_or(Body::empty(), |b| Body::from(b.to_string()));
+        self.raw(app, method, path, "application/json", body, csrf)
+            .await
+    }
+
+    /// A POST of raw bytes (an upload), with cookies and the CSRF token.
+    pub async fn send_bytes(&mut self, app: &App, path: &str, bytes: Vec<u8>) -> Answer {
+        let csrf = self.csrf.clone();
+        let body = Body::from(bytes);
+        self.raw(
+            app,
+            Method::POST,
+            path,
+            "application/octet-stream",
+            body,
+            Some(&csrf),
+        )
+        .await
+    }
+
+    /// Any request with this browser's cookies (and `csrf` as its token, if given).
+    async fn raw(
+        &mut self,
+        app: &App,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Body,
+        csrf: Option<&str>,
+    ) -> Answer {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
             .header(header::HOST, "127.0.0.1:11434")
-            .header(header::CONTENT_TYPE, "application/json");
+            .header(header::CONTENT_TYPE, content_type);
         if !self.cookies.is_empty() {
             req = req.header(header::COOKIE, self.cookie_header());
         }
         if let Some(token) = csrf {
             req = req.header("x-csrf-token", token);
         }
-        let req = req
-            .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
+        let response = app
+            .router
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
             .unwrap();
-        let response = app.router.clone().oneshot(req).await.unwrap();
         let (parts, body) = response.into_parts();
         let bytes = to_bytes(body, usize::MAX).await.unwrap();
         self.keep_cookies(&parts.headers);
@@ -243,26 +275,4 @@ pub async fn admin_and_user(app: &App) -> (Browser, Browser, i64) {
         StatusCode::OK
     );
     (admin, user, bob)
-}
-
-impl Browser {
-    /// A POST of raw bytes (an upload), with cookies and the CSRF token.
-    pub async fn send_bytes(&mut self, app: &App, path: &str, bytes: Vec<u8>) -> Answer {
-        let req = Request::post(path)
-            .header(header::HOST, "127.0.0.1:11434")
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .header(header::COOKIE, self.cookie_header())
-            .header("x-csrf-token", self.csrf.clone())
-            .body(Body::from(bytes))
-            .unwrap();
-        let response = app.router.clone().oneshot(req).await.unwrap();
-        let (parts, body) = response.into_parts();
-        let bytes = to_bytes(body, usize::MAX).await.unwrap();
-        self.keep_cookies(&parts.headers);
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body: String::from_utf8(bytes.to_vec()).unwrap(),
-        }
-    }
 }
