@@ -244,7 +244,6 @@ async fn answer(
         }
         ndjson(&json!({"type": "error", "error": error}))
     };
-    let mut messages = messages;
     let mut system = chat
         .settings
         .system
@@ -256,53 +255,71 @@ async fn answer(
         .last()
         .map(|m| m.content.clone())
         .unwrap_or_default();
-    let found =
-        crate::docs::retrieve_for(&ctx, user_id, &chat.settings.collections, &question).await;
-    match found {
-        Ok(None) => {}
-        Ok(Some(found)) => {
-            if let Err(e) = db.set_message_sources(message_id, &found.sources) {
-                eprintln!("warning: cannot save the sources of message {message_id}: {e}");
-            }
-            let line = ndjson(&json!({"type": "sources", "sources": found.sources}));
-            let _ = tx.send(line).await;
-            if let Some(last) = messages.last_mut() {
-                last.content = found.user_turn;
-            }
-            system = Some(match system {
-                Some(s) => format!("{s}\n\n{}", found.rules),
-                None => found.rules,
-            });
-        }
+    let sources = match crate::docs::passages_for(
+        &ctx,
+        user_id,
+        &chat.settings.collections,
+        &question,
+        crate::docs::PASSAGES,
+    )
+    .await
+    {
+        Ok(s) => s,
         Err(e) => {
             let _ = tx
                 .send(fail("", format!("searching the documents failed: {e}")))
                 .await;
             return;
         }
-    }
-    let request = GenerationRequest {
-        model: chat.model.clone(),
-        prompt: Prompt::Chat {
-            messages,
-            system,
-            template: None,
-            tools: None,
-        },
-        options: options(&chat.settings),
-        keep_alive: None,
-        truncate: true,
-        logprobs: None,
-        grammar: None,
-        tool_choice: ToolChoice::Auto,
     };
-    let mut started = match generate::start(&ctx.server, request).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = tx.send(fail("", e.to_string())).await;
-            return;
+    if !sources.is_empty() {
+        system = Some(match system {
+            Some(s) => format!("{s}\n\n{}", documents::DOCUMENT_RULES),
+            None => documents::DOCUMENT_RULES.to_string(),
+        });
+    }
+    // The best passages that fit the context: fewer, down to none, while the prompt is too long.
+    let mut used = sources.len();
+    let mut started = loop {
+        let mut messages = messages.clone();
+        if used > 0 {
+            if let Some(last) = messages.last_mut() {
+                last.content = crate::docs::with_passages(&question, &sources[..used]);
+            }
+        }
+        let request = GenerationRequest {
+            model: chat.model.clone(),
+            prompt: Prompt::Chat {
+                messages,
+                system: system.clone(),
+                template: None,
+                tools: None,
+            },
+            options: options(&chat.settings),
+            keep_alive: None,
+            truncate: true,
+            logprobs: None,
+            grammar: None,
+            tool_choice: ToolChoice::Auto,
+        };
+        match generate::start(&ctx.server, request).await {
+            Ok(s) => break s,
+            Err(server::ServerError::PromptTooLong { .. }) if used > 0 => used -= 1,
+            Err(e) => {
+                let _ = tx.send(fail("", e.to_string())).await;
+                return;
+            }
         }
     };
+    if used > 0 {
+        let sources = json!(sources[..used]);
+        if let Err(e) = db.set_message_sources(message_id, &sources) {
+            eprintln!("warning: cannot save the sources of message {message_id}: {e}");
+        }
+        let _ = tx
+            .send(ndjson(&json!({"type": "sources", "sources": sources})))
+            .await;
+    }
     let mut text = String::new();
     let mut saved = Instant::now();
     let mut ttft = None;

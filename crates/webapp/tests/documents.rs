@@ -235,6 +235,35 @@ async fn the_right_passage_is_in_the_top_three_for_nine_questions_in_ten() {
         .await;
     assert_eq!(a.json()["text"], sources[0]["text"]);
 
+    // A small context gets fewer passages, not an error.
+    let small = me.new_chat(&app, "small context").await;
+    me.send(
+        &app,
+        Method::PATCH,
+        &format!("/app/api/chats/{small}"),
+        Some(json!({"settings": {"collections": [id], "num_ctx": 1500}})),
+    )
+    .await;
+    let a = me
+        .send(
+            &app,
+            Method::POST,
+            &format!("/app/api/chats/{small}/messages"),
+            Some(json!({"content": q["question"]})),
+        )
+        .await;
+    let lines: Vec<Value> = a
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.last().unwrap()["type"], "done", "{}", a.body);
+    let given = lines
+        .iter()
+        .find(|l| l["type"] == "sources")
+        .map_or(0, |l| l["sources"].as_array().unwrap().len());
+    assert!((1..5).contains(&given), "{given} passages fit 1500 tokens");
+
     // The chat APIs take the same collections as an extension field.
     let ask = json!({"model": MODEL, "stream": false, "collections": [id],
         "messages": [{"role": "user", "content": q["question"]}],
