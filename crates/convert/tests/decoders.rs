@@ -4,6 +4,9 @@
 //! tokenizer_config.json), converted back, and compared with the original: every tensor bit for
 //! bit, the metadata, the engine's logits and the tokenizer's ids.
 
+mod common;
+
+use common::write_safetensors;
 use std::path::{Path, PathBuf};
 
 use convert::{convert_dir, ConvertError, FileType, Options};
@@ -77,27 +80,6 @@ fn rotate_half_rows(data: &[u8], heads: usize, row_bytes: usize) -> Vec<u8> {
         })
         .copied()
         .collect()
-}
-
-/// Writes a safetensors file: the JSON header, then each tensor's bytes.
-fn write_safetensors(path: &Path, tensors: &[(String, &str, Vec<u64>, Vec<u8>)]) {
-    let mut header = serde_json::Map::new();
-    let mut offset = 0;
-    for (name, dtype, shape, data) in tensors {
-        header.insert(
-            name.clone(),
-            json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + data.len()]}),
-        );
-        offset += data.len();
-    }
-    let mut header = serde_json::to_vec(&header).unwrap();
-    header.resize(header.len().next_multiple_of(8), b' ');
-    let mut out = (header.len() as u64).to_le_bytes().to_vec();
-    out.extend(header);
-    for (.., data) in tensors {
-        out.extend(data);
-    }
-    std::fs::write(path, out).unwrap();
 }
 
 /// The Hugging Face directory of GGUF file `g`.
@@ -251,44 +233,20 @@ fn convert(src: &Path, out: &Path, ftype: FileType, original: &Gguf) -> PathBuf 
     dest
 }
 
-/// Checks the converted file against the original: tensors, metadata, logits, token ids.
+/// Checks the converted file against the original ([`common::assert_same_model`]), and that
+/// the tokenizers agree on their pre-tokenizer and special tokens.
 fn assert_same_model(original: &Path, converted: &Path) {
-    let a = Gguf::open(original).unwrap();
-    let b = Gguf::open(converted).unwrap();
-    assert_eq!(a.tensors().len(), b.tensors().len());
-    for t in a.tensors() {
-        let u = b
-            .tensor(&t.name)
-            .unwrap_or_else(|| panic!("{} missing", t.name));
-        assert_eq!((u.ty, &u.dims), (t.ty, &t.dims), "{}", t.name);
-        assert!(a.tensor_data(t) == b.tensor_data(u), "{} differs", t.name);
-    }
-    for (key, value) in a.metadata() {
-        assert_eq!(b.get(key), Some(value), "{key}");
-    }
-    for (key, _) in b.metadata() {
-        let known = a.get(key).is_some() || key == "general.quantization_version";
-        assert!(known, "{key} is not in the original");
-    }
-
-    let (ma, mb) = (
-        Model::load(original, 1).unwrap(),
-        Model::load(converted, 1).unwrap(),
-    );
     let texts = [
         "The capital of France is",
         "<|im_start|>user\nTranslate 123456 to French<|im_end|>\n<|im_start|>assistant\n",
         "def fibonacci(n):\n    if n < 2:\n        return n\n\n",
         "Ünïcödé  text\twith   spaces 3.14159 and émoji 🦀",
     ];
-    for text in texts {
-        let ids = ma.tokenizer.encode(text, true, true);
-        assert_eq!(mb.tokenizer.encode(text, true, true), ids, "{text:?}");
-        let la = ma.forward(&mut ma.new_cache(128), &ids, 0, false).unwrap();
-        let lb = mb.forward(&mut mb.new_cache(128), &ids, 0, false).unwrap();
-        assert_eq!(la.len(), ma.n_vocab());
-        assert!(la == lb, "logits differ for {text:?}");
-    }
+    common::assert_same_model(original, converted, &texts, 128);
+    let (a, b) = (
+        Gguf::open(original).unwrap(),
+        Gguf::open(converted).unwrap(),
+    );
     let (ta, tb) = (
         Tokenizer::from_gguf(&a).unwrap(),
         Tokenizer::from_gguf(&b).unwrap(),

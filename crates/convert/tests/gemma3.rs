@@ -5,6 +5,9 @@
 //! BPE one with merges; converted back, every tensor bit for bit, the metadata, the engine's
 //! logits and the tokenizer's ids equal the original's.
 
+mod common;
+
+use common::write_safetensors;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -273,27 +276,6 @@ fn hf_name(name: &str) -> String {
     format!("model.layers.{layer}.{hf}.weight")
 }
 
-/// Writes a safetensors file of F32 tensors.
-fn write_safetensors(path: &Path, tensors: &[(String, Vec<u64>, Vec<u8>)]) {
-    let mut header = serde_json::Map::new();
-    let mut offset = 0;
-    for (name, shape, data) in tensors {
-        header.insert(
-            name.clone(),
-            json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + data.len()]}),
-        );
-        offset += data.len();
-    }
-    let mut header = serde_json::to_vec(&header).unwrap();
-    header.resize(header.len().next_multiple_of(8), b' ');
-    let mut out = (header.len() as u64).to_le_bytes().to_vec();
-    out.extend(header);
-    for (.., data) in tensors {
-        out.extend(data);
-    }
-    std::fs::write(path, out).unwrap();
-}
-
 /// The tokenizer.json model forms.
 #[derive(Clone, Copy, PartialEq)]
 enum Form {
@@ -352,7 +334,7 @@ fn hf_dir(g: &Gguf, form: Form) -> tempfile::TempDir {
                     .collect();
             }
             let shape = t.dims.iter().rev().copied().collect();
-            (hf_name(&t.name), shape, data)
+            (hf_name(&t.name), "F32", shape, data)
         })
         .collect();
     write_safetensors(&dir.path().join("model.safetensors"), &tensors);
@@ -448,42 +430,20 @@ fn convert(src: &Path, out: &Path) -> PathBuf {
     dest
 }
 
-/// Checks the converted file against the original: tensors, metadata, logits, token ids.
+/// Checks the converted file against the original ([`common::assert_same_model`]) on texts
+/// longer than the sliding window, so that both kinds of layer are compared.
 fn assert_same_model(original: &Path, converted: &Path) {
-    let a = Gguf::open(original).unwrap();
-    let b = Gguf::open(converted).unwrap();
-    assert_eq!(a.tensors().len(), b.tensors().len());
-    for t in a.tensors() {
-        let u = b
-            .tensor(&t.name)
-            .unwrap_or_else(|| panic!("{} missing", t.name));
-        assert_eq!((u.ty, &u.dims), (t.ty, &t.dims), "{}", t.name);
-        assert!(a.tensor_data(t) == b.tensor_data(u), "{} differs", t.name);
-    }
-    for (key, value) in a.metadata() {
-        assert_eq!(b.get(key), Some(value), "{key}");
-    }
-    for (key, _) in b.metadata() {
-        let known = a.get(key).is_some() || key == "general.quantization_version";
-        assert!(known, "{key} is not in the original");
-    }
-    let (ma, mb) = (
-        Model::load(original, 1).unwrap(),
-        Model::load(converted, 1).unwrap(),
-    );
-    for text in [
+    let texts = [
         "The capital of France is",
         "<start_of_turn>user\nHello  world\t<end_of_turn>\n<start_of_turn>model\n",
         "Ünïcödé 🦀 3.14159\n\n<unused1> x",
-    ] {
-        let ids = ma.tokenizer.encode(text, true, true);
-        assert_eq!(mb.tokenizer.encode(text, true, true), ids, "{text:?}");
+    ];
+    let model = Model::load(original, 1).unwrap();
+    for text in texts {
+        let ids = model.tokenizer.encode(text, true, true);
         assert!(ids.len() > WINDOW as usize, "{text:?}");
-        let la = ma.forward(&mut ma.new_cache(64), &ids, 0, false).unwrap();
-        let lb = mb.forward(&mut mb.new_cache(64), &ids, 0, false).unwrap();
-        assert_eq!(la.len(), ma.n_vocab());
-        assert!(la == lb, "logits differ for {text:?}");
     }
+    common::assert_same_model(original, converted, &texts, 64);
 }
 
 #[test]
