@@ -182,27 +182,10 @@ async fn the_right_passage_is_in_the_top_three_for_nine_questions_in_ten() {
 
     // An answer in a chat with the collection attached gets the passages as numbered sources.
     let q = &questions[0];
-    let chat = me.new_chat(&app, "with documents").await;
-    me.send(
-        &app,
-        Method::PATCH,
-        &format!("/app/api/chats/{chat}"),
-        Some(json!({"settings": {"collections": [id], "num_ctx": 8192}})),
-    )
-    .await;
-    let a = me
-        .send(
-            &app,
-            Method::POST,
-            &format!("/app/api/chats/{chat}/messages"),
-            Some(json!({"content": q["question"]})),
-        )
-        .await;
-    let lines: Vec<Value> = a
-        .body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let question = q["question"].as_str().unwrap();
+    let settings = json!({"collections": [id], "num_ctx": 8192});
+    let (chat, a) = me.ask(&app, settings, question).await;
+    let lines = lines(&a.body);
     let sources = lines
         .iter()
         .find(|l| l["type"] == "sources")
@@ -236,27 +219,9 @@ async fn the_right_passage_is_in_the_top_three_for_nine_questions_in_ten() {
     assert_eq!(a.json()["text"], sources[0]["text"]);
 
     // A small context gets fewer passages, not an error.
-    let small = me.new_chat(&app, "small context").await;
-    me.send(
-        &app,
-        Method::PATCH,
-        &format!("/app/api/chats/{small}"),
-        Some(json!({"settings": {"collections": [id], "num_ctx": 1500}})),
-    )
-    .await;
-    let a = me
-        .send(
-            &app,
-            Method::POST,
-            &format!("/app/api/chats/{small}/messages"),
-            Some(json!({"content": q["question"]})),
-        )
-        .await;
-    let lines: Vec<Value> = a
-        .body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let settings = json!({"collections": [id], "num_ctx": 1500});
+    let (_, a) = me.ask(&app, settings, question).await;
+    let lines = common::lines(&a.body);
     assert_eq!(lines.last().unwrap()["type"], "done", "{}", a.body);
     let given = lines
         .iter()
@@ -371,21 +336,9 @@ async fn another_users_collection_is_out_of_reach() {
         .await;
     assert_eq!(listed.json()["collections"], json!([]));
     // Attaching the other user's collection by id gives no passages.
-    let chat = user.new_chat(&app, "snooping").await;
-    user.send(
-        &app,
-        Method::PATCH,
-        &format!("/app/api/chats/{chat}"),
-        Some(json!({"settings": {"collections": [id], "num_ctx": 512}})),
-    )
-    .await;
-    let a = user
-        .send(
-            &app,
-            Method::POST,
-            &format!("/app/api/chats/{chat}/messages"),
-            Some(json!({"content": "What is the vault combination?"})),
-        )
+    let settings = json!({"collections": [id], "num_ctx": 512});
+    let (_, a) = user
+        .ask(&app, settings, "What is the vault combination?")
         .await;
     assert!(!a.body.contains("4-8-15"), "{}", a.body);
     assert!(!a.body.contains("\"type\":\"sources\""), "{}", a.body);
@@ -527,23 +480,8 @@ async fn a_20_mb_pdf_shows_progress_while_chat_goes_on() {
     );
     let doc_id = doc["id"].as_i64().unwrap();
     // A chat answered while the document is read and embedded.
-    let chat = me.new_chat(&app, "meanwhile").await;
-    me.send(
-        &app,
-        Method::PATCH,
-        &format!("/app/api/chats/{chat}"),
-        Some(json!({"settings": {"num_ctx": 64}})),
-    )
-    .await;
     let asked = Instant::now();
-    let a = me
-        .send(
-            &app,
-            Method::POST,
-            &format!("/app/api/chats/{chat}/messages"),
-            Some(json!({"content": "Hello"})),
-        )
-        .await;
+    let (_, a) = me.ask(&app, json!({"num_ctx": 64}), "Hello").await;
     assert!(a.body.contains("\"done\""), "{}", a.body);
     let chat_time = asked.elapsed();
     // Progress is visible along the way.

@@ -486,13 +486,6 @@ async fn other_sites_cannot_call_in() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
-/// The NDJSON lines of an answer.
-fn lines(body: &str) -> Vec<Value> {
-    body.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn an_answer_streams_and_is_saved_with_its_statistics() {
     let app = app(Mode::Single);

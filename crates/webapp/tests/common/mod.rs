@@ -100,7 +100,38 @@ impl Answer {
     }
 }
 
+/// The NDJSON lines of an answer.
+pub fn lines(body: &str) -> Vec<Value> {
+    body.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 impl Browser {
+    /// A new chat of [`MODEL`] with `settings`, asked `question`: the chat's id and the answer.
+    pub async fn ask(&mut self, app: &App, settings: Value, question: &str) -> (String, Answer) {
+        let chat = self.new_chat(app, "a question").await;
+        let path = format!("/app/api/chats/{chat}");
+        let a = self
+            .send(
+                app,
+                Method::PATCH,
+                &path,
+                Some(json!({ "settings": settings })),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        let a = self
+            .send(
+                app,
+                Method::POST,
+                &format!("{path}/messages"),
+                Some(json!({ "content": question })),
+            )
+            .await;
+        (chat, a)
+    }
+
     pub fn cookie_header(&self) -> String {
         self.cookies
             .iter()
