@@ -479,17 +479,17 @@ impl Db {
         Ok(())
     }
 
-    /// Up to `limit` of the document's chunks without an embedding from `model`, as (id, text),
+    /// Up to `limit` of the document's chunks without an embedding from `model`, as (id, chunk),
     /// in order.
     pub fn chunks_to_embed(
         &self,
         document_id: i64,
         model: &str,
         limit: usize,
-    ) -> Result<Vec<(i64, String)>> {
+    ) -> Result<Vec<(i64, NewChunk)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT c.id, c.text FROM chunks c
+            "SELECT c.id, c.text, c.location FROM chunks c
              LEFT JOIN chunk_embeddings e ON e.chunk_id = c.id AND e.model = ?2
              WHERE c.document_id = ?1 AND e.chunk_id IS NULL
              ORDER BY c.id LIMIT ?3",
@@ -497,7 +497,11 @@ impl Db {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let chunks = stmt
             .query_map(params![document_id, model, limit], |row| {
-                Ok((row.get(0)?, row.get(1)?))
+                let chunk = NewChunk {
+                    text: row.get(1)?,
+                    location: row.get(2)?,
+                };
+                Ok((row.get(0)?, chunk))
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(chunks)

@@ -210,7 +210,7 @@ fn chunks_are_embedded_in_batches_with_progress() {
     assert_eq!((doc.chunks_total, doc.chunks_done), (5, 0));
 
     let first = db.chunks_to_embed(doc.id, "m1", 2).unwrap();
-    let texts: Vec<&str> = first.iter().map(|(_, t)| t.as_str()).collect();
+    let texts: Vec<&str> = first.iter().map(|(_, c)| c.text.as_str()).collect();
     assert_eq!(texts, ["one", "two"]);
     let view = db.chunk(first[1].0).unwrap().unwrap();
     assert_eq!(
@@ -237,7 +237,7 @@ fn chunks_are_embedded_in_batches_with_progress() {
     );
 
     let rest = db.chunks_to_embed(doc.id, "m1", 10).unwrap();
-    let texts: Vec<&str> = rest.iter().map(|(_, t)| t.as_str()).collect();
+    let texts: Vec<&str> = rest.iter().map(|(_, c)| c.text.as_str()).collect();
     assert_eq!(texts, ["three", "four", "five"]);
     assert_eq!(db.chunks_to_embed(doc.id, "m2", 10).unwrap().len(), 5);
 

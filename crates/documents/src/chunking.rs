@@ -261,6 +261,51 @@ fn overlap_start(
     earliest
 }
 
+/// The sections with each one's own heading as its first line, and neighbours that fit in one
+/// chunk of `target` tokens together joined under the headings they share (sections with no
+/// heading in common stay apart): run before [`chunk`], a short section with many subheadings is
+/// not cut into one-paragraph pieces that each lack the context a question names.
+pub fn group_sections(
+    sections: &[Section],
+    count: &dyn Fn(&str) -> usize,
+    target: usize,
+) -> Vec<Section> {
+    let mut out: Vec<Section> = Vec::new();
+    for s in sections {
+        let heading = s.location.rsplit(" › ").next().unwrap_or("");
+        let text = match heading.is_empty() {
+            true => s.text.clone(),
+            false => format!("{heading}\n\n{}", s.text),
+        };
+        if let Some(last) = out.last_mut() {
+            let shared = shared_headings(&last.location, &s.location);
+            // Unrelated sections stay apart, so a citation can still say where it is.
+            let related = !shared.is_empty() || (last.location.is_empty() && s.location.is_empty());
+            let joined = format!("{}\n\n{text}", last.text);
+            if related && count(&joined) <= target {
+                last.text = joined;
+                last.location = shared;
+                continue;
+            }
+        }
+        out.push(Section {
+            location: s.location.clone(),
+            text,
+        });
+    }
+    out
+}
+
+/// The headings two locations share ("A › B" and "A › C" share "A").
+fn shared_headings(a: &str, b: &str) -> String {
+    a.split(" › ")
+        .zip(b.split(" › "))
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x)
+        .collect::<Vec<_>>()
+        .join(" › ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,5 +494,43 @@ mod tests {
         let big_overlap = chunk(&sections, &words, 4, 100);
         assert!(big_overlap.iter().all(|c| c.tokens <= 4));
         assert_eq!(span(big_overlap.last().unwrap()).1, 9);
+    }
+
+    #[test]
+    fn small_neighbour_sections_share_a_chunk_under_their_shared_headings() {
+        let words = |t: &str| t.split_whitespace().count();
+        let got = group_sections(
+            &[
+                section("Loaf", "A country loaf."),
+                section("Loaf › Mixing", "Mix at 75% hydration."),
+                section(
+                    "Loaf › Baking",
+                    "Bake at 240 degrees for forty minutes in all.",
+                ),
+                section("Kombucha", "Ferment at 24 degrees."),
+            ],
+            &words,
+            16,
+        );
+        let got: Vec<(&str, &str)> = got
+            .iter()
+            .map(|s| (s.location.as_str(), s.text.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "Loaf",
+                    "Loaf\n\nA country loaf.\n\nMixing\n\nMix at 75% hydration."
+                ),
+                (
+                    "Loaf › Baking",
+                    "Baking\n\nBake at 240 degrees for forty minutes in all."
+                ),
+                ("Kombucha", "Kombucha\n\nFerment at 24 degrees."),
+            ]
+        );
+        assert_eq!(shared_headings("A › B", "A › C"), "A");
+        assert_eq!(shared_headings("", "A"), "");
     }
 }

@@ -36,7 +36,7 @@ mod html;
 mod markdown;
 mod pdf;
 
-pub use chunking::{chunk, Chunk};
+pub use chunking::{chunk, group_sections, Chunk};
 pub use fencing::{fence, Passage, DOCUMENT_RULES};
 
 use std::fmt;

@@ -263,7 +263,7 @@ async fn read_and_chunk(
         let tokenizer = &lease.model().model.tokenizer;
         let target = CHUNK_TOKENS.min(lease.n_ctx().saturating_sub(2)).max(16);
         let count = |t: &str| tokenizer.encode(t, false, false).len();
-        let sections = merged(&sections, &count, target);
+        let sections = documents::group_sections(&sections, &count, target);
         Ok::<_, documents::DocumentError>(documents::chunk(
             &sections,
             &count,
@@ -291,50 +291,6 @@ async fn read_and_chunk(
     Ok(())
 }
 
-/// The sections with each one's own heading as its first line, and neighbours that fit in one
-/// chunk together joined under the headings they share: a short section with many subheadings
-/// is not cut into one-paragraph pieces that each lack the context a question names.
-fn merged(
-    sections: &[documents::Section],
-    count: &dyn Fn(&str) -> usize,
-    target: usize,
-) -> Vec<documents::Section> {
-    let mut out: Vec<documents::Section> = Vec::new();
-    for s in sections {
-        let heading = s.location.rsplit(" › ").next().unwrap_or("");
-        let text = match heading.is_empty() {
-            true => s.text.clone(),
-            false => format!("{heading}\n\n{}", s.text),
-        };
-        if let Some(last) = out.last_mut() {
-            let shared = shared_headings(&last.location, &s.location);
-            // Unrelated sections stay apart, so a citation can still say where it is.
-            let related = !shared.is_empty() || (last.location.is_empty() && s.location.is_empty());
-            let joined = format!("{}\n\n{text}", last.text);
-            if related && count(&joined) <= target {
-                last.text = joined;
-                last.location = shared;
-                continue;
-            }
-        }
-        out.push(documents::Section {
-            location: s.location.clone(),
-            text,
-        });
-    }
-    out
-}
-
-/// The headings two locations share ("A › B" and "A › C" share "A").
-fn shared_headings(a: &str, b: &str) -> String {
-    a.split(" › ")
-        .zip(b.split(" › "))
-        .take_while(|(x, y)| x == y)
-        .map(|(x, _)| x)
-        .collect::<Vec<_>>()
-        .join(" › ")
-}
-
 /// Embeds the document's chunks that lack `model`'s embedding, a batch at a time.
 async fn embed_document(ctx: &Ctx, id: i64, model: &str) {
     let db = &ctx.app.db;
@@ -349,34 +305,22 @@ async fn embed_document(ctx: &Ctx, id: i64, model: &str) {
             }
             return;
         }
-        let (ids, texts): (Vec<i64>, Vec<String>) = batch.into_iter().unzip();
         // Each chunk is embedded with its document's name and headings: a question often names
         // what a section is about in words that only the heading has.
-        let name = db
-            .document(id)
-            .ok()
-            .flatten()
-            .map(|d| d.name)
-            .unwrap_or_default();
-        let title = name
+        let Some(doc) = db.document(id).ok().flatten() else {
+            return; // deleted meanwhile
+        };
+        let title = doc
+            .name
             .rsplit_once('.')
-            .map_or(name.as_str(), |(stem, _)| stem);
-        let texts: Vec<String> = ids
-            .iter()
-            .zip(texts)
-            .map(|(&chunk, text)| {
-                let location = db
-                    .chunk(chunk)
-                    .ok()
-                    .flatten()
-                    .map(|c| c.location)
-                    .unwrap_or_default();
-                match location.is_empty() {
-                    true => format!("{title}\n{text}"),
-                    false => format!("{title} › {location}\n{text}"),
-                }
+            .map_or(doc.name.as_str(), |(stem, _)| stem);
+        let (ids, texts): (Vec<i64>, Vec<String>) = batch
+            .into_iter()
+            .map(|(chunk, c)| match c.location.is_empty() {
+                true => (chunk, format!("{title}\n{}", c.text)),
+                false => (chunk, format!("{title} › {}\n{}", c.location, c.text)),
             })
-            .collect();
+            .unzip();
         let vectors = match embed(ctx, model, texts).await {
             Ok(v) => v,
             Err(e) => return fail(ctx, id, &format!("embedding with {model} failed: {e}")),
@@ -384,9 +328,6 @@ async fn embed_document(ctx: &Ctx, id: i64, model: &str) {
         let items: Vec<(i64, Vec<f32>)> = ids.into_iter().zip(vectors).collect();
         if let Err(e) = db.set_embeddings(model, &items) {
             return fail(ctx, id, &e.to_string());
-        }
-        if db.document(id).ok().flatten().is_none() {
-            return; // deleted meanwhile
         }
     }
 }
@@ -633,64 +574,14 @@ impl Retriever for AppRetriever {
                 app: self.0.clone(),
                 server: state.clone(),
             };
-            let caller = extensions.get::<Caller>().cloned();
-            let user_id = match (&caller, ctx.app.mode) {
-                (Some(c), _) if c.user().is_ok() => c.user()?.id,
+            let user = extensions.get::<Caller>().and_then(|c| c.user().ok());
+            let user_id = match (user, ctx.app.mode) {
+                (Some(user), _) => user.id,
                 // One person on loopback: the API's caller is that person.
-                (_, Mode::Single) => ctx.app.db.local_user().map_err(WebError::from)?.id,
-                _ => return Err(WebError::Unauthorized.into()),
+                (None, Mode::Single) => ctx.app.db.local_user().map_err(WebError::from)?.id,
+                (None, Mode::Multi) => return Err(WebError::Unauthorized.into()),
             };
             Ok(retrieve_for(&ctx, user_id, collections, question).await?)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn section(location: &str, text: &str) -> documents::Section {
-        documents::Section {
-            location: location.into(),
-            text: text.into(),
-        }
-    }
-
-    #[test]
-    fn small_neighbour_sections_share_a_chunk_under_their_shared_headings() {
-        let words = |t: &str| t.split_whitespace().count();
-        let got = merged(
-            &[
-                section("Loaf", "A country loaf."),
-                section("Loaf › Mixing", "Mix at 75% hydration."),
-                section(
-                    "Loaf › Baking",
-                    "Bake at 240 degrees for forty minutes in all.",
-                ),
-                section("Kombucha", "Ferment at 24 degrees."),
-            ],
-            &words,
-            16,
-        );
-        let got: Vec<(&str, &str)> = got
-            .iter()
-            .map(|s| (s.location.as_str(), s.text.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (
-                    "Loaf",
-                    "Loaf\n\nA country loaf.\n\nMixing\n\nMix at 75% hydration."
-                ),
-                (
-                    "Loaf › Baking",
-                    "Baking\n\nBake at 240 degrees for forty minutes in all."
-                ),
-                ("Kombucha", "Kombucha\n\nFerment at 24 degrees."),
-            ]
-        );
-        assert_eq!(shared_headings("A › B", "A › C"), "A");
-        assert_eq!(shared_headings("", "A"), "");
     }
 }
