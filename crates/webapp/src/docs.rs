@@ -60,16 +60,21 @@ fn embedding_models(ctx: &Ctx) -> Vec<String> {
         .collect()
 }
 
-/// The model that embeds documents: the admin's choice, else the first installed one.
+/// The model that embeds documents: the admin's choice, else the first installed one, which is
+/// then kept as the choice — so that installing another embedding model later cannot change the
+/// model queries are embedded with under documents embedded by this one (and the store's models
+/// are not opened on every search).
 fn embedding_model(ctx: &Ctx) -> Result<String> {
     if let Some(m) = ctx.app.db.setting(EMBEDDING_MODEL_KEY)? {
         return Ok(m);
     }
-    embedding_models(ctx).into_iter().next().ok_or_else(|| {
+    let first = embedding_models(ctx).into_iter().next().ok_or_else(|| {
         WebError::BadRequest(
             "no embedding model is installed: import one, e.g. `hearth create minilm --from DIR` with all-MiniLM-L6-v2's Hugging Face files".into(),
         )
-    })
+    })?;
+    ctx.app.db.set_setting(EMBEDDING_MODEL_KEY, &first)?;
+    Ok(first)
 }
 
 async fn embed(ctx: &Ctx, model: &str, inputs: Vec<String>) -> Result<Vec<Vec<f32>>> {
@@ -490,13 +495,10 @@ pub async fn get_embedding_model(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>> {
     caller.user()?;
-    let installed = embedding_models(&ctx);
-    let model = ctx
-        .app
-        .db
-        .setting(EMBEDDING_MODEL_KEY)?
-        .or_else(|| installed.first().cloned());
-    Ok(Json(json!({"model": model, "installed": installed})))
+    let model = embedding_model(&ctx).ok();
+    Ok(Json(
+        json!({"model": model, "installed": embedding_models(&ctx)}),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -638,3 +638,26 @@ async fn a_restart_finishes_the_embedding_it_interrupted() {
     let d = ready(&app, &mut me, doc).await;
     assert_eq!(d["chunks_done"], d["chunks_total"]);
 }
+
+/// Regression: the default embedding model was the first installed one at each search, so a
+/// model installed later under an earlier name silently took over from the one that had
+/// embedded the documents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedding_model_installed_later_does_not_change_the_default() {
+    let app = app_with(Mode::Single, &[(EMBEDDER, minilm())]);
+    let mut me = Browser::default();
+    me.me(&app).await;
+    let id = collection(&app, &mut me, "notes").await;
+    let text = "The boiler is serviced every October by Hendry & Sons.".as_bytes();
+    let doc = upload(&app, &mut me, id, "boiler.txt", text.to_vec()).await["id"]
+        .as_i64()
+        .unwrap();
+    ready(&app, &mut me, doc).await;
+    app.install("aaa-minilm", minilm_q8());
+    let chosen = me
+        .send(&app, Method::GET, "/app/api/embedding-model", None)
+        .await
+        .json();
+    assert_eq!(chosen["installed"].as_array().unwrap().len(), 2, "{chosen}");
+    assert_eq!(chosen["model"], "minilm:latest", "{chosen}");
+}

@@ -72,6 +72,13 @@ fn open(dir: Arc<tempfile::TempDir>, mode: Mode) -> App {
 }
 
 impl App {
+    /// Installs `file` as model `name` in the app's store.
+    pub fn install(&self, name: &str, file: &Path) {
+        store::Store::new(self.dir.path().join("models"))
+            .import(&store::ModelName::parse(name).unwrap(), file)
+            .unwrap();
+    }
+
     /// The same store and database in a new app, as after a restart (this one should be
     /// dropped first).
     pub fn restart(self) -> App {
