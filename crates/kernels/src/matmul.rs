@@ -323,7 +323,7 @@ unsafe fn run_chunk(
                     // Chunks start on whole groups of rows (see `chunk_rows`).
                     Some(all) => {
                         let size = all.len() / (rows / GEMM_ROWS);
-                        &all[r0 / GEMM_ROWS * size..][..size]
+                        &all[r0 / GEMM_ROWS * size..]
                     }
                     None => {
                         kernel.pack(wr, cols, &mut packed);

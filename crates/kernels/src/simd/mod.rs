@@ -485,7 +485,8 @@ impl DotKernel {
 
     /// The dots of [`GEMM_ROWS`] weight rows `w`, packed by [`DotKernel::pack`] into `packed`,
     /// with the [`GEMM_TOKENS`] tokens of `tile`: `out[t][r] = dot4(w[r], tile.rows[t])` bit
-    /// for bit (the 4-token kernel's order).
+    /// for bit (the 4-token kernel's order). `packed` may go on past these rows with the next
+    /// group's (a whole matrix packed ahead of time), which the kernel then prefetches.
     ///
     /// # Panics
     /// As [`DotKernel::dot`], or if `packed` or `tile` was not made for this kernel.

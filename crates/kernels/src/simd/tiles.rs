@@ -397,6 +397,9 @@ macro_rules! tile_kernels {
                 "activation tile not prepared for this kernel"
             );
             let (pk, q8, ls8) = (packed.as_ptr(), tile.q8.as_ptr(), tile.ls8.as_ptr());
+            // `packed` may go on with the next group of rows (a matrix packed ahead of time): it is
+            // fetched during this one's passes, so that DRAM streams while these rows compute.
+            let next = packed.len() >= 2 * nb * PACKED32;
             let mut out = [[0f32; 8]; 8];
             for t0 in (0..8).step_by(2) {
                 // `acc[k][i]`: lane k, token t0 + i, the rows in the vector lanes.
@@ -412,6 +415,15 @@ macro_rules! tile_kernels {
                             let ahead = pb.add(PREFETCH_BLOCKS * PACKED32);
                             for line in (0..PACKED32).step_by(64) {
                                 _mm_prefetch::<_MM_HINT_T0>(ahead.add(line).cast());
+                            }
+                        }
+                        if next {
+                            // The next group of rows, spread over all the passes.
+                            let line = 2 * ((t0 / 2) * nb + b);
+                            if line < PACKED32 / 64 * nb {
+                                let ahead = pk.add(nb * PACKED32 + 64 * line);
+                                _mm_prefetch::<_MM_HINT_T1>(ahead.cast());
+                                _mm_prefetch::<_MM_HINT_T1>(ahead.add(64).cast());
                             }
                         }
                         let dw = _mm256_castsi256_ps(get(pb, 256));
