@@ -15,6 +15,7 @@ use kernels::attention::KvRows;
 use kernels::formats::QK32;
 use kernels::simd::{active_level, QuantKernel};
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
 
 /// How the cache stores keys or values.
@@ -106,6 +107,19 @@ impl Rows {
         match self {
             Rows::F16(r) => 2 * r.len(),
             Rows::Q8_0(r) => r.len(),
+        }
+    }
+
+    /// Copies values `values` (whole positions) from `src`, of the same type, to the same place.
+    fn copy_from(&mut self, src: &Rows, values: Range<usize>) {
+        match (self, src) {
+            (Rows::F16(d), Rows::F16(s)) => d[values.clone()].copy_from_slice(&s[values]),
+            (Rows::Q8_0(d), Rows::Q8_0(s)) => {
+                let bytes =
+                    KvType::Q8_0.row_bytes(values.start)..KvType::Q8_0.row_bytes(values.end);
+                d[bytes.clone()].copy_from_slice(&s[bytes]);
+            }
+            _ => panic!("KvCache::copy_positions: the caches' KV types differ"),
         }
     }
 
@@ -230,6 +244,33 @@ impl KvCache {
         let at = pos * self.kv_dim;
         self.k[layer].store(at, k, &self.q8);
         self.v[layer].store(at, v, &self.q8);
+    }
+
+    /// Copies the keys and values of `positions` in every layer from `src`, a cache of the same
+    /// model and types (a shared prompt prefix, computed once).
+    ///
+    /// # Panics
+    /// If the caches' layers, head layout or types differ, or `positions` runs past either's
+    /// context.
+    pub fn copy_positions(&mut self, src: &KvCache, positions: Range<usize>) {
+        assert!(
+            (self.k.len(), self.kv_dim, self.type_k, self.type_v)
+                == (src.k.len(), src.kv_dim, src.type_k, src.type_v),
+            "KvCache::copy_positions: the caches differ in layout or types"
+        );
+        assert!(
+            positions.end <= self.n_ctx.min(src.n_ctx),
+            "KvCache::copy_positions: positions {positions:?} past the context"
+        );
+        let values = positions.start * self.kv_dim..positions.end * self.kv_dim;
+        for (d, s) in self
+            .k
+            .iter_mut()
+            .zip(&src.k)
+            .chain(self.v.iter_mut().zip(&src.v))
+        {
+            d.copy_from(s, values.clone());
+        }
     }
 
     /// The K and V rows of one layer (`n_ctx` positions of `kv_dim` values each).

@@ -8,7 +8,8 @@
 //! ([`Arch::is_encoder`]) cannot generate ([`EngineError::NotGenerative`]) and keeps no KV
 //! cache. A [`Session`] owns one [`KvCache`] (keys and values each stored as a [`KvType`]: f16 by
 //! default, or Q8_0 at about half the memory) and drives generation, choosing tokens with a
-//! [`Sampler`] configured by [`SamplerConfig`], optionally constrained to a [`Grammar`]
+//! [`Sampler`] configured by [`SamplerConfig`] (a [`Prefix`] copies its cached tokens for other
+//! sessions to start from), optionally constrained to a [`Grammar`]
 //! (structured output: [`GenerateOptions::grammar`]).
 
 mod bert;
@@ -30,6 +31,7 @@ pub use kv_cache::{KvCache, KvType};
 pub use model::{Model, Sequence};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use session::{
-    Cancel, GenerateOptions, Generation, GenerationStats, Session, Step, StopReason, TokenLogprob,
+    Cancel, GenerateOptions, Generation, GenerationStats, Prefix, Session, Step, StopReason,
+    TokenLogprob,
 };
 pub use weights::packed_weight_bytes;

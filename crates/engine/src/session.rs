@@ -116,6 +116,26 @@ impl TokenLogprob {
     }
 }
 
+/// The keys and values of a run of tokens, copied out of a [`Session`] so that other sessions
+/// of the same model can start from them ([`Session::adopt`]): a shared system prompt computed
+/// once for every slot of a server.
+pub struct Prefix {
+    tokens: Vec<u32>,
+    cache: KvCache,
+}
+
+impl Prefix {
+    /// The tokens whose keys and values this holds.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Bytes of keys and values held.
+    pub fn bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+}
+
 pub struct Session<'m> {
     model: &'m Model,
     cache: KvCache,
@@ -160,6 +180,43 @@ impl<'m> Session<'m> {
     /// The tokens the cache holds.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
+    }
+
+    /// Bytes of keys and values per cached token.
+    pub fn kv_bytes_per_token(&self) -> usize {
+        self.cache.bytes() / self.n_ctx()
+    }
+
+    /// A copy of the keys and values of every token the cache holds.
+    pub fn snapshot(&self) -> Prefix {
+        let n = self.tokens.len();
+        let mut cache = self
+            .model
+            .new_typed_cache(n.max(1), self.cache.type_k(), self.cache.type_v())
+            .expect("the session's own cache types fit its model");
+        cache.copy_positions(&self.cache, 0..n);
+        Prefix {
+            tokens: self.tokens.clone(),
+            cache,
+        }
+    }
+
+    /// Takes from `prefix` the keys and values of the start of `context` it holds beyond what
+    /// this session's cache holds of it (at most all but the last token, which
+    /// [`Session::start`] evaluates for its logits). Returns how many tokens it copied. The
+    /// prefix must come from a session of the same model with the same cache types.
+    pub fn adopt(&mut self, prefix: &Prefix, context: &[u32]) -> usize {
+        let own = common_prefix(&self.tokens, context);
+        let shared = common_prefix(&prefix.tokens, context)
+            .min(context.len().saturating_sub(1))
+            .min(self.n_ctx());
+        if shared <= own {
+            return 0;
+        }
+        self.cache.copy_positions(&prefix.cache, own..shared);
+        self.tokens.truncate(own);
+        self.tokens.extend_from_slice(&context[own..shared]);
+        shared - own
     }
 
     /// Forget the conversation.

@@ -2,7 +2,7 @@
 //! fresh session gives, and sampling is reproducible.
 
 use engine::{
-    argmax, GenerateOptions, Message, Model, Sampler, SamplerConfig, Session, StopReason,
+    argmax, GenerateOptions, KvType, Message, Model, Sampler, SamplerConfig, Session, StopReason,
 };
 use std::path::Path;
 
@@ -47,6 +47,52 @@ fn second_turn_with_reused_cache_equals_fresh_session() {
     let (reused, _) = answer(&mut session, &tokens, 12);
     let (fresh, _) = answer(&mut Session::new(&m, 256), &tokens, 12);
     assert_eq!(reused, fresh);
+}
+
+/// A server's slots share a system prompt: a session that adopts another's prefix gets, bit for
+/// bit, the logits of a session that computed that prefix itself and then the rest of the prompt
+/// (as a conversation's next turn does), with either cache type.
+#[test]
+fn a_prefix_adopted_from_another_session_gives_the_logits_of_computing_it() {
+    let m = model();
+    let system = Message::new("system", "You are a careful assistant who answers briefly.");
+    let first = m
+        .chat_tokens(&[system.clone(), Message::new("user", "Hello there")], true)
+        .unwrap();
+    let second = m
+        .chat_tokens(&[system, Message::new("user", "What is a prime?")], true)
+        .unwrap();
+    let shared = first
+        .iter()
+        .zip(&second)
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(shared >= 8, "the prompts share only {shared} tokens");
+    for ty in KvType::ALL {
+        let session = |n| Session::with_cache_types(&m, n, ty, ty).unwrap();
+        let mut a = session(256);
+        a.eval(&first).unwrap();
+        let prefix = a.snapshot();
+        assert_eq!(prefix.tokens(), first);
+        assert_eq!(prefix.bytes(), a.kv_bytes_per_token() * first.len());
+
+        let mut b = session(256);
+        assert_eq!(b.adopt(&prefix, &second), shared, "{ty}");
+        assert_eq!(b.tokens(), &second[..shared]);
+        // Nothing more to take once the session holds it.
+        assert_eq!(b.adopt(&prefix, &second), 0);
+        let adopted = b.eval(&second[shared..]).unwrap();
+        let mut own = session(256);
+        own.eval(&second[..shared]).unwrap();
+        let computed = own.eval(&second[shared..]).unwrap();
+        assert!(
+            adopted
+                .iter()
+                .zip(&computed)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{ty}: an adopted prefix gave other logits than the same prefix computed"
+        );
+    }
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod ollama;
 pub mod openai;
 pub mod options;
+pub mod prefixes;
 pub mod retrieval;
 pub mod runner;
 pub mod scheduler;

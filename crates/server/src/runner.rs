@@ -8,11 +8,13 @@
 //! decodes every active request together: one [`Model::forward_batch`] per step, one token per
 //! request (continuous batching: requests join between steps and leave when they end). A decode
 //! step in a batch gives each request the bits it would get alone, so the answers do not depend
-//! on the load. Text goes back to the request through a bounded channel; when the request is
+//! on the load. A slot's cache keeps its conversation for the next turn; the slots also share
+//! the prompts they processed ([`Prefixes`]), so that a system prompt is computed once. Text goes back to the request through a bounded channel; when the request is
 //! gone (the client disconnected and its response body was dropped) the next send fails and
 //! generation stops there, freeing the slot.
 
 use crate::error::{Result, ServerError};
+use crate::prefixes::Prefixes;
 use crate::scheduler::{LoadRequest, Loader, Plan};
 use engine::{
     Cancel, EngineError, GenerateOptions, Generation, GenerationStats, HParams, KvType, Message,
@@ -80,14 +82,13 @@ impl Loader for EngineLoader {
             .unwrap_or_else(|| hp.n_ctx_train.clamp(1, DEFAULT_MAX_CTX));
         // Keys and values, f16, every layer, every position, every slot; an encoder (an
         // embedding model) keeps none, and reads no more positions than it was trained on.
+        // Several slots also share prompt prefixes, within one more context's worth.
         let kv_bytes = if hp.arch.is_encoder() {
             n_ctx = n_ctx.min(hp.n_ctx_train.max(1));
             0
         } else {
-            2 * hp.n_layer as u64
-                * KvType::F16.row_bytes(hp.n_head_kv * hp.head_dim) as u64
-                * n_ctx as u64
-                * slots as u64
+            let caches = if slots > 1 { slots + 1 } else { slots };
+            kv_bytes(&hp, n_ctx) * caches as u64
         };
         // Several slots decode together: the matrices are packed for batches at load.
         let packed = if slots > 1 {
@@ -120,6 +121,11 @@ impl Loader for EngineLoader {
         }
         Ok(Runner::start(Arc::new(model), resolved, plan.n_ctx, slots))
     }
+}
+
+/// Bytes of an f16 cache of `n_ctx` positions: keys and values, every layer.
+fn kv_bytes(hp: &HParams, n_ctx: usize) -> u64 {
+    2 * hp.n_layer as u64 * KvType::F16.row_bytes(hp.n_head_kv * hp.head_dim) as u64 * n_ctx as u64
 }
 
 /// One generation for a slot thread.
@@ -184,16 +190,20 @@ impl Runner {
             queues.push(rx);
         }
         let (shared, pool) = (model.clone(), Arc::downgrade(&idle));
+        // One slot's cache serves its own conversation; the slots share prompt prefixes.
+        let prefixes = (slots > 1 && !model.hparams.arch.is_encoder())
+            .then(|| Mutex::new(Prefixes::new(kv_bytes(&model.hparams, n_ctx) as usize)));
         // The sessions borrow the model and pass between the slot threads and the decoding loop,
         // so they all run in one scope over it. The loop ends when the last slot thread has.
         std::thread::spawn(move || {
             let model = &*shared;
             let (to_decode, turns) = channel();
+            let prefixes = prefixes.as_ref();
             std::thread::scope(|s| {
                 s.spawn(move || decode_loop(model, turns));
                 for jobs in queues {
                     let (to_decode, pool) = (to_decode.clone(), pool.clone());
-                    s.spawn(move || slot_thread(model, n_ctx, jobs, pool, to_decode));
+                    s.spawn(move || slot_thread(model, n_ctx, prefixes, jobs, pool, to_decode));
                 }
                 drop(to_decode);
             });
@@ -286,6 +296,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn slot_thread<'m>(
     model: &'m Model,
     n_ctx: usize,
+    prefixes: Option<&Mutex<Prefixes>>,
     jobs: Receiver<(Job, Slot)>,
     pool: Pool,
     to_decode: Sender<Turn<'m>>,
@@ -299,8 +310,22 @@ fn slot_thread<'m>(
         let mut generate = job.generate;
         let watch = events.clone();
         generate.cancel = Some(Cancel::new(move || watch.is_closed()));
+        if let Some(store) = prefixes {
+            let best = lock(store).best(&job.tokens);
+            if let Some((prefix, _)) = best {
+                session.adopt(&prefix, &job.tokens);
+            }
+        }
         let result = match session.start(&job.tokens, &mut sampler, &generate) {
             Ok(generation) => {
+                if let Some(store) = prefixes {
+                    let bytes = session.kv_bytes_per_token() * session.tokens().len();
+                    // Copied outside the lock: a long prompt's keys and values take a moment.
+                    if lock(store).wants(session.tokens(), bytes) {
+                        let prefix = session.snapshot();
+                        lock(store).insert(prefix);
+                    }
+                }
                 let turn = Turn {
                     session,
                     generation,

@@ -1003,6 +1003,43 @@ async fn a_prefix_cache_hit_answers_as_a_cold_run() {
     assert_eq!(hit["eval_count"], cold["eval_count"]);
 }
 
+/// Slots share the prompts they processed: two requests at once that begin with the system
+/// prompt of an earlier one both find it cached, the one that gets the earlier request's slot in
+/// that slot's cache, the other in the prompts the slots share, and both answer as on a fresh
+/// server (the prompts stay under 64 tokens, as in the test above).
+#[tokio::test]
+async fn concurrent_requests_share_a_system_prompt_computed_once() {
+    let s = server(); // 2 slots
+    let system = json!({"role": "system", "content": "You are terse. ".repeat(2)});
+    let chat = |question: &str| {
+        let messages = json!([system, {"role": "user", "content": question}]);
+        post(
+            "/api/chat",
+            json!({"model": MODEL, "messages": messages, "stream": false, "options": greedy(6)}),
+        )
+    };
+    let (_, first) = call_json(&s, chat("Name a colour.")).await;
+    assert_eq!(first["prompt_cached_count"], 0, "{first}");
+    let (b, c) = tokio::join!(
+        call_json(&s, chat("Name a fruit.")),
+        call_json(&s, chat("Name a city."))
+    );
+    for ((status, v), question) in [(b, "Name a fruit."), (c, "Name a city.")] {
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let (cached, total) = (
+            v["prompt_cached_count"].as_u64().unwrap(),
+            v["prompt_eval_count"].as_u64().unwrap(),
+        );
+        assert!(
+            cached * 2 > total && total < 64,
+            "{question}: {cached} of {total} prompt tokens cached"
+        );
+        let (_, cold) = call_json(&server(), chat(question)).await;
+        assert_eq!(cold["prompt_cached_count"], 0, "{cold}");
+        assert_eq!(v["message"], cold["message"], "{question}");
+    }
+}
+
 /// `suffix` (fill in the middle) on a model without FIM tokens is a 400 that says what to use
 /// instead, in both APIs (Qwen2.5-Coder's infill is tested in the engine's tests/fim.rs).
 #[tokio::test]
