@@ -9,7 +9,8 @@
 //! - [`scheduler::Scheduler`] loads models on first use through a [`scheduler::Loader`] (the
 //!   real one is [`runner::EngineLoader`]), keeps them for `keep_alive`, evicts the least
 //!   recently used idle one when memory runs short, and bounds the wait queue (503 beyond it).
-//!   A loaded model is a [`runner::Runner`]: a thread per slot, each with its own KV cache.
+//!   A loaded model is a [`runner::Runner`]: a thread per slot, each with its own KV cache,
+//!   and the prompts the slots processed kept for each other ([`prefixes::Prefixes`]).
 //! - [`generate`] turns a request into tokens on a slot and reads the slot's events; the
 //!   handlers in [`ollama`] (NDJSON) and [`openai`] (SSE) shape them for their clients.
 //! - [`security`] guards every request (Host check against DNS rebinding, CORS, API keys);
