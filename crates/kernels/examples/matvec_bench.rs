@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! cargo run --release -p kernels --example matvec_bench [-- --quick] [--tokens N] [--level avx2]
-//!     [--types Q4_1,Q4_K] [--packed] [--model]
+//!     [--types Q4_1,Q4_K] [--packed] [--model] [--order N]
 //! ```
+//!
+//! `--order N` sums the dots of the tokens in the order of a batch of `N`
+//! (`matmul_multi_ordered`: 1 is a decode step of several sequences).
 //!
 //! `--packed` packs the weights for the tile kernels first (`kernels::pack_matrix`, as `hearth
 //! serve` does with several slots). `--model` instead times all the matmuls of one SmolLM2-135M decode step (see `model_step`).
@@ -16,7 +19,9 @@
 
 use gguf::GgmlType;
 use kernels::simd::{self, Level};
-use kernels::{formats, matmul, matmul_multi, pack_matrix, Matrix, ThreadPool};
+use kernels::{
+    formats, matmul, matmul_multi, matmul_multi_ordered, pack_matrix, Matrix, ThreadPool,
+};
 use std::time::{Duration, Instant};
 
 /// Total bytes of distinct weight copies for the `cold` runs (well above a 32 MiB L3).
@@ -27,6 +32,14 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let packed = args.iter().any(|a| a == "--packed");
     let n_tokens: usize = flag(&args, "--tokens").map_or(1, |v| v.parse().expect("--tokens N"));
+    let order: usize = flag(&args, "--order").map_or(n_tokens, |v| v.parse().expect("--order N"));
+    let mm = |pool: &ThreadPool, w: &Matrix, x: &[f32], out: &mut [f32]| {
+        if order == n_tokens {
+            matmul(pool, w, x, n_tokens, out)
+        } else {
+            matmul_multi_ordered(pool, &[*w], x, n_tokens, order, &mut [out])
+        }
+    };
     if let Some(l) = flag(&args, "--level") {
         let level = Level::ALL
             .into_iter()
@@ -96,10 +109,10 @@ fn main() {
             };
             for pool in &pools {
                 let w = with_pack(0);
-                let hot = time_per_call(budget, || matmul(pool, &w, &x, n_tokens, &mut out));
+                let hot = time_per_call(budget, || mm(pool, &w, &x, &mut out));
                 let mut k = 0;
                 let cold = time_per_call(budget, || {
-                    matmul(pool, &with_pack(k), &x, n_tokens, &mut out);
+                    mm(pool, &with_pack(k), &x, &mut out);
                     k = (k + 1) % copies;
                 });
                 // Decode: GB/s of weights; batches: G multiply-adds per second.

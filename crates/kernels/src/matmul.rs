@@ -190,7 +190,7 @@ pub fn packed_size(m: &Matrix) -> usize {
 /// Bytes of [`pack_matrix`]'s layout of `m` at `level` (0 when it makes none).
 fn packed_bytes(level: Level, m: &Matrix) -> usize {
     let kernel = DotKernel::new(level, m.ty);
-    if !kernel.reads_prepacked() {
+    if !kernel.has_gemm() {
         return 0;
     }
     kernel.packed_len(m.cols) * (m.rows / GEMM_ROWS)
@@ -309,7 +309,7 @@ unsafe fn run_chunk(
         let tiles = acts.tiles();
         let full = rs.start + (rs.len() - rs.len() % GEMM_ROWS);
         let mut packed = Vec::new();
-        let prepacked = w.packed.filter(|_| kernel.reads_prepacked());
+        let prepacked = w.packed.filter(|_| kernel.has_gemm());
         // Up to PACKED_TILES token tiles per packing of 8 rows: their activations stay in L2
         // while the packed rows (a few KiB) stay in L1.
         for g0 in (0..tiles).step_by(PACKED_TILES) {
@@ -487,15 +487,22 @@ fn multi(
         .iter()
         .map(|w| DotKernel::for_batch(level, w.ty, order_tokens))
         .collect();
-    // Distinct activation layouts (type, prepared, tiled, zero point); `which[i]` is matrix i's
-    // layout.
-    let mut layouts: Vec<((GgmlType, bool, bool, i32), usize)> = Vec::new();
+    // Distinct activation layouts (type, prepared, tiled, zero point, padded); `which[i]` is
+    // matrix i's layout.
+    type Layout = (GgmlType, bool, bool, i32, bool);
+    let mut layouts: Vec<(Layout, usize)> = Vec::new();
     let which: Vec<usize> = kernels
         .iter()
         .enumerate()
         .map(|(i, k)| {
             let act = formats::activation_type(k.weight_type()).expect("Matrix::new checked");
-            let key = (act, k.wants_prepared(), k.has_gemm(), k.zero_point());
+            let key = (
+                act,
+                k.wants_prepared(),
+                k.has_gemm(),
+                k.zero_point(),
+                k.pads_tiles(),
+            );
             match layouts.iter().position(|l| l.0 == key) {
                 Some(p) => p,
                 None => {
@@ -634,8 +641,8 @@ mod tests {
     }
 
     /// Weights packed ahead of time give the bits of weights packed on each call, for every
-    /// type, level, batch size and summation order (the kernels that pack another way, e.g.
-    /// Q6_K's from 8 tokens, must ignore the packed layout).
+    /// type, level, batch size and summation order (every tile kernel of a type reads the one
+    /// packed layout, e.g. Q6_K's in the lane order and in the tiled order from 8 tokens).
     #[test]
     fn prepacked_weights_give_the_same_bits() {
         let mut rng = Rng(0xA076_1D64_78BD_642F);
@@ -705,6 +712,51 @@ mod tests {
                                 .all(|(a, b)| a.to_bits() == b.to_bits()),
                             "{ty} at {level}, {n} tokens"
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Q4_K and Q6_K decode steps (summed as batches of one) run tiles on weights packed ahead
+    /// of time or on each call: every batch size from 1 to 9 (whole, padded and partial tiles,
+    /// the 4-token and one-token kernels) gives each token the bits of a single-token matmul,
+    /// with rows that make a last partial group and with several groups (the next one
+    /// prefetched).
+    #[test]
+    fn decode_steps_give_each_token_its_own_bits() {
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        let pool = ThreadPool::new(2);
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+            for (rows, cols) in [(20, 512), (40, 1024)] {
+                let data = random_matrix(ty, rows, cols, &mut rng);
+                let w = Matrix::new(ty, rows, cols, &data).unwrap();
+                let packed = pack_matrix(&w, 2);
+                if simd::active_level() > Level::Scalar {
+                    assert!(packed.is_some(), "{ty} is packed ahead of time");
+                }
+                let wp = match &packed {
+                    Some(p) => w.with_packed(p).unwrap(),
+                    None => w,
+                };
+                for level in available_levels() {
+                    for n in 1..=9 {
+                        let x: Vec<f32> = (0..n * cols).map(|_| rng.f32()).collect();
+                        let mut alone = vec![0f32; n * rows];
+                        for (t, out) in alone.chunks_exact_mut(rows).enumerate() {
+                            matmul_at(level, &pool, &w, &x[t * cols..][..cols], 1, out);
+                        }
+                        for m in [w, wp] {
+                            let mut got = vec![0f32; n * rows];
+                            multi(level, &pool, &[m], &x, n, 1, &mut [&mut got]);
+                            assert!(
+                                alone
+                                    .iter()
+                                    .zip(&got)
+                                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                                "{ty} {rows}x{cols} at {level}, {n} tokens"
+                            );
+                        }
                     }
                 }
             }

@@ -187,9 +187,9 @@ pub struct DotKernel {
     simd4: Option<RawDot4>,
     /// A kernel for tiles of [`GEMM_ROWS`] rows x [`GEMM_TOKENS`] tokens, and its packer.
     gemm: Option<(RawPack, RawGemm)>,
-    /// The packer is [`DotKernel::new`]'s for this level and type, so weights packed ahead of
-    /// time by [`crate::matmul::pack_matrix`] fit this kernel.
-    default_packing: bool,
+    /// The tile, 4-token and single-token kernels give each token the same bits (a K-quant in the
+    /// single-token order), so a last group of tokens may run as a padded tile.
+    pads: bool,
 }
 
 impl std::fmt::Debug for DotKernel {
@@ -283,11 +283,15 @@ fn simd_gemm(level: Level, ty: GgmlType) -> Option<(RawPack, RawGemm)> {
         (Level::Avx512, Q8_0) => (tiles::pack_q8_0, vnni::gemm_q8_0),
         (Level::Avx512, IQ4_NL) => (tiles::pack_iq4_nl, vnni::gemm_iq4_nl),
         (Level::Avx512, Q4_K) => (tiles::pack_q4_k, vnni::gemm_q4_k),
+        // Q6_K's single-token kernel sums lane by lane (Q4_K's 4-token one per pair of
+        // sub-blocks): the tiles of the same orders.
+        (Level::Avx512, Q6_K) => (tiles::pack_q6_k, vnni::gemm_q6_k_lanes),
         (Level::Avx2, Q4_0) => (tiles::pack_q4_0, avx2::gemm_q4_0),
         (Level::Avx2, Q4_1) => (tiles::pack_q4_1, avx2::gemm_q4_1),
         (Level::Avx2, Q5_0) => (tiles::pack_q5_0, avx2::gemm_q5_0),
         (Level::Avx2, Q5_1) => (tiles::pack_q5_1, avx2::gemm_q5_1),
         (Level::Avx2, Q4_K) => (tiles::pack_q4_k, avx2::gemm_q4_k),
+        (Level::Avx2, Q6_K) => (tiles::pack_q6_k, avx2::gemm_q6_k_lanes),
         _ => return None,
     };
     Some(k)
@@ -329,7 +333,7 @@ impl DotKernel {
             prepared: uses_prepared(level, ty),
             simd4: simd_dot4(level, ty),
             gemm: simd_gemm(level, ty),
-            default_packing: true,
+            pads: false,
         }
     }
 
@@ -345,22 +349,32 @@ impl DotKernel {
     pub fn for_batch(level: Level, ty: GgmlType, n_tokens: usize) -> DotKernel {
         let mut k = DotKernel::new(level, ty);
         // Below those sizes llama.cpp dots one token at a time (Q4_K: the repacked `gemv`, block
-        // by block; Q6_K: `vec_dot`, lane by lane); these 4-token kernels keep that order.
+        // by block; Q6_K: `vec_dot`, lane by lane); these 4-token and tile kernels keep that
+        // order (the tiles read the packing of `new`, so one matrix packed ahead of time serves
+        // every batch size), and so give every token its bits alone at any batch size.
         #[cfg(target_arch = "x86_64")]
         match ty {
             _ if level == Level::Scalar => {}
             GgmlType::Q4_K if n_tokens < 4 => {
                 k.simd4 = Some(avx2::dot4_q4_k_gemv);
-                k.gemm = None;
+                k.gemm = Some(if level == Level::Avx512 {
+                    (tiles::pack_q4_k, tiles::vnni::gemm_q4_k_gemv)
+                } else {
+                    (tiles::pack_q4_k, tiles::avx2::gemm_q4_k_gemv)
+                });
+                k.pads = true;
             }
-            GgmlType::Q6_K if n_tokens < TILED_MIN_BATCH => k.simd4 = Some(avx2::dot4_q6_k),
+            GgmlType::Q6_K if n_tokens < TILED_MIN_BATCH => {
+                k.simd4 = Some(avx2::dot4_q6_k);
+                k.pads = true;
+            }
             _ => {}
         }
         #[cfg(target_arch = "x86_64")]
         if ty == GgmlType::Q6_K && level != Level::Scalar {
-            // `new` gives the lane-order kernel, which has no 4-token variant.
+            // `new` gives the lane-order kernel, which has no 4-token variant. The tiled order's
+            // tile reads the same packing.
             if n_tokens >= TILED_MIN_BATCH {
-                k.default_packing = false;
                 k.simd = Some(avx2::dot_q6_k_tiled);
                 k.simd4 = Some(avx2::dot4_q6_k_tiled);
                 k.gemm = Some(if level == Level::Avx512 {
@@ -412,6 +426,12 @@ impl DotKernel {
         self.prepared
     }
 
+    /// Whether [`Activations`] for this kernel end in a padded tile when the last group of tokens
+    /// is large enough (see [`Activations::tiles`]).
+    pub(crate) fn pads_tiles(&self) -> bool {
+        self.gemm.is_some() && (self.prepared || self.pads)
+    }
+
     /// Dot of one weight row (`n` elements) with one activation row quantized to
     /// [`formats::activation_type`] of the weight type (prepared by [`Activations`] for this
     /// kernel when [`DotKernel::wants_prepared`]).
@@ -449,14 +469,10 @@ impl DotKernel {
     }
 
     /// Whether [`DotKernel::gemm`] has a tile kernel (rather than running [`DotKernel::dot4`]).
+    /// Every kernel of a type packs its rows alike, so one matrix packed ahead of time
+    /// ([`crate::matmul::pack_matrix`]) serves them all.
     pub fn has_gemm(&self) -> bool {
         self.gemm.is_some()
-    }
-
-    /// Whether this kernel's tile kernel reads the layout [`crate::matmul::pack_matrix`] makes
-    /// ahead of time.
-    pub(crate) fn reads_prepacked(&self) -> bool {
-        self.gemm.is_some() && self.default_packing
     }
 
     /// Bytes [`DotKernel::pack`] makes of [`GEMM_ROWS`] rows of `n` elements (0 without a tile
@@ -750,7 +766,8 @@ impl Activations {
     }
 
     /// How many tiles of [`GEMM_TOKENS`] tokens [`Activations::tile`] gives: the whole groups
-    /// of tokens, and for the 32-element types a last, padded group of at least
+    /// of tokens, and for the kernels that give each token the same bits at any batch size (the
+    /// 32-element types, the K-quants in the single-token order) a last, padded group of at least
     /// [`PADDED_TILE_MIN`] tokens.
     pub fn tiles(&self) -> usize {
         self.tiled_tokens / GEMM_TOKENS
@@ -800,10 +817,10 @@ impl Activations {
         self.zero_point = kernel.zero_point();
         self.bytes.resize(self.row_bytes * n_tokens, 0);
         // A last group of 5 to 7 tokens runs faster as a padded tile than 4 tokens at a time
-        // and then one by one (each a pass over the weights). The 32-element types' kernels
-        // give every token the same bits at any batch size, so padding changes no result.
+        // and then one by one (each a pass over the weights). Where the kernels give every
+        // token the same bits at any batch size, padding changes no result.
         let rest = n_tokens % GEMM_TOKENS;
-        let whole = if self.prepared && kernel.has_gemm() && rest >= PADDED_TILE_MIN {
+        let whole = if kernel.pads_tiles() && rest >= PADDED_TILE_MIN {
             n_tokens + GEMM_TOKENS - rest
         } else {
             n_tokens - rest
@@ -845,7 +862,9 @@ impl Activations {
             let (g, k) = (t / GEMM_TOKENS, t % GEMM_TOKENS);
             for b in 0..nb {
                 let slot = (g * nb + b) * GEMM_TOKENS + k;
-                let src = &self.bytes[(t * nb + b) * Q8_K_A..][..Q8_K_A];
+                // A padded tile repeats the last token.
+                let from = t.min(self.n_tokens - 1);
+                let src = &self.bytes[(from * nb + b) * Q8_K_A..][..Q8_K_A];
                 self.k8[slot * Q8_K_A..][..Q8_K_A].copy_from_slice(src);
                 let bsum = |j: usize| {
                     i16::from_le_bytes([src[Q8K_BSUMS + 2 * j], src[Q8K_BSUMS + 2 * j + 1]]) as i32

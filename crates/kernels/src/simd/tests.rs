@@ -403,3 +403,91 @@ fn gemm_equals_dot4() {
         }
     }
 }
+
+/// The tiles of decode steps (Q4_K and Q6_K in the single-token order, `for_batch` below 4 and
+/// [`TILED_MIN_BATCH`] tokens) sum every output as the 4-token kernels of that order
+/// (`dot4_q4_k_gemv`, `dot4_q6_k`) and the single-token `dot` do, so all three must agree bit
+/// for bit: on every level, quantized rows and random bytes (every code and scale), saturating
+/// and random activation bytes, several row lengths, a padded tile, and `packed` going on with
+/// another group of rows (the prefetching path).
+#[test]
+fn decode_tiles_equal_single_token_kernels() {
+    let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
+    for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        for n in [256, 512, 4864] {
+            for kind in [
+                WeightKind::Quantized,
+                WeightKind::RandomBytes,
+                WeightKind::Filled {
+                    fill: 0xFF,
+                    d: -1.5,
+                },
+            ] {
+                let w: [Vec<u8>; GEMM_ROWS] =
+                    std::array::from_fn(|_| weight_row(ty, n, kind, &mut rng));
+                let rows: [&[u8]; GEMM_ROWS] = std::array::from_fn(|r| &w[r][..]);
+                let other: [Vec<u8>; GEMM_ROWS] =
+                    std::array::from_fn(|_| weight_row(ty, n, kind, &mut rng));
+                let rb = formats::activation_row_bytes(GgmlType::Q8_K, n);
+                // A whole tile and a padded one of 5 tokens.
+                let n_tokens = GEMM_TOKENS + PADDED_TILE_MIN;
+                let mut bytes = vec![0u8; n_tokens * rb];
+                for (t, row) in bytes.chunks_exact_mut(rb).enumerate() {
+                    if t % 5 == 4 {
+                        // Random quants (-128 included) and group sums, finite scales.
+                        row.iter_mut().for_each(|b| *b = rng.byte());
+                        for blk in row.chunks_exact_mut(Q8_K_A) {
+                            blk[..4].copy_from_slice(&(rng.f32() * 4.0).to_le_bytes());
+                        }
+                    } else {
+                        let x = activations(n, t % 4, &mut rng);
+                        formats::quantize_activations(GgmlType::Q8_K, &x, row);
+                    }
+                }
+                for level in available_levels()
+                    .into_iter()
+                    .filter(|&l| l > Level::Scalar)
+                {
+                    let single = DotKernel::new(level, ty);
+                    let k = DotKernel::for_batch(level, ty, 1);
+                    assert!(k.has_gemm(), "{ty} at {level}");
+                    let acts = Activations::from_quantized(&k, &bytes, n, n_tokens);
+                    assert_eq!(acts.tiles(), 2, "the 5 last tokens make a padded tile");
+                    let mut packed = Vec::new();
+                    k.pack(rows, n, &mut packed);
+                    // `pack_matrix`'s layout: this group, then the next one.
+                    let mut two = packed.clone();
+                    let mut next = Vec::new();
+                    k.pack(std::array::from_fn(|r| &other[r][..]), n, &mut next);
+                    two.extend_from_slice(&next);
+                    for g in 0..acts.tiles() {
+                        let tile = acts.tile(g);
+                        let got = k.gemm(rows, &packed, &tile, n);
+                        let got_two = k.gemm(rows, &two, &tile, n);
+                        let a = &tile.rows;
+                        for (r, wr) in rows.iter().enumerate() {
+                            for t0 in [0, 4] {
+                                let four =
+                                    k.dot4(wr, [&a[t0], &a[t0 + 1], &a[t0 + 2], &a[t0 + 3]], n);
+                                for (j, four) in four.into_iter().enumerate() {
+                                    let t = t0 + j;
+                                    let one = single.dot(wr, &a[t], n);
+                                    let ctx = format!(
+                                        "{ty} n={n} {kind:?} {level} tile {g} row {r} token {t}"
+                                    );
+                                    assert_eq!(four.to_bits(), one.to_bits(), "{ctx}: dot4 vs dot");
+                                    assert_eq!(got[t][r].to_bits(), one.to_bits(), "{ctx}: gemm");
+                                    assert_eq!(
+                                        got_two[t][r].to_bits(),
+                                        one.to_bits(),
+                                        "{ctx}: gemm with the next group"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,5 +1,8 @@
-//! Tile kernels for prompt processing: [`GEMM_ROWS`] weight rows x [`GEMM_TOKENS`] tokens per
-//! call, for the AVX-512 VNNI level ([`vnni`]) and the AVX2 level ([`avx2`]).
+//! Tile kernels for prompt processing and for the decode steps of several sequences:
+//! [`GEMM_ROWS`] weight rows x [`GEMM_TOKENS`] tokens per call, for the AVX-512 VNNI level
+//! ([`vnni`]) and the AVX2 level ([`avx2`]). Q4_K and Q6_K have a tile per float order (the
+//! batch order of prompts, and the single-token order of decode steps), all reading one packed
+//! layout per type, so a matrix packed ahead of time serves both.
 //!
 //! A tile puts the 8 rows in the vector lanes. [`DotKernel::pack`](super::DotKernel::pack) lays 8
 //! rows out once for many token tiles: codes unpacked to bytes and transposed (vector `k` holds
@@ -55,6 +58,52 @@ fn dp_vnni(acc: __m256i, u: __m256i, q: __m256i) -> __m256i {
 fn dp_avx2(acc: __m256i, u: __m256i, q: __m256i) -> __m256i {
     let pairs = _mm256_maddubs_epi16(u, q);
     _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+/// `acc + s * (sums of 2 pairs of products u8 x i8 per i32 lane)`, `s` an i16 in both halves of
+/// each lane, with VNNI: `maddubs` + `vpdpwssd`. Scales 4 products inside the multiply-add, where
+/// a lane's sum must be scaled per group of 4 (Q6_K's lane order).
+#[inline]
+#[target_feature(enable = "avx512vl,avx512vnni,avx2")]
+fn dps_vnni(acc: __m256i, u: __m256i, q: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpwssd_epi32(acc, _mm256_maddubs_epi16(u, q), s)
+}
+
+/// [`dps_vnni`] on AVX2: `maddubs` + `madd` by the scales + add (exact for codes up to 63 and
+/// 8-bit scales).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dps_avx2(acc: __m256i, u: __m256i, q: __m256i, s: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), s))
+}
+
+/// Prefetches into L2 part `step` of `steps` equal parts of the `len` bytes at `p` (the next
+/// group of packed rows, spread over the passes of a tile kernel so that DRAM streams while the
+/// current group computes).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn prefetch_part(p: *const u8, len: usize, step: usize, steps: usize) {
+    // Whole cache lines from the one holding `p` to the one holding its last byte.
+    let skew = p as usize % 64;
+    let lines = (skew + len).div_ceil(64);
+    let per = lines.div_ceil(steps.max(1));
+    let base = p.wrapping_sub(skew);
+    for line in step * per..((step + 1) * per).min(lines) {
+        // A prefetch never faults, and `wrapping_add` makes no claim on the address.
+        _mm_prefetch::<_MM_HINT_T1>(base.wrapping_add(64 * line).cast());
+    }
+}
+
+/// Prefetches into L1 the `len` bytes at `p` (the current rows a few blocks ahead, which come
+/// from memory when no earlier call prefetched them).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn prefetch_l1(p: *const u8, len: usize) {
+    let skew = p as usize % 64;
+    let base = p.wrapping_sub(skew);
+    for line in 0..(skew + len).div_ceil(64) {
+        _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(64 * line).cast());
+    }
 }
 
 /// The blocks of `block` elements in `n`, after checking that each of the rows `w` holds them
@@ -369,7 +418,7 @@ pub(super) unsafe fn pack_q6k_rows(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
 /// The tile kernels of one level: the shared bodies under the level's features, with its
 /// multiply-add, and an entry point per type.
 macro_rules! tile_kernels {
-    ($features:literal, $dp:ident, $($gemm:ident = $body:expr;)*) => {
+    ($features:literal, $dp:ident, $dps:ident, $($gemm:ident = $body:expr;)*) => {
         use super::*;
 
         /// The dots of 8 weight rows of a 32-element type, packed by [`pack32`], with a tile of 8
@@ -599,6 +648,199 @@ macro_rules! tile_kernels {
             out
         }
 
+        /// The dots of 8 Q4_K weight rows, packed by [`pack_q4k_rows`], with a tile of 8 tokens' Q8_K
+        /// activations: `out[t][r]`, bit-identical to `simd::avx2::dot4_q4_k_gemv` and
+        /// `simd::avx2::dot_q4_k` of each pair (the single-token order of decode steps: the
+        /// block's scaled sub-block dots and min terms summed in integers, then
+        /// `acc += isum * (d_w * d_a)`, `acc_m += msum * (dmin_w * d_a)`, fused, and `acc - acc_m`).
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn gemm_q4_k_gemv_body(
+            packed: &[u8],
+            tile: &ActTile<'_>,
+            n: usize,
+        ) -> [[f32; 8]; 8] {
+            let nb = packed_blocks(packed, n, 256, PACKED_Q4K);
+            assert!(
+                tile.k8.len() >= 8 * nb * Q8_K_A && tile.ksub8.len() >= 64 * nb,
+                "activation tile not prepared for this kernel"
+            );
+            // `packed` may go on with the next group of rows (see `gemm32`).
+            let next = packed.len() >= 2 * nb * PACKED_Q4K;
+            let low4 = _mm256_set1_epi8(0x0F);
+            // Per token, lanes = rows.
+            let mut acc = [_mm256_setzero_ps(); 8];
+            let mut acc_m = [_mm256_setzero_ps(); 8];
+            for i in 0..nb {
+                // SAFETY: block i < nb of the packed rows and of every token of the tile is in bounds
+                // (lengths checked above); the offsets are inside the blocks per the layouts.
+                unsafe {
+                    let pb = packed.as_ptr().add(i * PACKED_Q4K);
+                    if i + PREFETCH_BLOCKS < nb {
+                        prefetch_l1(pb.add(PREFETCH_BLOCKS * PACKED_Q4K), PACKED_Q4K);
+                    }
+                    if next {
+                        // One pass over the blocks: the next group's, block by block.
+                        prefetch_part(packed.as_ptr().add(nb * PACKED_Q4K), nb * PACKED_Q4K, i, nb);
+                    }
+                    let (dw, dmin) = (
+                        _mm256_castsi256_ps(get(pb, 0)),
+                        _mm256_castsi256_ps(get(pb, 32)),
+                    );
+                    // Token t's block: d (f32) at 0, quants at 4.
+                    let ab = tile.k8.as_ptr().add(i * 8 * Q8_K_A);
+                    let sub = tile.ksub8.as_ptr().add(i * 64);
+                    // Plain loops rather than array maps and closures, which are not inlined
+                    // into this function's features.
+                    for (t, acc_m) in acc_m.iter_mut().enumerate() {
+                        let bs = sub.add(8 * t);
+                        let mut msum = _mm256_mullo_epi32(get(pb, 320), _mm256_set1_epi32(*bs));
+                        for s in 1..8 {
+                            let m = get(pb, 320 + 32 * s);
+                            msum = _mm256_add_epi32(
+                                msum,
+                                _mm256_mullo_epi32(m, _mm256_set1_epi32(*bs.add(s))),
+                            );
+                        }
+                        let scale_m = _mm256_mul_ps(dmin, _mm256_set1_ps(f32_ptr(ab.add(t * Q8_K_A))));
+                        *acc_m = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), scale_m, *acc_m);
+                    }
+                    let mut isum = [_mm256_setzero_si256(); 8];
+                    for c in 0..4 {
+                        let (mut lo, mut hi) = ([_mm256_setzero_si256(); 8], [_mm256_setzero_si256(); 8]);
+                        for k in 0..8 {
+                            let raw = get(pb, 576 + 256 * c + 32 * k);
+                            lo[k] = _mm256_and_si256(raw, low4);
+                            hi[k] = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low4);
+                        }
+                        let (sc_lo, sc_hi) = (get(pb, 64 + 64 * c), get(pb, 96 + 64 * c));
+                        for (t, isum) in isum.iter_mut().enumerate() {
+                            let y = ab.add(t * Q8_K_A + 4 + 64 * c);
+                            let (mut s_lo, mut s_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                            for k in 0..8 {
+                                s_lo = $dp(s_lo, lo[k], bcast_i32(y.add(4 * k)));
+                                s_hi = $dp(s_hi, hi[k], bcast_i32(y.add(32 + 4 * k)));
+                            }
+                            *isum = _mm256_add_epi32(
+                                *isum,
+                                _mm256_add_epi32(
+                                    _mm256_mullo_epi32(s_lo, sc_lo),
+                                    _mm256_mullo_epi32(s_hi, sc_hi),
+                                ),
+                            );
+                        }
+                    }
+                    for (t, (acc, isum)) in acc.iter_mut().zip(&isum).enumerate() {
+                        let scale = _mm256_mul_ps(dw, _mm256_set1_ps(f32_ptr(ab.add(t * Q8_K_A))));
+                        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(*isum), scale, *acc);
+                    }
+                }
+            }
+            let mut out = [[0f32; 8]; 8];
+            for (o, (a, m)) in out.iter_mut().zip(acc.iter().zip(&acc_m)) {
+                // SAFETY: `o` is 8 writable f32.
+                unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm256_sub_ps(*a, *m)) };
+            }
+            out
+        }
+
+        /// The dots of 8 Q6_K weight rows, packed by [`pack_q6k_rows`], with a tile of 8 tokens' Q8_K
+        /// activations: `out[t][r]`, bit-identical to `simd::avx2::dot4_q6_k` and
+        /// `simd::avx2::dot_q6_k` of each pair (llama.cpp's `vec_dot` order of decode steps).
+        ///
+        /// That order keeps 8 i32 lanes per block (lane `k`: elements `4k..4k + 4` of every group of
+        /// 32, each group's 4 scaled by its sub-block, minus the `-32` code offset of sub-blocks
+        /// `2k, 2k + 1`), scaled and accumulated lane by lane block after block, then [`hsum_ps`]'s
+        /// tree. Here each (row, token) has those 8 lanes as 8 vectors with the rows in the vector
+        /// lanes: a lane's per-group scale goes into the multiply-add ([`dps_vnni`] /
+        /// [`dps_avx2`]), the offset term starts the lane (`-32 * sc` pairs times the token's two
+        /// 16-quant sums, one `madd`), and the float accumulators (64 vectors) are touched once a
+        /// block per lane and token.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn gemm_q6_k_lanes_body(
+            packed: &[u8],
+            tile: &ActTile<'_>,
+            n: usize,
+        ) -> [[f32; 8]; 8] {
+            let nb = packed_blocks(packed, n, 256, PACKED_Q6K);
+            assert!(
+                tile.k8.len() >= 8 * nb * Q8_K_A,
+                "activation tile not prepared for this kernel"
+            );
+            // `packed` may go on with the next group of rows (see `gemm32`).
+            let next = packed.len() >= 2 * nb * PACKED_Q6K;
+            // `acc[k][t]`: lane k of token t, the rows in the vector lanes.
+            let mut acc = [[_mm256_setzero_ps(); 8]; 8];
+            for i in 0..nb {
+                // SAFETY: block i < nb of the packed rows and of every token of the tile is in bounds
+                // (lengths checked above); the offsets are inside the blocks per the layouts.
+                unsafe {
+                    let pb = packed.as_ptr().add(i * PACKED_Q6K);
+                    if i + PREFETCH_BLOCKS < nb {
+                        prefetch_l1(pb.add(PREFETCH_BLOCKS * PACKED_Q6K), PACKED_Q6K);
+                    }
+                    if next {
+                        // One pass over the blocks: the next group's, block by block.
+                        prefetch_part(packed.as_ptr().add(nb * PACKED_Q6K), nb * PACKED_Q6K, i, nb);
+                    }
+                    let dw = _mm256_castsi256_ps(get(pb, 0));
+                    let ab = tile.k8.as_ptr().add(i * 8 * Q8_K_A);
+                    // Plain loops rather than array maps and closures, which are not inlined
+                    // into this function's features.
+                    let mut d = [_mm256_setzero_ps(); 8];
+                    for (t, d) in d.iter_mut().enumerate() {
+                        *d = _mm256_mul_ps(dw, _mm256_set1_ps(f32_ptr(ab.add(t * Q8_K_A))));
+                    }
+                    // The 16 scales (i32 per row) as i16 pairs: `sc2[s]` = (sc_s, sc_s) for the
+                    // products, `off[k]` = (-32 sc_2k, -32 sc_2k+1) for the offset term.
+                    let mut sc2 = [_mm256_setzero_si256(); 16];
+                    for (s, sc2) in sc2.iter_mut().enumerate() {
+                        let v = get(pb, 32 + 32 * s);
+                        *sc2 = _mm256_blend_epi16::<0xAA>(v, _mm256_slli_epi32::<16>(v));
+                    }
+                    let mut off = [_mm256_setzero_si256(); 8];
+                    for (k, off) in off.iter_mut().enumerate() {
+                        let zero = _mm256_setzero_si256();
+                        let lo = _mm256_sub_epi32(zero, _mm256_slli_epi32::<5>(get(pb, 32 + 64 * k)));
+                        let hi = _mm256_sub_epi32(zero, _mm256_slli_epi32::<5>(get(pb, 64 + 64 * k)));
+                        *off = _mm256_blend_epi16::<0xAA>(lo, _mm256_slli_epi32::<16>(hi));
+                    }
+                    for (k, acc) in acc.iter_mut().enumerate() {
+                        // The offset term from the 16-quant sums 2k, 2k + 1 (i16 at 260 + 4k).
+                        let mut lane = [_mm256_setzero_si256(); 8];
+                        for (t, lane) in lane.iter_mut().enumerate() {
+                            let bs = bcast_i32(ab.add(t * Q8_K_A + Q8K_BSUMS + 4 * k));
+                            *lane = _mm256_madd_epi16(off[k], bs);
+                        }
+                        for j in 0..8 {
+                            let codes = get(pb, 544 + 256 * j + 32 * k);
+                            let s = sc2[2 * j + k / 4];
+                            for (t, lane) in lane.iter_mut().enumerate() {
+                                let y = ab.add(t * Q8_K_A + 4 + 32 * j + 4 * k);
+                                *lane = $dps(*lane, codes, bcast_i32(y), s);
+                            }
+                        }
+                        for (t, acc) in acc.iter_mut().enumerate() {
+                            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lane[t]), d[t], *acc);
+                        }
+                    }
+                }
+            }
+            let mut out = [[0f32; 8]; 8];
+            for (t, o) in out.iter_mut().enumerate() {
+                // [`hsum_ps`]'s tree, lane by lane: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)).
+                let mut s = [_mm256_setzero_ps(); 4];
+                for (k, s) in s.iter_mut().enumerate() {
+                    *s = _mm256_add_ps(acc[k][t], acc[k + 4][t]);
+                }
+                let h = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[1], s[3]));
+                // SAFETY: `o` is 8 writable f32.
+                unsafe { _mm256_storeu_ps(o.as_mut_ptr(), h) };
+            }
+            out
+        }
+
         $(
             #[target_feature(enable = $features)]
             pub(crate) fn $gemm(
@@ -639,7 +881,7 @@ packers!(
 
 /// The AVX-512 VNNI level.
 pub(crate) mod vnni {
-    tile_kernels!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", dp_vnni,
+    tile_kernels!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", dp_vnni, dps_vnni,
         gemm_q4_0 = gemm32::<K_Q4_0>;
         gemm_q4_1 = gemm32::<K_Q4_1>;
         gemm_q5_0 = gemm32::<K_Q5_0>;
@@ -648,17 +890,21 @@ pub(crate) mod vnni {
         gemm_iq4_nl = gemm32::<K_IQ4_NL>;
         gemm_q4_k = gemm_q4_k_body;
         gemm_q6_k = gemm_q6_k_body;
+        gemm_q4_k_gemv = gemm_q4_k_gemv_body;
+        gemm_q6_k_lanes = gemm_q6_k_lanes_body;
     );
 }
 
 /// The AVX2 level (no Q8_0 / IQ4_NL: see the module docs).
 pub(crate) mod avx2 {
-    tile_kernels!("avx2,fma,f16c", dp_avx2,
+    tile_kernels!("avx2,fma,f16c", dp_avx2, dps_avx2,
         gemm_q4_0 = gemm32::<K_Q4_0>;
         gemm_q4_1 = gemm32::<K_Q4_1>;
         gemm_q5_0 = gemm32::<K_Q5_0>;
         gemm_q5_1 = gemm32::<K_Q5_1>;
         gemm_q4_k = gemm_q4_k_body;
         gemm_q6_k = gemm_q6_k_body;
+        gemm_q4_k_gemv = gemm_q4_k_gemv_body;
+        gemm_q6_k_lanes = gemm_q6_k_lanes_body;
     );
 }
