@@ -199,7 +199,7 @@ fn packed_bytes(level: Level, m: &Matrix) -> usize {
 /// The whole groups of [`GEMM_ROWS`] rows of `m` in the layout of the tile kernels at
 /// [`simd::active_level`], one group after the other, for [`Matrix::with_packed`]; `None` where
 /// no tile kernel reads such a layout (types without one, or a matrix of fewer rows). It costs
-/// memory (the codes unpacked to bytes: 1.25 bytes a weight for the 32-element types) to save
+/// memory (the codes unpacked to bytes: about 1.06 bytes a weight for the 32-element types) to save
 /// the packing of every batched call. The work is split over `threads` threads.
 pub fn pack_matrix(m: &Matrix, threads: usize) -> Option<Vec<u8>> {
     let level = simd::active_level();

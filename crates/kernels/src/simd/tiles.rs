@@ -121,17 +121,19 @@ fn row_blocks(w: &[&[u8]; GEMM_ROWS], n: usize, block: usize, block_bytes: usize
     nb
 }
 
-/// The blocks of `block` elements in `n`, after checking that `packed` holds them
-/// (`packed_bytes` per block).
 /// Bytes the packer of `ty` makes of 8 rows of `n` elements.
 pub(super) fn packed_len(ty: gguf::GgmlType, n: usize) -> usize {
+    use gguf::GgmlType::*;
     match ty {
-        gguf::GgmlType::Q4_K => n / 256 * PACKED_Q4K,
-        gguf::GgmlType::Q6_K => n / 256 * PACKED_Q6K,
-        _ => n / 32 * PACKED32,
+        Q4_K => n / 256 * PACKED_Q4K,
+        Q6_K => n / 256 * PACKED_Q6K,
+        Q4_1 | Q5_1 => n / 32 * packed32(true),
+        _ => n / 32 * packed32(false),
     }
 }
 
+/// The blocks of `block` elements in `n`, after checking that `packed` holds them
+/// (`packed_bytes` per block).
 fn packed_blocks(packed: &[u8], n: usize, block: usize, packed_bytes: usize) -> usize {
     assert!(
         n.is_multiple_of(block),
@@ -177,9 +179,16 @@ unsafe fn codes32<const KIND: u8>(w: *const u8) -> __m256i {
 }
 
 /// Bytes of one packed block of 8 rows of a 32-element type: the transposed codes (8 vectors,
-/// vector `k` holds every row's codes `4k..4k + 4`), then `d` and the min `m` of the 8 rows
-/// (f32 vectors).
-const PACKED32: usize = 320;
+/// vector `k` holds every row's codes `4k..4k + 4`), then `d` of the 8 rows and, for the types
+/// that have one, their min `m` (f16, as the blocks hold them: a batched decode step reads
+/// every packed byte from memory once).
+const fn packed32(has_min: bool) -> usize {
+    if has_min {
+        288
+    } else {
+        272
+    }
+}
 
 /// How many packed blocks ahead the first pass of a tile kernel prefetches.
 const PREFETCH_BLOCKS: usize = 4;
@@ -206,12 +215,27 @@ unsafe fn get(p: *const u8, off: usize) -> __m256i {
     unsafe { _mm256_loadu_si256(p.add(off).cast()) }
 }
 
-/// Packs 8 rows of a 32-element type, `PACKED32` bytes per block.
+/// The f16 at `p[r] + off` of each of 8 rows, as they are.
+///
+/// # Safety
+/// 2 bytes at each `p[r] + off` must be readable.
+#[inline]
+unsafe fn f16_bits_rows(p: &[*const u8; 8], off: usize) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (r, pair) in out.chunks_exact_mut(2).enumerate() {
+        // SAFETY: per the contract.
+        pair.copy_from_slice(unsafe { std::slice::from_raw_parts(p[r].add(off), 2) });
+    }
+    out
+}
+
+/// Packs 8 rows of a 32-element type, [`packed32`] bytes per block.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn pack32<const KIND: u8>(w: [&[u8]; 8], n: usize, buf: &mut Vec<u8>) {
     let (wsz, _, _, has_min) = layout32(KIND);
+    let size = packed32(has_min);
     let nb = row_blocks(&w, n, 32, wsz);
-    buf.resize(nb * PACKED32, 0);
+    buf.resize(nb * size, 0);
     for b in 0..nb {
         // SAFETY: block b < nb of every row is readable (checked above), and the packed block
         // fits in `buf` (resized above).
@@ -219,19 +243,11 @@ pub(super) unsafe fn pack32<const KIND: u8>(w: [&[u8]; 8], n: usize, buf: &mut V
             let wp: [*const u8; 8] = std::array::from_fn(|r| w[r].as_ptr().add(b * wsz));
             let codes = transpose8_epi32(wp.map(|p| codes32::<KIND>(p)));
             for (k, c) in codes.into_iter().enumerate() {
-                put(buf, b * PACKED32 + 32 * k, c);
+                put(buf, b * size + 32 * k, c);
             }
-            put(
-                buf,
-                b * PACKED32 + 256,
-                _mm256_castps_si256(f16_rows(&wp, 0)),
-            );
+            buf[b * size + 256..][..16].copy_from_slice(&f16_bits_rows(&wp, 0));
             if has_min {
-                put(
-                    buf,
-                    b * PACKED32 + 288,
-                    _mm256_castps_si256(f16_rows(&wp, 2)),
-                );
+                buf[b * size + 272..][..16].copy_from_slice(&f16_bits_rows(&wp, 2));
             }
         }
     }
@@ -437,7 +453,8 @@ macro_rules! tile_kernels {
             n: usize,
         ) -> [[f32; 8]; 8] {
             let (_, _, _, has_min) = layout32(KIND);
-            let nb = packed_blocks(packed, n, 32, PACKED32);
+            let size = packed32(has_min);
+            let nb = packed_blocks(packed, n, 32, size);
             assert!(
                 tile.q8.len() >= 256 * nb
                     && tile.ls8.len() >= 64 * nb
@@ -448,7 +465,8 @@ macro_rules! tile_kernels {
             let (pk, q8, ls8) = (packed.as_ptr(), tile.q8.as_ptr(), tile.ls8.as_ptr());
             // `packed` may go on with the next group of rows (a matrix packed ahead of time): it is
             // fetched during this one's passes, so that DRAM streams while these rows compute.
-            let next = packed.len() >= 2 * nb * PACKED32;
+            let next = packed.len() >= 2 * nb * size;
+            let next_lines = (nb * size).div_ceil(64);
             let mut out = [[0f32; 8]; 8];
             for t0 in (0..8).step_by(2) {
                 // `acc[k][i]`: lane k, token t0 + i, the rows in the vector lanes.
@@ -458,24 +476,25 @@ macro_rules! tile_kernels {
                     // SAFETY: block b < nb of the packed rows and of tokens t0, t0 + 1 is inside the
                     // arrays (lengths checked above).
                     unsafe {
-                        let pb = pk.add(b * PACKED32);
+                        let pb = pk.add(b * size);
                         if t0 == 0 && b + PREFETCH_BLOCKS < nb {
                             // Weights packed ahead of time come from memory on the first pass.
-                            let ahead = pb.add(PREFETCH_BLOCKS * PACKED32);
-                            for line in (0..PACKED32).step_by(64) {
+                            let ahead = pb.add(PREFETCH_BLOCKS * size);
+                            for line in (0..size).step_by(64) {
                                 _mm_prefetch::<_MM_HINT_T0>(ahead.add(line).cast());
                             }
                         }
                         if next {
                             // The next group of rows, spread over all the passes.
                             let line = 2 * ((t0 / 2) * nb + b);
-                            if line < PACKED32 / 64 * nb {
-                                let ahead = pk.add(nb * PACKED32 + 64 * line);
+                            if line < next_lines {
+                                // A prefetch reads nothing: its address may pass the end.
+                                let ahead = pk.wrapping_add(nb * size + 64 * line);
                                 _mm_prefetch::<_MM_HINT_T1>(ahead.cast());
-                                _mm_prefetch::<_MM_HINT_T1>(ahead.add(64).cast());
+                                _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(64).cast());
                             }
                         }
-                        let dw = _mm256_castsi256_ps(get(pb, 256));
+                        let dw = _mm256_cvtph_ps(load16(pb.add(256)));
                         let s: [__m256; 2] = std::array::from_fn(|i| {
                             _mm256_mul_ps(dw, _mm256_set1_ps(*tile.d8.get_unchecked(8 * b + t0 + i)))
                         });
@@ -494,7 +513,7 @@ macro_rules! tile_kernels {
                             }
                         }
                         if has_min {
-                            let mw = _mm256_castsi256_ps(get(pb, 288));
+                            let mw = _mm256_cvtph_ps(load16(pb.add(272)));
                             for (i, summ) in summ.iter_mut().enumerate() {
                                 let sa = _mm256_set1_ps(*tile.s8.get_unchecked(8 * b + t0 + i));
                                 *summ = _mm256_add_ps(*summ, _mm256_mul_ps(mw, sa));
