@@ -228,9 +228,9 @@ pub fn packed_weight_bytes(g: &Gguf) -> u64 {
 impl Weights {
     /// Packs every matrix the tile kernels read (all but the embedding tables, which are only
     /// looked up) ahead of time on `threads` threads, so that batches skip packing them on each
-    /// call: several sequences decoding together run about twice as fast, for about the memory
-    /// of the packed matrices again (about 1.06 bytes a weight for the 32-element types, 1.27 for Q6_K). Returns the
-    /// bytes added.
+    /// call: several sequences decoding together run about three times as fast, for about the
+    /// memory of the packed matrices again (about 1.06 bytes a weight for the 32-element types,
+    /// 1.27 for Q6_K). Returns the bytes added.
     pub fn pack(&mut self, g: &Gguf, threads: usize) -> usize {
         let all = match self {
             Weights::Decoder(d) => d.matrices(),
