@@ -24,6 +24,9 @@ os.makedirs(SHOTS, exist_ok=True)
 PASSWORD = "correct horse battery"
 QUESTION = "Write a short poem about a hearth fire in winter."
 TIMEOUT = 60_000
+# Assertions wait as long as actions: an answer may run to its context (700 tokens below), which
+# on a busy 2-core machine takes longer than Playwright's default 5 s.
+expect.set_options(timeout=TIMEOUT)
 
 
 def free_port():
