@@ -108,6 +108,28 @@ async fn lease(
 
 /// Schedules the request on a slot of its model, renders and tokenizes the prompt, checks it
 /// fits, and sets the slot generating.
+/// [`start`] with the first of `prompts` that fits the model's context (`request` makes the
+/// request of each), with the sources it reports: a chat with document passages, then with
+/// fewer, down to none (see [`crate::retrieval::augment`]).
+pub async fn start_first_fitting(
+    state: &Arc<AppState>,
+    prompts: Vec<(Prompt, Option<Value>)>,
+    request: impl Fn(Prompt) -> GenerationRequest,
+) -> Result<Started> {
+    let last = prompts.len().saturating_sub(1);
+    for (i, (prompt, sources)) in prompts.into_iter().enumerate() {
+        match start(state, request(prompt)).await {
+            Err(ServerError::PromptTooLong { .. }) if i < last => continue,
+            Ok(mut started) => {
+                started.sources = sources;
+                return Ok(started);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ServerError::Internal("no prompt to start".into()))
+}
+
 pub async fn start(state: &Arc<AppState>, req: GenerationRequest) -> Result<Started> {
     let started = Instant::now();
     let lease = lease(state, &req.model, &req.options, req.keep_alive).await?;

@@ -454,7 +454,7 @@ pub async fn generate(
             tools: None,
         }
     };
-    respond(state, log, req.common, prompt, false, None).await
+    respond(state, log, req.common, vec![(prompt, None)], false).await
 }
 
 pub async fn chat(
@@ -489,15 +489,14 @@ pub async fn chat(
         });
     }
     generate::name_tool_results(&mut messages);
-    let mut prompt = Prompt::Chat {
+    let prompt = Prompt::Chat {
         messages,
         system: None,
         template,
         tools,
     };
-    let sources =
-        crate::retrieval::augment(&state, &extensions, &req.collections, &mut prompt).await?;
-    respond(state, log, req.common, prompt, true, sources).await
+    let prompts = crate::retrieval::augment(&state, &extensions, &req.collections, prompt).await?;
+    respond(state, log, req.common, prompts, true).await
 }
 
 /// A tool call as Ollama answers it: `{"id", "function": {"index", "name", "arguments": {}}}`.
@@ -508,32 +507,29 @@ fn tool_call_json(index: usize, call: &ToolCall) -> Value {
     })
 }
 
-/// Runs a generation and answers as a stream of NDJSON lines or as one object.
+/// Runs a generation of the first of `prompts` that fits (with the sources it reports) and
+/// answers as a stream of NDJSON lines or as one object.
 async fn respond(
     state: Arc<AppState>,
     log: Arc<RequestLog>,
     common: Common,
-    prompt: Prompt,
+    prompts: Vec<(Prompt, Option<Value>)>,
     chat: bool,
-    sources: Option<Value>,
 ) -> Result<Response> {
     let grammar = common.grammar()?;
     let logprobs = common.logprobs()?;
-    let mut started = generate::start(
-        &state,
-        GenerationRequest {
-            model: common.model.clone(),
-            prompt,
-            options: common.options.clone().unwrap_or_default(),
-            keep_alive: common.keep_alive()?,
-            truncate: common.truncate.unwrap_or(false),
-            logprobs,
-            grammar,
-            tool_choice: ToolChoice::Auto,
-        },
-    )
+    let keep_alive = common.keep_alive()?;
+    let started = generate::start_first_fitting(&state, prompts, |prompt| GenerationRequest {
+        model: common.model.clone(),
+        prompt,
+        options: common.options.clone().unwrap_or_default(),
+        keep_alive,
+        truncate: common.truncate.unwrap_or(false),
+        logprobs,
+        grammar: grammar.clone(),
+        tool_choice: ToolChoice::Auto,
+    })
     .await?;
-    started.sources = sources;
     if state.log_prompts {
         eprintln!(
             "prompt for {}: {} tokens",

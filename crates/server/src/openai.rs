@@ -378,15 +378,14 @@ pub async fn chat_completions(
         });
     }
     generate::name_tool_results(&mut messages);
-    let mut prompt = Prompt::Chat {
+    let prompt = Prompt::Chat {
         messages,
         system: None,
         template: None,
         tools,
     };
-    let sources =
-        crate::retrieval::augment(&state, &extensions, &req.collections, &mut prompt).await?;
-    respond(state, log, req.common, prompt, tool_choice, sources).await
+    let prompts = crate::retrieval::augment(&state, &extensions, &req.collections, prompt).await?;
+    respond(state, log, req.common, prompts, tool_choice).await
 }
 
 pub async fn completions(
@@ -416,7 +415,7 @@ pub async fn completions(
         },
         None => Prompt::Raw(prompt),
     };
-    respond(state, log, req.common, prompt, None, None).await
+    respond(state, log, req.common, vec![(prompt, None)], None).await
 }
 
 fn usage(started: &Started, stats: &GenerationStats) -> Value {
@@ -528,9 +527,8 @@ async fn respond(
     state: Arc<AppState>,
     log: Arc<RequestLog>,
     common: Common,
-    prompt: Prompt,
+    prompts: Vec<(Prompt, Option<Value>)>,
     tool_choice: impl Into<Option<ToolChoice>>,
-    sources: Option<Value>,
 ) -> Result<Response> {
     // Chat completions come with a tool choice, completions without.
     let tool_choice = tool_choice.into();
@@ -546,21 +544,17 @@ async fn respond(
         .as_ref()
         .map(parse_keep_alive)
         .transpose()?;
-    let mut started = generate::start(
-        &state,
-        GenerationRequest {
-            model: common.model.clone(),
-            prompt,
-            options,
-            keep_alive,
-            truncate: common.truncate.unwrap_or(false),
-            logprobs,
-            grammar,
-            tool_choice: tool_choice.unwrap_or_default(),
-        },
-    )
+    let started = generate::start_first_fitting(&state, prompts, |prompt| GenerationRequest {
+        model: common.model.clone(),
+        prompt,
+        options: options.clone(),
+        keep_alive,
+        truncate: common.truncate.unwrap_or(false),
+        logprobs,
+        grammar: grammar.clone(),
+        tool_choice: tool_choice.clone().unwrap_or_default(),
+    })
     .await?;
-    started.sources = sources;
     let created = unix_now();
     let id = format!(
         "{}-{:x}",

@@ -3,7 +3,8 @@
 //! [`Retriever`] (the web app's) finds the passages the caller may read, and [`augment`] puts
 //! them into the conversation: the rules into the system prompt, the fenced passages into the
 //! user's last turn (untrusted text never gets the system prompt's authority). The answer
-//! carries the passages as `sources`.
+//! carries the passages as `sources`: the best ones that fit the model's context, fewer (down to
+//! none) when all of them do not.
 
 use crate::error::{Result, ServerError};
 use crate::generate::Prompt;
@@ -18,10 +19,11 @@ use std::sync::Arc;
 pub struct Retrieved {
     /// Rules for answering from documents, added to the system prompt.
     pub rules: String,
-    /// The user's last turn rewritten with the passages before the question.
-    pub user_turn: String,
-    /// The passages, as the answer reports them.
-    pub sources: Value,
+    /// The user's last turn rewritten with the passages before the question: `user_turns[k]`
+    /// holds the first `k + 1` passages (the best first).
+    pub user_turns: Vec<String>,
+    /// The passages, as the answer reports them (as many as `user_turns`).
+    pub sources: Vec<Value>,
 }
 
 /// Finds passages in document collections for a question.
@@ -37,15 +39,18 @@ pub trait Retriever: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<Option<Retrieved>>> + Send + 'a>>;
 }
 
-/// Adds passages from `collections` to a chat prompt; the sources to report, if any.
+/// The prompts to try, each with the sources it reports: `prompt` alone without `collections`;
+/// with them, `prompt` with all the passages found, then with fewer, down to none (an empty
+/// list of sources), for [`crate::generate::start_first_fitting`] to answer with the best
+/// passages that fit the model's context.
 pub async fn augment(
     state: &Arc<AppState>,
     extensions: &Extensions,
     collections: &[i64],
-    prompt: &mut Prompt,
-) -> Result<Option<Value>> {
+    prompt: Prompt,
+) -> Result<Vec<(Prompt, Option<Value>)>> {
     if collections.is_empty() {
-        return Ok(None);
+        return Ok(vec![(prompt, None)]);
     }
     let Some(retriever) = &state.retriever else {
         return Err(ServerError::BadRequest(
@@ -53,33 +58,62 @@ pub async fn augment(
         ));
     };
     let Prompt::Chat {
-        messages, system, ..
+        messages,
+        system,
+        template,
+        tools,
     } = prompt
     else {
-        return Ok(None);
+        return Ok(vec![(prompt, None)]);
     };
-    let Some(last) = messages.iter_mut().rev().find(|m| m.role == "user") else {
+    let Some(last) = messages.iter().rposition(|m| m.role == "user") else {
         return Err(ServerError::BadRequest(
             "`collections` needs a user message to answer".into(),
         ));
     };
-    let question = last.content.clone();
+    let question = messages[last].content.clone();
     let Some(found) = retriever
         .retrieve(state, extensions, collections, &question)
         .await?
     else {
-        return Ok(None);
+        let prompt = Prompt::Chat {
+            messages,
+            system,
+            template,
+            tools,
+        };
+        return Ok(vec![(prompt, None)]);
     };
-    last.content = found.user_turn;
     // The rules join the request's own system message, or the model's default.
-    match messages.iter_mut().find(|m| m.role == "system") {
+    let mut ruled = messages.clone();
+    let mut ruled_system = system.clone();
+    match ruled.iter_mut().find(|m| m.role == "system") {
         Some(m) => m.content = format!("{}\n\n{}", m.content, found.rules),
         None => {
-            *system = Some(match system.take() {
+            ruled_system = Some(match ruled_system.take() {
                 Some(s) => format!("{s}\n\n{}", found.rules),
-                None => found.rules,
+                None => found.rules.clone(),
             })
         }
     }
-    Ok(Some(found.sources))
+    let mut choices = Vec::with_capacity(found.user_turns.len() + 1);
+    for (k, turn) in found.user_turns.iter().enumerate().rev() {
+        let mut messages = ruled.clone();
+        messages[last].content = turn.clone();
+        let prompt = Prompt::Chat {
+            messages,
+            system: ruled_system.clone(),
+            template: template.clone(),
+            tools: tools.clone(),
+        };
+        choices.push((prompt, Some(Value::from(found.sources[..=k].to_vec()))));
+    }
+    let prompt = Prompt::Chat {
+        messages,
+        system,
+        template,
+        tools,
+    };
+    choices.push((prompt, Some(Value::Array(Vec::new()))));
+    Ok(choices)
 }

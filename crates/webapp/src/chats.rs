@@ -279,40 +279,42 @@ async fn answer(
         });
     }
     // The best passages that fit the context: fewer, down to none, while the prompt is too long.
-    let mut used = sources.len();
-    let mut started = loop {
-        let mut messages = messages.clone();
-        if used > 0 {
-            if let Some(last) = messages.last_mut() {
-                last.content = crate::docs::with_passages(&question, &sources[..used]);
+    let prompts = (0..=sources.len())
+        .rev()
+        .map(|used| {
+            let mut messages = messages.clone();
+            if used > 0 {
+                if let Some(last) = messages.last_mut() {
+                    last.content = crate::docs::with_passages(&question, &sources[..used]);
+                }
             }
-        }
-        let request = GenerationRequest {
-            model: chat.model.clone(),
-            prompt: Prompt::Chat {
+            let prompt = Prompt::Chat {
                 messages,
                 system: system.clone(),
                 template: None,
                 tools: None,
-            },
-            options: options(&chat.settings),
-            keep_alive: None,
-            truncate: true,
-            logprobs: None,
-            grammar: None,
-            tool_choice: ToolChoice::Auto,
-        };
-        match generate::start(&ctx.server, request).await {
-            Ok(s) => break s,
-            Err(server::ServerError::PromptTooLong { .. }) if used > 0 => used -= 1,
-            Err(e) => {
-                let _ = tx.send(fail("", e.to_string())).await;
-                return;
-            }
+            };
+            (prompt, Some(json!(sources[..used])))
+        })
+        .collect();
+    let request = |prompt| GenerationRequest {
+        model: chat.model.clone(),
+        prompt,
+        options: options(&chat.settings),
+        keep_alive: None,
+        truncate: true,
+        logprobs: None,
+        grammar: None,
+        tool_choice: ToolChoice::Auto,
+    };
+    let mut started = match generate::start_first_fitting(&ctx.server, prompts, request).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.send(fail("", e.to_string())).await;
+            return;
         }
     };
-    if used > 0 {
-        let sources = json!(sources[..used]);
+    if let Some(sources) = started.sources.take().filter(|s| s != &json!([])) {
         if let Err(e) = db.set_message_sources(message_id, &sources) {
             eprintln!("warning: cannot save the sources of message {message_id}: {e}");
         }

@@ -537,8 +537,9 @@ pub async fn set_embedding_model(
     Ok(Json(json!({"model": model, "installed": installed})))
 }
 
-/// Passages of `collections` for `question`, with the rules and the rewritten user turn; `None`
-/// when no collection is attached or nothing is found.
+/// Passages of `collections` for `question`, with the rules and the user's turn rewritten with
+/// the first 1, 2, ... of them (the best first); `None` when no collection is attached or nothing
+/// is found.
 pub async fn retrieve_for(
     ctx: &Ctx,
     user_id: i64,
@@ -554,8 +555,10 @@ pub async fn retrieve_for(
     }
     Ok(Some(Retrieved {
         rules: documents::DOCUMENT_RULES.to_string(),
-        user_turn: with_passages(question, &sources),
-        sources: json!(sources),
+        user_turns: (1..=sources.len())
+            .map(|k| with_passages(question, &sources[..k]))
+            .collect(),
+        sources: sources.iter().map(|s| json!(s)).collect(),
     }))
 }
 

@@ -239,6 +239,20 @@ async fn the_right_passage_is_in_the_top_three_for_nine_questions_in_ten() {
         let got = a.json()["sources"].clone();
         assert_eq!(got, sources, "{path}");
     }
+    // They too give a small context the best passages that fit, not an error.
+    let mut small = ask.clone();
+    small["options"]["num_ctx"] = json!(1500);
+    for path in ["/api/chat", "/v1/chat/completions"] {
+        let a = me.send(&app, Method::POST, path, Some(small.clone())).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.body);
+        let got = a.json()["sources"].as_array().unwrap().clone();
+        assert!(
+            (1..5).contains(&got.len()),
+            "{path}: {} passages fit",
+            got.len()
+        );
+        assert_eq!(got[..], sources.as_array().unwrap()[..got.len()], "{path}");
+    }
 }
 
 #[tokio::test]
