@@ -679,6 +679,42 @@ mod tests {
         ));
     }
 
+    /// Each batch size of `sizes`, summed as batches of one (a decode step), gives every token
+    /// the bits it gets alone on every level, with `w` packed ahead of time (`packed`) or not.
+    fn assert_decode_batches_exact(
+        w: Matrix,
+        packed: Option<&[u8]>,
+        sizes: &[usize],
+        rng: &mut Rng,
+        pool: &ThreadPool,
+    ) {
+        let (rows, cols, ty) = (w.rows, w.cols, w.ty);
+        let wp = match packed {
+            Some(p) => w.with_packed(p).unwrap(),
+            None => w,
+        };
+        for level in available_levels() {
+            for &n in sizes {
+                let x: Vec<f32> = (0..n * cols).map(|_| rng.f32()).collect();
+                let mut alone = vec![0f32; n * rows];
+                for (t, out) in alone.chunks_exact_mut(rows).enumerate() {
+                    multi(level, pool, &[w], &x[t * cols..][..cols], 1, 1, &mut [out]);
+                }
+                for m in [w, wp] {
+                    let mut got = vec![0f32; n * rows];
+                    multi(level, pool, &[m], &x, n, 1, &mut [&mut got]);
+                    assert!(
+                        alone
+                            .iter()
+                            .zip(&got)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{ty} {rows}x{cols} at {level}, {n} tokens"
+                    );
+                }
+            }
+        }
+    }
+
     /// A decode step's batch (summed as batches of one) gives every token the bits it gets
     /// alone, with weights packed or not: whole tiles, a padded last tile of 5 to 7 tokens (the
     /// padding's results dropped), and the 4-token and one-token kernels of the other types.
@@ -691,38 +727,15 @@ mod tests {
             let data = random_matrix(ty, rows, cols, &mut rng);
             let w = Matrix::new(ty, rows, cols, &data).unwrap();
             let packed = pack_matrix(&w, 1);
-            let wp = match &packed {
-                Some(p) => w.with_packed(p).unwrap(),
-                None => w,
-            };
-            for level in available_levels() {
-                for n in [5, 6, 7, 8, 13, 15, 16] {
-                    let x: Vec<f32> = (0..n * cols).map(|_| rng.f32()).collect();
-                    let mut alone = vec![0f32; n * rows];
-                    for (t, out) in alone.chunks_exact_mut(rows).enumerate() {
-                        multi(level, &pool, &[w], &x[t * cols..][..cols], 1, 1, &mut [out]);
-                    }
-                    for m in [w, wp] {
-                        let mut got = vec![0f32; n * rows];
-                        multi(level, &pool, &[m], &x, n, 1, &mut [&mut got]);
-                        assert!(
-                            alone
-                                .iter()
-                                .zip(&got)
-                                .all(|(a, b)| a.to_bits() == b.to_bits()),
-                            "{ty} at {level}, {n} tokens"
-                        );
-                    }
-                }
-            }
+            let sizes = [5, 6, 7, 8, 13, 15, 16];
+            assert_decode_batches_exact(w, packed.as_deref(), &sizes, &mut rng, &pool);
         }
     }
 
-    /// Q4_K and Q6_K decode steps (summed as batches of one) run tiles on weights packed ahead
-    /// of time or on each call: every batch size from 1 to 9 (whole, padded and partial tiles,
-    /// the 4-token and one-token kernels) gives each token the bits of a single-token matmul,
-    /// with rows that make a last partial group and with several groups (the next one
-    /// prefetched).
+    /// Q4_K and Q6_K decode steps run tiles on weights packed ahead of time or on each call:
+    /// every batch size from 1 to 9 (whole, padded and partial tiles, the 4-token and one-token
+    /// kernels) gives each token the bits of a single-token matmul, with rows that make a last
+    /// partial group and with several groups (the next one prefetched).
     #[test]
     fn decode_steps_give_each_token_its_own_bits() {
         let mut rng = Rng(0xD1B5_4A32_D192_ED03);
@@ -735,30 +748,8 @@ mod tests {
                 if simd::active_level() > Level::Scalar {
                     assert!(packed.is_some(), "{ty} is packed ahead of time");
                 }
-                let wp = match &packed {
-                    Some(p) => w.with_packed(p).unwrap(),
-                    None => w,
-                };
-                for level in available_levels() {
-                    for n in 1..=9 {
-                        let x: Vec<f32> = (0..n * cols).map(|_| rng.f32()).collect();
-                        let mut alone = vec![0f32; n * rows];
-                        for (t, out) in alone.chunks_exact_mut(rows).enumerate() {
-                            matmul_at(level, &pool, &w, &x[t * cols..][..cols], 1, out);
-                        }
-                        for m in [w, wp] {
-                            let mut got = vec![0f32; n * rows];
-                            multi(level, &pool, &[m], &x, n, 1, &mut [&mut got]);
-                            assert!(
-                                alone
-                                    .iter()
-                                    .zip(&got)
-                                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                                "{ty} {rows}x{cols} at {level}, {n} tokens"
-                            );
-                        }
-                    }
-                }
+                let sizes: Vec<usize> = (1..=9).collect();
+                assert_decode_batches_exact(w, packed.as_deref(), &sizes, &mut rng, &pool);
             }
         }
     }
