@@ -233,6 +233,21 @@ fn convert(src: &Path, out: &Path, ftype: FileType, original: &Gguf) -> PathBuf 
     dest
 }
 
+/// `original` written as a Hugging Face directory of `form`, converted back to `ftype` and
+/// checked against it: the directory, the output folder and the converted file.
+fn round_trip(
+    original: &Path,
+    form: &Form,
+    ftype: FileType,
+) -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
+    let g = Gguf::open(original).unwrap();
+    let dir = hf_dir(&g, form);
+    let out = tempfile::tempdir().unwrap();
+    let converted = convert(dir.path(), out.path(), ftype, &g);
+    assert_same_model(original, &converted);
+    (dir, out, converted)
+}
+
 /// Checks the converted file against the original ([`common::assert_same_model`]), and that
 /// the tokenizers agree on their pre-tokenizer and special tokens.
 fn assert_same_model(original: &Path, converted: &Path) {
@@ -265,10 +280,7 @@ fn llama_round_trips_with_its_rope_rows_reordered() {
         pair_merges: false,
         ids_in_config: false,
     };
-    let dir = hf_dir(&g, &form);
-    let out = tempfile::tempdir().unwrap();
-    let converted = convert(dir.path(), out.path(), FileType::F32, &g);
-    assert_same_model(&original, &converted);
+    let (dir, _out, _) = round_trip(&original, &form, FileType::F32);
 
     // The checkpoint's Q and K rows are in another order than the GGUF's; V's are not.
     let st = std::fs::read(dir.path().join("model.safetensors")).unwrap();
@@ -304,16 +316,12 @@ fn llama_round_trips_with_its_rope_rows_reordered() {
 #[test]
 fn llama_f16_round_trips_as_f16() {
     let original = synthetic("llama3-synthetic-f16.gguf");
-    let g = Gguf::open(&original).unwrap();
     let form = Form {
         class: "MistralForCausalLM",
         pair_merges: true,
         ids_in_config: true,
     };
-    let dir = hf_dir(&g, &form);
-    let out = tempfile::tempdir().unwrap();
-    let converted = convert(dir.path(), out.path(), FileType::F16, &g);
-    assert_same_model(&original, &converted);
+    round_trip(&original, &form, FileType::F16);
 }
 
 #[test]
@@ -326,10 +334,7 @@ fn qwen3_round_trips_with_tied_embeddings() {
         pair_merges: true,
         ids_in_config: false,
     };
-    let dir = hf_dir(&g, &form);
-    let out = tempfile::tempdir().unwrap();
-    let converted = convert(dir.path(), out.path(), FileType::F32, &g);
-    assert_same_model(&original, &converted);
+    let (dir, out, _) = round_trip(&original, &form, FileType::F32);
 
     // Without tie_word_embeddings the missing lm_head is an error.
     let config_path = dir.path().join("config.json");
@@ -387,16 +392,12 @@ fn qwen2_round_trips_with_biases_and_no_reordering() {
     let work = tempfile::tempdir().unwrap();
     let original = work.path().join("qwen2-synthetic.gguf");
     qwen2_synthetic(&original);
-    let g = Gguf::open(&original).unwrap();
     let form = Form {
         class: "Qwen2ForCausalLM",
         pair_merges: false,
         ids_in_config: true,
     };
-    let dir = hf_dir(&g, &form);
-    let out = tempfile::tempdir().unwrap();
-    let converted = convert(dir.path(), out.path(), FileType::F32, &g);
-    assert_same_model(&original, &converted);
+    let (_dir, _out, converted) = round_trip(&original, &form, FileType::F32);
     let b = Gguf::open(&converted).unwrap();
     assert_eq!(b.get_str("tokenizer.ggml.pre"), Some("qwen2"));
     assert!(b.tensor("blk.1.attn_v.bias").is_some());
