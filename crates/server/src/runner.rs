@@ -9,9 +9,10 @@
 //! request (continuous batching: requests join between steps and leave when they end). A decode
 //! step in a batch gives each request the bits it would get alone, so the answers do not depend
 //! on the load. A slot's cache keeps its conversation for the next turn; the slots also share
-//! the prompts they processed ([`Prefixes`]), so that a system prompt is computed once. Text goes back to the request through a bounded channel; when the request is
-//! gone (the client disconnected and its response body was dropped) the next send fails and
-//! generation stops there, freeing the slot.
+//! the prompts they processed ([`Prefixes`]), so that a system prompt is computed once. Text
+//! goes back to the request through a bounded channel; when the request is gone (the client
+//! disconnected and its response body was dropped) the next send fails and generation stops
+//! there, freeing the slot.
 
 use crate::error::{Result, ServerError};
 use crate::prefixes::Prefixes;
